@@ -1,0 +1,174 @@
+"""The check plugin contract: what a check gets, what it returns, what it declares.
+
+Checks only *read* the world. They return observations and a status; they never decide
+about recovery (that is monitor.policy) and never change anything (that is recover/).
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field
+
+if TYPE_CHECKING:
+    from monitor.clock import Clock
+    from monitor.resolve import HostResolver
+    from monitor.secrets import SecretResolver
+    from monitor.state.base import StateStore
+
+
+class Status(enum.IntEnum):
+    """Nagios semantics: the value is the plugin exit code."""
+
+    OK = 0
+    WARNING = 1
+    CRITICAL = 2
+    UNKNOWN = 3
+
+
+class ErrorKind(str, enum.Enum):
+    """Why a check failed. Only server-side kinds justify a relaunch (DESIGN §3)."""
+
+    TIMEOUT = "timeout"
+    REFUSED = "refused"
+    QUERY = "query"
+    TLS = "tls"
+    AUTH = "auth"
+    CONFIG = "config"
+    SECRET = "secret"
+    API = "api"
+    STATE = "state"
+
+    @property
+    def server_broken(self) -> bool:
+        return self in (ErrorKind.TIMEOUT, ErrorKind.REFUSED, ErrorKind.QUERY)
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    name: str
+    type: str
+    status: Status
+    summary: str
+    observed: dict[str, Any] = field(default_factory=dict)
+    latency_ms: float = 0.0
+    error_kind: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "type": self.type,
+            "status": self.status.name,
+            "summary": self.summary,
+            "observed": self.observed,
+            "latency_ms": round(self.latency_ms, 1),
+            "error_kind": self.error_kind,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CheckResult:
+        return cls(
+            name=str(data["name"]),
+            type=str(data["type"]),
+            status=Status[str(data["status"])],
+            summary=str(data.get("summary", "")),
+            observed=dict(data.get("observed") or {}),
+            latency_ms=float(data.get("latency_ms", 0.0)),
+            error_kind=data.get("error_kind"),
+        )
+
+
+class CheckConfig(BaseModel):
+    """Fields every check has. Subclasses add theirs and a ``type`` Literal."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=64)
+    timeout_s: float = Field(default=15.0, gt=0, le=600)
+
+
+@dataclass
+class Deadline:
+    """An absolute monotonic deadline shared by everything in one check or tick."""
+
+    expires_at: float
+
+    @classmethod
+    def after(cls, seconds: float) -> Deadline:
+        return cls(time.monotonic() + seconds)
+
+    def remaining(self) -> float:
+        return max(0.0, self.expires_at - time.monotonic())
+
+    def expired(self) -> bool:
+        return self.remaining() <= 0.0
+
+    def sooner(self, seconds: float) -> Deadline:
+        return Deadline(min(self.expires_at, time.monotonic() + seconds))
+
+
+class ClientSource(Protocol):
+    def client(self, service: str) -> Any: ...
+
+
+@dataclass
+class CheckContext:
+    """Everything a check may use. Built per target per tick; nothing global."""
+
+    target: str
+    cluster: dict[str, Any]
+    clients: ClientSource
+    secrets: SecretResolver
+    resolver: HostResolver
+    store: StateStore
+    clock: Clock
+    deadline: Deadline
+    # Overrides for verification against a specific host (recovery VERIFY_NEW).
+    host_override: str | None = None
+    # Facts a check learns for others (e.g. emr_state records the master instance).
+    facts: dict[str, Any] = field(default_factory=dict)
+
+
+class Check:
+    """Base class of a check plugin.
+
+    ``type`` is the YAML name, ``config_model`` the pydantic model of its block and
+    ``permissions`` the IAM actions it calls (used to build and audit the IAM policy).
+    """
+
+    type: ClassVar[str]
+    config_model: ClassVar[type[CheckConfig]]
+    permissions: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, config: CheckConfig) -> None:
+        self.config = config
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    def run(self, ctx: CheckContext) -> CheckResult:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def result(
+        self,
+        status: Status,
+        summary: str,
+        *,
+        observed: dict[str, Any] | None = None,
+        latency_ms: float = 0.0,
+        error_kind: ErrorKind | str | None = None,
+    ) -> CheckResult:
+        kind = error_kind.value if isinstance(error_kind, ErrorKind) else error_kind
+        return CheckResult(
+            name=self.config.name,
+            type=self.type,
+            status=status,
+            summary=summary,
+            observed=observed or {},
+            latency_ms=latency_ms,
+            error_kind=kind,
+        )

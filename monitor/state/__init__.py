@@ -1,0 +1,1 @@
+"""Per-target state: versioned record, lease, audit events, counter samples, specs."""

@@ -1,0 +1,1 @@
+"""Recovery: the only package that changes the world (relaunch, re-point, retire)."""
