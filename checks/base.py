@@ -6,6 +6,7 @@ about recovery (that is monitor.policy) and never change anything (that is recov
 
 from __future__ import annotations
 
+import builtins
 import enum
 import time
 from dataclasses import dataclass, field
@@ -38,7 +39,7 @@ class ErrorKind(str, enum.Enum):
     TLS = "tls"
     AUTH = "auth"
     CONFIG = "config"
-    SECRET = "secret"
+    SECRET = "secret"  # noqa: S105 - an error kind, not a password
     API = "api"
     STATE = "state"
 
@@ -86,6 +87,7 @@ class CheckConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    type: str  # each check narrows it to a Literal of its registry name
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=64)
     timeout_s: float = Field(default=15.0, gt=0, le=600)
 
@@ -119,7 +121,7 @@ class CheckContext:
     """Everything a check may use. Built per target per tick; nothing global."""
 
     target: str
-    cluster: dict[str, Any]
+    cluster: Any  # the target's ClusterRef (.name or .id)
     clients: ClientSource
     secrets: SecretResolver
     resolver: HostResolver
@@ -140,7 +142,7 @@ class Check:
     """
 
     type: ClassVar[str]
-    config_model: ClassVar[type[CheckConfig]]
+    config_model: ClassVar[builtins.type[CheckConfig]]
     permissions: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: CheckConfig) -> None:

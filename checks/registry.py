@@ -45,7 +45,7 @@ def config_model(type_name: str) -> type[CheckConfig]:
 
 
 def build(config: CheckConfig) -> Check:
-    type_name = str(getattr(config, "type"))
+    type_name = str(config.type)
     return check_class(type_name)(config)
 
 

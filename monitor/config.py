@@ -204,14 +204,12 @@ def _cross_field_errors(raw: dict[str, Any], config: Config) -> list[str]:
                     errors.append(
                         f"{tp}.recovery.veto_if_failing[{i}]: {name!r} is also in recovery.when.checks"
                     )
-        if rec.enabled and not (rec.routing.target_group_arn or rec.routing.load_balancer_name or rec.routing.route53):
-            if rec.retire_old == "terminate" or rec.strategy == "terminate_first":
-                errors.append(
-                    f"{tp}.recovery.routing: give target_group_arn, load_balancer_name or route53 "
-                    "(nothing would point clients at the new cluster)"
-                )
-        if rec.routing.target_group_arn and rec.routing.target_port is None:
-            pass  # defaults to the verify check's port at run time
+        routed = rec.routing.target_group_arn or rec.routing.load_balancer_name or rec.routing.route53
+        if rec.enabled and not routed and (rec.retire_old == "terminate" or rec.strategy == "terminate_first"):
+            errors.append(
+                f"{tp}.recovery.routing: give target_group_arn, load_balancer_name or route53 "
+                "(nothing would point clients at the new cluster)"
+            )
     return errors
 
 

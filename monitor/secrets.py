@@ -32,7 +32,8 @@ class Credentials(BaseModel):
     json_key: str | None = None  # secretsmanager: read this field of a JSON secret
 
     def cache_key(self) -> tuple[Any, ...]:
-        return (self.provider, self.key, self.table, self.region, tuple(sorted(self.context.items())), self.version, self.json_key)
+        context = tuple(sorted(self.context.items()))
+        return (self.provider, self.key, self.table, self.region, context, self.version, self.json_key)
 
 
 class ClientSource(Protocol):
@@ -137,6 +138,11 @@ class SecretCache:
             self.fetches += 1
             self._items[key] = (now, value)
         return value
+
+    def known_values(self) -> list[str]:
+        """Cached plaintexts, for the redactor that scrubs outgoing text (defence in depth)."""
+        with self._lock:
+            return [v.get_secret_value() for _, v in self._items.values()]
 
     def clear(self) -> None:
         with self._lock:

@@ -7,6 +7,7 @@ change and its event land together or not at all.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import uuid
 from datetime import datetime, timedelta
@@ -98,8 +99,7 @@ class DynamoStateStore(StateStore):
             if code == "TransactionCanceledException":
                 raise ConflictError(f"{target}: state version or lease moved on") from exc
             raise StateError(f"state table {self.table!r}: write failed ({code})") from exc
-        result = TargetState.from_json(state.to_json(), new_version)
-        return result
+        return TargetState.from_json(state.to_json(), new_version)
 
     # ------------------------------------------------------------ lease
     def acquire_lease(self, target: str, owner: str, ttl_s: float, now: datetime) -> Lease:
@@ -136,10 +136,17 @@ class DynamoStateStore(StateStore):
         return Lease(lease.target, lease.owner, lease.token, expires)
 
     def release_lease(self, lease: Lease) -> None:
-        try:
-            self.renew_lease(lease, -1e9, datetime.fromtimestamp(1e9))
-        except ConflictError:
-            pass  # somebody else holds it now: nothing of ours to release
+        """Expire our lease now (the token stays, so the next holder's token is higher)."""
+        with contextlib.suppress(ConflictError):  # somebody else holds it: nothing of ours to release
+            self._call(
+                "update_item",
+                Key={"pk": _pk(lease.target), "sk": {"S": "lease"}},
+                UpdateExpression="SET expires_at = :zero",
+                ConditionExpression="#t = :t AND #o = :o",
+                ExpressionAttributeNames={"#o": "owner", "#t": "token"},
+                ExpressionAttributeValues={":zero": {"N": "0"}, ":t": {"N": str(lease.token)},
+                                           ":o": {"S": lease.owner}},
+            )
 
     # ------------------------------------------------------------ events and items
     def events(self, target: str, limit: int = 50) -> list[Event]:
@@ -192,4 +199,6 @@ def create_table(client: Any, table: str) -> None:
                               {"AttributeName": "sk", "AttributeType": "S"}],
         BillingMode="PAY_PER_REQUEST",
     )
-    client.update_time_to_live(TableName=table, TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"})
+    client.update_time_to_live(
+        TableName=table, TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"}
+    )

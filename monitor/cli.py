@@ -1,0 +1,168 @@
+"""The ``sentinel`` command (DESIGN §5). It runs the same functions as the Lambda.
+
+Exit codes: 0 ok, 1 a check or recovery reported a problem, 2 usage/config error, 3 unknown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from checks.base import Deadline
+from monitor import render
+from monitor.errors import ConfigError, SentinelError, StateError, UsageError
+from monitor.events import Request
+from monitor.report import EXIT_OK, EXIT_UNKNOWN, EXIT_USAGE, TickReport
+
+CLI_DEADLINE_S = 900.0
+
+ServicesFactory = Callable[[Any, argparse.Namespace], Any]
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="sentinel", description="Monitor and self-heal EMR/HiveServer2 clusters.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, help_: str, *, target: str | None = None, json_flag: bool = True) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, help=help_, description=help_)
+        sp.add_argument("-c", "--config", help="config file or ssm:/name (default: $SENTINEL_CONFIG)")
+        sp.add_argument("--profile", default=os.environ.get("AWS_PROFILE"), help="AWS profile")
+        sp.add_argument("--region", help="override the config's region for AWS calls")
+        sp.add_argument("--endpoint-url", default=os.environ.get("AWS_ENDPOINT_URL"), help=argparse.SUPPRESS)
+        if target == "required":
+            sp.add_argument("--target", required=True, help="target name")
+        elif target == "optional":
+            sp.add_argument("--target", help="only this target")
+        if json_flag:
+            sp.add_argument("--json", action="store_true", help="print the JSON report")
+        return sp
+
+    sub.add_parser("validate", help="validate the config (exit 0 or 2)").add_argument("-c", "--config")
+    tick = add("tick", "run one tick (same code as the Lambda)", target="optional")
+    tick.add_argument("--dry-run", action="store_true", help="run everything, change nothing, send nothing")
+    chk = add("check", "run the checks only; never changes state", target="required")
+    chk.add_argument("--nagios", action="store_true", help="one Nagios line with perfdata; exit 0/1/2/3")
+    add("plan", "print the recovery plan: every AWS call it would make", target="required")
+    rec = add("recover", "start a recovery now (lease, budget and vetoes still apply)", target="required")
+    rec.add_argument("--force", action="store_true", help="skip the consecutive-failure threshold only")
+    rec.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    add("status", "state, last results, incident timeline", target="optional")
+    sil = add("silence", "silence pages and/or actions for a while", target="required")
+    sil.add_argument("--for", dest="duration", required=True, help="e.g. 30m, 2h, 1d (max 14d)")
+    sil.add_argument("--reason", required=True)
+    sil.add_argument("--actions-only", action="store_true", help="keep paging, only stop automatic actions")
+    add("unsilence", "remove manual silences", target="required")
+    add("ack", "clear an escalation and resume automation", target="required")
+    inv = sub.add_parser("invoke", help="run an action in the deployed Lambda")
+    inv.add_argument("--function", required=True)
+    inv.add_argument("--region")
+    inv.add_argument("--profile", default=os.environ.get("AWS_PROFILE"))
+    inv.add_argument("action", choices=["tick", "check", "recover", "status", "silence", "unsilence", "ack"])
+    inv.add_argument("--target")
+    inv.add_argument("--dry-run", action="store_true")
+    inv.add_argument("--force", action="store_true")
+    inv.add_argument("--for", dest="duration")
+    inv.add_argument("--reason")
+    inv.add_argument("--json", action="store_true")
+    sub.add_parser("sandbox", help="offline end-to-end demo (moto + local HiveServer2 server)")
+    return p
+
+
+def _who() -> str:
+    try:
+        return os.environ.get("SENTINEL_USER") or getpass.getuser()
+    except Exception:
+        return "unknown"
+
+
+def _default_services(config: Any, args: argparse.Namespace) -> Any:
+    from monitor.runtime import build_services
+
+    if getattr(args, "region", None):
+        config = config.model_copy(update={"region": args.region})
+    return build_services(config, profile=args.profile, endpoint_url=args.endpoint_url)
+
+
+def _emit(report: TickReport, as_json: bool) -> int:
+    print(report.to_json() if as_json else render.text(report))
+    return report.exit_code
+
+
+def main(argv: Sequence[str] | None = None, *, services_factory: ServicesFactory | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return _run(args, services_factory or _default_services)
+    except ConfigError as exc:
+        for line in exc.errors:
+            print(f"config: {line}", file=sys.stderr)
+        return EXIT_USAGE
+    except UsageError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_USAGE
+    except StateError as exc:
+        print(f"state: {exc}", file=sys.stderr)
+        return EXIT_UNKNOWN
+    except SentinelError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_UNKNOWN
+
+
+def _run(args: argparse.Namespace, services_factory: ServicesFactory) -> int:
+    from monitor.loader import config_source, load
+
+    if args.command == "sandbox":
+        from monitor.sandbox import run_sandbox
+
+        return int(run_sandbox())
+    if args.command == "invoke":
+        from monitor.invoke import invoke_cli
+
+        return int(invoke_cli(args))
+    config = load(config_source(args.config))
+    if args.command == "validate":
+        print(f"ok: {len(config.targets)} target(s), "
+              f"{sum(len(t.checks) for t in config.targets)} check(s)")
+        return EXIT_OK
+    from monitor.dispatch import dispatch
+    from monitor.runtime import new_invocation
+
+    services = services_factory(config, args)
+    if args.command == "plan":
+        from recover.plan import print_plan
+
+        return int(print_plan(services, args.target, as_json=args.json))
+    if args.command == "recover" and not args.yes and sys.stdin.isatty():
+        answer = input(f"Start a recovery of {args.target} (relaunch its cluster)? [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            print("aborted")
+            return EXIT_USAGE
+    req = Request.model_validate({
+        "action": args.command,
+        "target": getattr(args, "target", None),
+        "dry_run": bool(getattr(args, "dry_run", False)),
+        "force": bool(getattr(args, "force", False)),
+        "requested_by": _who(),
+        "for": getattr(args, "duration", None),
+        "reason": getattr(args, "reason", None),
+        "actions_only": bool(getattr(args, "actions_only", False)),
+    })
+    inv = new_invocation(services, dry_run=req.dry_run, requested_by=req.requested_by)
+    report = dispatch(inv, req, Deadline.after(CLI_DEADLINE_S))
+    if args.command == "check" and args.nagios:
+        line, code = render.nagios(report)
+        print(line)
+        return code
+    return _emit(report, args.json)
+
+
+def print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, default=str))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,320 @@
+"""One tick (DESIGN §1): for each target, under its lease: advance a running recovery, or
+run the checks, judge, persist, notify, and start a recovery when the policy allows.
+
+The Lambda handler and the CLI both call :func:`run_tick`; ``check`` and ``--dry-run`` take
+the same path with a read-only store and no publishing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from typing import Any
+
+from checks.base import CheckContext, CheckResult, Deadline, Status
+from monitor import policy
+from monitor.clock import iso
+from monitor.config import Target
+from monitor.errors import ConflictError, LeaseHeld, StateError
+from monitor.notify import Message
+from monitor.report import TargetReport, TickReport
+from monitor.runner import run_checks
+from monitor.runtime import Invocation
+from monitor.state.base import Event, Lease, StateStore, TargetState
+from monitor.state.readonly import ReadOnlyStore
+
+log = logging.getLogger("sentinel.cycle")
+
+LEASE_SLACK_S = 30.0
+TICK_ACTIONS = ("tick", "check", "recover")
+
+
+def run_tick(
+    inv: Invocation,
+    *,
+    deadline: Deadline,
+    targets: Sequence[str] | None = None,
+    action: str = "tick",
+    force: bool = False,
+) -> TickReport:
+    if action not in TICK_ACTIONS:
+        raise ValueError(f"run_tick handles {TICK_ACTIONS}, not {action!r}")
+    started = time.monotonic()
+    clock = inv.services.clock
+    report = TickReport(action=action, started_at=iso(clock.now()), request_id=inv.owner, dry_run=inv.dry_run)
+    cfg = inv.config
+    selected = [t for t in cfg.targets if not targets or t.name in targets]
+    unknown = [name for name in (targets or []) if name not in {t.name for t in cfg.targets}]
+    if unknown:
+        report.errors.append(f"usage: unknown target(s): {', '.join(unknown)} (configured: "
+                             f"{', '.join(t.name for t in cfg.targets)})")
+        return _finish(inv, report, started)
+
+    workers = max(1, min(cfg.max_workers, len(selected)))
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="target") as pool:
+        futures = [pool.submit(_guarded, inv, t, action, force, deadline) for t in selected]
+        report.targets = [f.result() for f in futures]
+    if action == "tick" and not inv.dry_run:
+        inv.metrics.put("Heartbeat", 1)
+    return _finish(inv, report, started)
+
+
+def _finish(inv: Invocation, report: TickReport, started: float) -> TickReport:
+    report.finished_at = iso(inv.services.clock.now())
+    report.duration_ms = (time.monotonic() - started) * 1000
+    report.notifications = [m.to_dict() for m in inv.notifier.sent]
+    report.metrics = [p.to_dict() for p in inv.metrics.points]
+    return report
+
+
+def _guarded(inv: Invocation, target: Target, action: str, force: bool, deadline: Deadline) -> TargetReport:
+    """A bug in one target's tick must not take the others down with it."""
+    try:
+        return TargetTick(inv, target, action, force, deadline).run()
+    except Exception as exc:
+        log.exception("target tick crashed", extra={"target": target.name})
+        return TargetReport(target.name, status=Status.UNKNOWN, error=f"internal error: {type(exc).__name__}: {exc}")
+
+
+class TargetTick:
+    def __init__(self, inv: Invocation, target: Target, action: str, force: bool, deadline: Deadline) -> None:
+        self.inv = inv
+        self.target = target
+        self.action = action
+        self.force = force
+        self.deadline = deadline
+        self.read_only = action == "check" or inv.dry_run
+        svc = inv.services
+        self.store: StateStore = ReadOnlyStore(svc.store) if self.read_only else svc.store
+        self.clock = svc.clock
+        self.rep = TargetReport(target.name)
+        self.lease: Lease | None = None
+
+    # ------------------------------------------------------------------ flow
+    def run(self) -> TargetReport:
+        name = self.target.name
+        now = self.clock.now()
+        if not self.read_only:
+            try:
+                self.lease = self.store.acquire_lease(name, self.inv.owner, self.deadline.remaining() + LEASE_SLACK_S, now)
+            except LeaseHeld as exc:
+                self.rep.skipped = f"{exc}: another invocation is working on this target"
+                return self.rep
+            except StateError as exc:
+                return self._state_unreadable(exc)
+        try:
+            return self._run_locked()
+        finally:
+            if self.lease is not None:
+                with contextlib.suppress(StateError):  # it expires by itself
+                    self.store.release_lease(self.lease)
+
+    def _run_locked(self) -> TargetReport:
+        try:
+            state = self.store.get(self.target.name)
+        except StateError as exc:
+            return self._state_unreadable(exc)
+        self.rep.state_version = state.version
+
+        from recover import runbook
+
+        if runbook.is_active(state) and self.action != "check":
+            return self._advance_recovery(state)
+
+        results = self.run_checks([c.name for c in self.target.checks], None)
+        decision = policy.evaluate(self.target, results, state, self.clock.now(),
+                                   force=self.force and self.action == "recover")
+        if self.action == "recover":
+            decision.blocked_by = [b for b in decision.blocked_by if not b.startswith("recovery is disabled")]
+            decision.recover = decision.verdict == "confirmed" and not decision.blocked_by
+        elif decision.recover and not self.target.recovery.enabled:
+            decision.recover = False
+        self.rep.checks = results
+        self.rep.status = decision.status
+        self.rep.decision = decision.to_dict()
+        self._check_metrics(results, decision)
+        if self.action == "check":
+            return self.rep
+
+        new_state = self._next_state(state, results, decision)
+        self._notify(state, new_state, decision)
+        if decision.recover and self.inv.dry_run:
+            self.rep.actions.append("dry run: would start a recovery")
+        try:
+            new_state = self.store.put(self.target.name, new_state, lease=self.lease,
+                                       events=self._events(state, decision), now=self.clock.now())
+        except ConflictError as exc:
+            self.rep.error = f"state changed under us ({exc}); this tick's result was not saved"
+            return self.rep
+        except StateError as exc:
+            return self._state_unreadable(exc)
+        self.rep.state_version = new_state.version
+        if decision.recover and not self.inv.dry_run:
+            self._start_recovery(new_state, decision)
+        return self.rep
+
+    # ------------------------------------------------------------------ checks
+    def run_checks(self, names: Sequence[str], host_override: str | None) -> list[CheckResult]:
+        svc = self.inv.services
+        wanted = [c for c in self.target.checks if c.name in set(names)]
+        facts: dict[str, Any] = {"lease": self.lease}
+
+        def make_ctx(own: Deadline) -> CheckContext:
+            return CheckContext(
+                target=self.target.name, cluster=self.target.cluster, clients=svc.clients,
+                secrets=svc.secrets, resolver=svc.resolver, store=self.store, clock=self.clock,
+                deadline=own, host_override=host_override, facts=facts,
+            )
+
+        return run_checks(wanted, make_ctx, self.deadline)
+
+    def _check_metrics(self, results: list[CheckResult], decision: policy.Decision) -> None:
+        m = self.inv.metrics
+        name = self.target.name
+        for r in results:
+            m.put("CheckStatus", int(r.status), "None", target=name, check=r.name)
+            m.put("CheckLatencyMs", r.latency_ms, "Milliseconds", target=name, check=r.name)
+            qps = r.observed.get("queries_per_s")
+            if isinstance(qps, int | float):
+                m.put("DnsQueriesPerSecond", float(qps), "Count/Second", target=name, check=r.name)
+        m.put("TargetStatus", int(decision.status), "None", target=name)
+        m.put("ConsecutiveFailures", decision.consecutive_failures, "Count", target=name)
+
+    # ------------------------------------------------------------------ state
+    def _next_state(self, state: TargetState, results: list[CheckResult], decision: policy.Decision) -> TargetState:
+        now = iso(self.clock.now())
+        failing_since = state.failing_since
+        if decision.verdict in ("failing", "confirmed"):
+            failing_since = failing_since or now
+        elif decision.consecutive_failures == 0:
+            failing_since = None
+        return replace(
+            state,
+            consecutive_failures=decision.consecutive_failures,
+            consecutive_unknown=decision.consecutive_unknown,
+            last_tick_at=now,
+            last_decision=decision.verdict,
+            last_results=[r.to_dict() for r in results],
+            failing_since=failing_since,
+        )
+
+    def _events(self, state: TargetState, decision: policy.Decision) -> list[Event]:
+        if state.last_decision == decision.verdict:
+            return []
+        return [Event(
+            at=iso(self.clock.now()), kind="verdict",
+            message=f"{state.last_decision or 'new'} -> {decision.verdict}: {'; '.join(decision.reasons) or 'all checks OK'}",
+            data={"from": state.last_decision, "to": decision.verdict, "status": decision.status.name},
+            actor=self.inv.requested_by or "sentinel",
+        )]
+
+    # ------------------------------------------------------------------ notifications
+    def _notify(self, old: TargetState, new: TargetState, decision: policy.Decision) -> None:
+        """Page on a change of condition, not on every tick; record what was paged."""
+        last = (old.last_page or {}).get("kind")
+        kind: str | None = None
+        if decision.verdict == "confirmed" and not decision.recover:
+            kind = "confirmed"
+        elif decision.consecutive_unknown >= self.inv.config.notify.unknown_after and decision.verdict != "confirmed":
+            kind = "unknown"
+        if kind is None:
+            if decision.verdict == "ok" and last is not None:
+                self._send("page", "resolved", "resolved: all checks OK", self._body(decision, "Resolved."))
+                new.last_page = None
+            return
+        if kind == last:
+            return
+        if decision.notifications_silenced:
+            self.rep.actions.append(f"page '{kind}' suppressed by silence")
+            return
+        if kind == "confirmed":
+            why = "; ".join(decision.blocked_by) or "recovery not started"
+            subject = f"{', '.join(decision.failing_checks)} CRITICAL, no automatic recovery"
+            body = self._body(decision, f"Confirmed failure. Automatic recovery will not run: {why}.")
+        else:
+            subject = f"{', '.join(decision.unknown_checks)} UNKNOWN for {decision.consecutive_unknown} ticks"
+            body = self._body(decision, "sentinel cannot judge this target (auth, TLS, config, secret or API "
+                                        "problem). No automatic action is taken while it cannot judge.")
+        self._send("page", kind, subject, body)
+        new.last_page = {"kind": kind, "at": iso(self.clock.now())}
+
+    def _send(self, severity: str, kind: str, subject: str, body: str) -> Message:
+        n = self.inv.notifier
+        msg = n.page(self.target.name, kind, subject, body) if severity == "page" else \
+            n.info(self.target.name, kind, subject, body)
+        self.rep.actions.append(f"{severity} '{kind}' {'sent' if msg.delivered else 'not sent: ' + str(msg.error)}")
+        return msg
+
+    def _body(self, decision: policy.Decision, headline: str) -> str:
+        lines = [headline, "", f"Target: {self.target.name}   verdict: {decision.verdict}   "
+                 f"consecutive failures: {decision.consecutive_failures}", ""]
+        for r in self.rep.checks:
+            lines.append(f"  {r.status.name:<8} {r.name}: {r.summary}")
+        lines += ["", "Next:", f"  sentinel status --target {self.target.name}",
+                  f"  sentinel check --target {self.target.name}"]
+        if decision.verdict == "confirmed" and not decision.recover:
+            lines.append(f"  sentinel recover --target {self.target.name}   (after fixing what blocks it)")
+        return "\n".join(lines)
+
+    def _state_unreadable(self, exc: Exception) -> TargetReport:
+        """Fail closed: no action; the checks still run read-only so on-call sees them."""
+        self.rep.error = f"state unreadable: {exc}"
+        self.rep.status = Status.UNKNOWN
+        ro = ReadOnlyStore(self.inv.services.store)
+        self.store = ro
+        try:
+            self.rep.checks = self.run_checks([c.name for c in self.target.checks], None)
+        except Exception as check_exc:
+            self.rep.error += f"; checks not run ({type(check_exc).__name__})"
+        self.inv.metrics.put("TargetStatus", int(Status.UNKNOWN), "None", target=self.target.name)
+        if not self.read_only:
+            self._send("page", "state-unreadable", "state store unreadable: automation stopped",
+                       f"sentinel cannot read or write its state table ({exc}).\nNo automatic action is "
+                       f"taken until it can (fail closed).\n\nNext:\n  check the DynamoDB table "
+                       f"'{self.inv.config.state_table}' and the function's IAM role.")
+        return self.rep
+
+    # ------------------------------------------------------------------ recovery
+    def _recovery_context(self) -> Any:
+        from recover.context import RecoveryContext
+
+        svc = self.inv.services
+        return RecoveryContext(
+            config=self.inv.config, target=self.target, clients=svc.clients, store=self.store,
+            lease=self.lease, clock=self.clock, deadline=self.deadline, resolver=svc.resolver,
+            notifier=self.inv.notifier, metrics=self.inv.metrics, run_checks=self.run_checks,
+            dry_run=self.inv.dry_run or self.target.recovery.dry_run, requested_by=self.inv.requested_by,
+        )
+
+    def _start_recovery(self, state: TargetState, decision: policy.Decision) -> None:
+        from recover import runbook
+
+        reason = "; ".join(decision.reasons)
+        try:
+            result = runbook.start(self._recovery_context(), state, reason=reason, force=self.force)
+        except runbook.RecoveryUnavailable as exc:
+            self.rep.actions.append(f"recovery not started: {exc}")
+            self._send("page", "confirmed", f"{', '.join(decision.failing_checks)} CRITICAL",
+                       self._body(decision, f"Confirmed failure; {exc}."))
+            return
+        self.rep.recovery = result.report
+        self.rep.state_version = result.state.version
+
+    def _advance_recovery(self, state: TargetState) -> TargetReport:
+        from recover import runbook
+
+        try:
+            result = runbook.advance(self._recovery_context(), state)
+        except runbook.RecoveryUnavailable as exc:
+            self.rep.error = str(exc)
+            return self.rep
+        self.rep.recovery = result.report
+        self.rep.state_version = result.state.version
+        self.rep.status = Status[str(result.report.get("status", "UNKNOWN"))] \
+            if str(result.report.get("status", "")) in Status.__members__ else Status.WARNING
+        return self.rep
+

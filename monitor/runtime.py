@@ -1,0 +1,115 @@
+"""What a tick runs with. ``Services`` may be cached per warm container (config, clients,
+secret cache, store); ``Invocation`` is made fresh for every call (notifications sent,
+metric points, the lease owner id), so nothing of one invocation leaks into the next."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from checks.base import ClientSource
+from monitor.clock import Clock, SystemClock
+from monitor.config import Config
+from monitor.metrics import MetricsRecorder
+from monitor.notify import Notifier
+from monitor.resolve import HostResolver
+from monitor.secrets import SecretResolver
+from monitor.state.base import StateStore
+
+
+@dataclass
+class Services:
+    config: Config
+    clients: Any  # ClientFactory-like: .client(service, region=None)
+    store: StateStore
+    secrets: SecretResolver
+    resolver: HostResolver
+    clock: Clock = field(default_factory=SystemClock)
+
+
+def build_services(
+    config: Config,
+    *,
+    clients: Any = None,
+    store: StateStore | None = None,
+    profile: str | None = None,
+    endpoint_url: str | None = None,
+    clock: Clock | None = None,
+) -> Services:
+    if clients is None:
+        from monitor.aws import ClientFactory
+
+        clients = ClientFactory(config.region, profile=profile, endpoint_url=endpoint_url)
+    if store is None:
+        from monitor.state.dynamodb import DynamoStateStore
+
+        store = DynamoStateStore(clients.client("dynamodb"), config.state_table)
+    return Services(
+        config=config,
+        clients=clients,
+        store=store,
+        secrets=SecretResolver(clients),
+        resolver=HostResolver(config.host_aliases),
+        clock=clock or SystemClock(),
+    )
+
+
+@dataclass
+class Invocation:
+    services: Services
+    notifier: Notifier
+    metrics: MetricsRecorder
+    owner: str
+    dry_run: bool = False
+    requested_by: str | None = None
+
+    @property
+    def config(self) -> Config:
+        return self.services.config
+
+
+def new_invocation(
+    services: Services,
+    *,
+    request_id: str | None = None,
+    dry_run: bool = False,
+    emit_metrics: bool = False,
+    requested_by: str | None = None,
+) -> Invocation:
+    cfg = services.config
+    cache = services.secrets.cache
+
+    def redact(text: str) -> str:
+        for secret in cache.known_values():
+            if secret:
+                text = text.replace(secret, "****")
+        return text
+
+    notifier = Notifier(
+        _sns(services.clients), cfg.notify.page_topic_arn, cfg.notify.info_topic_arn,
+        redact=redact, dry_run=dry_run,
+    )
+    return Invocation(
+        services=services,
+        notifier=notifier,
+        metrics=MetricsRecorder(cfg.metrics_namespace, emit=emit_metrics),
+        owner=request_id or f"cli-{uuid.uuid4().hex[:12]}",
+        dry_run=dry_run,
+        requested_by=requested_by,
+    )
+
+
+class _LazyClient:
+    """Defers creating the SNS client until something is actually published."""
+
+    def __init__(self, clients: ClientSource, service: str) -> None:
+        self._clients = clients
+        self._service = service
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._clients.client(self._service), name)
+
+
+def _sns(clients: ClientSource) -> Any:
+    return _LazyClient(clients, "sns")

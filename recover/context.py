@@ -1,0 +1,45 @@
+"""What the recovery runbook receives from the tick: config, clients, the lease it must
+fence every write with, time left, and a way to run the target's checks (for VERIFY_*)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from checks.base import CheckResult, Deadline
+from monitor.clock import Clock
+from monitor.config import Config, Target
+from monitor.metrics import MetricsRecorder
+from monitor.notify import Notifier
+from monitor.resolve import HostResolver
+from monitor.state.base import Lease, StateStore, TargetState
+
+# run_checks(names, host_override) -> results; host_override points the checks at a new master.
+RunChecks = Callable[[Sequence[str], str | None], list[CheckResult]]
+
+
+@dataclass
+class RecoveryContext:
+    config: Config
+    target: Target
+    clients: Any
+    store: StateStore
+    lease: Lease | None
+    clock: Clock
+    deadline: Deadline
+    resolver: HostResolver
+    notifier: Notifier
+    metrics: MetricsRecorder
+    run_checks: RunChecks
+    dry_run: bool = False
+    requested_by: str | None = None
+    log: Callable[..., None] = field(default=lambda *a, **k: None)
+
+
+@dataclass
+class RecoveryResult:
+    """The latest persisted state, and what this call did (for the TickReport)."""
+
+    state: TargetState
+    report: dict[str, Any]
