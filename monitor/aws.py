@@ -48,6 +48,17 @@ class ClientFactory:
                 self._clients[key] = self._session.client(service, **kwargs)
             return self._clients[key]
 
+    def resource(self, service: str, region: str | None = None) -> Any:
+        """A boto3 resource (credstash wants a DynamoDB resource, not a client)."""
+        key = (f"resource:{service}", region or self.region)
+        with self._lock:
+            if key not in self._clients:
+                kwargs: dict[str, Any] = {"region_name": key[1], "config": self._config}
+                if self.endpoint_url:
+                    kwargs["endpoint_url"] = self.endpoint_url
+                self._clients[key] = self._session.resource(service, **kwargs)
+            return self._clients[key]
+
 
 def error_code(exc: BaseException) -> str:
     """The AWS error code of a botocore ClientError, else the exception's class name."""

@@ -39,6 +39,8 @@ class Credentials(BaseModel):
 class ClientSource(Protocol):
     def client(self, service: str, region: str | None = None) -> Any: ...
 
+    def resource(self, service: str, region: str | None = None) -> Any: ...
+
 
 def _fetch_credstash(creds: Credentials, clients: ClientSource) -> str:
     import credstash  # lazy: pulls in cryptography
@@ -50,7 +52,7 @@ def _fetch_credstash(creds: Credentials, clients: ClientSource) -> str:
             region=creds.region,
             table=creds.table,
             context=dict(creds.context) or None,
-            dynamodb=clients.client("dynamodb", creds.region),
+            dynamodb=clients.resource("dynamodb", creds.region),
             kms=clients.client("kms", creds.region),
         )
     except credstash.ItemNotFound:
