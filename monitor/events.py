@@ -50,7 +50,7 @@ def parse_event(event: Any, config: Config) -> Request:
     records = event.get("Records")
     if isinstance(records, list) and records and isinstance(records[0], dict) and "Sns" in records[0]:
         return _from_sns(records, config)
-    if "action" not in event and set(event) <= {"targets"}:
+    if "action" not in event and set(event) == {"targets"}:
         return _validated({"action": "tick", "targets": event.get("targets"), "source": "scheduled",
                            "requested_by": "schedule"})
     if "action" not in event:

@@ -15,3 +15,6 @@ os.environ.pop("AWS_ENDPOINT_URL", None)
 os.environ["SENTINEL_LOOPBACK_ONLY"] = "1"
 os.environ["POWERTOOLS_SERVICE_NAME"] = "sentinel"
 os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "Sentinel")
+
+# Shared fixtures (fake_checks, ...) live in tests/fakes.py.
+pytest_plugins = ["tests.fakes"]

@@ -11,7 +11,7 @@ from monitor.cycle import run_tick
 from monitor.errors import StateError
 from monitor.runtime import Services, new_invocation
 from monitor.state.memory import MemoryStateStore
-from tests.fakes import FakeClock, Script, fake_checks, fake_config, services  # noqa: F401
+from tests.fakes import FakeClock, Script, fake_config, services
 
 ENABLED = {"enabled": True, "when": {"checks": ["hive"], "consecutive_failures": 2},
            "routing": {"route53": {"zone_id": "Z1", "record": "hive.example.com"}}}

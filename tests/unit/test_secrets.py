@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -60,7 +61,7 @@ def test_credstash_missing_key(aws: ClientFactory) -> None:
 def test_secretsmanager_plain_and_json(aws: ClientFactory) -> None:
     sm = aws.client("secretsmanager")
     sm.create_secret(Name="hive/plain", SecretString=PASSWORD)
-    sm.create_secret(Name="hive/json", SecretString='{"password": "%s"}' % PASSWORD)
+    sm.create_secret(Name="hive/json", SecretString=json.dumps({"password": PASSWORD}))
     r = SecretResolver(aws)
     assert r.password(creds(provider="secretsmanager", key="hive/plain")).get_secret_value() == PASSWORD
     assert r.password(creds(provider="secretsmanager", key="hive/json", json_key="password")).get_secret_value() == PASSWORD
