@@ -113,7 +113,7 @@ class Deadline:
 
 
 class ClientSource(Protocol):
-    def client(self, service: str) -> Any: ...
+    def client(self, service: str, region: str | None = None) -> Any: ...
 
 
 @dataclass
