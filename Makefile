@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint typecheck unit run demo package deploy bench clean
+.PHONY: install install-integration test lint typecheck unit run demo package deploy bench clean
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -14,6 +14,10 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# The real-HiveServer2 suite also needs pyspark (a 455 MB sdist) and a JDK; .ci/run installs both.
+install-integration: $(STAMP)
+	$(BIN)/python -m pip install -q -r requirements-integration.txt
 
 lint: $(STAMP)
 	$(BIN)/ruff check monitor checks recover tests bench
