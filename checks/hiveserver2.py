@@ -98,7 +98,7 @@ class HiveServer2Check(Check):
                 observed["stopped"] = "no time left in the deadline for another attempt"
                 break
             try:
-                password = self._password(ctx, refresh=refreshed and last is not None and last.kind == ErrorKind.AUTH)
+                password = self._password(ctx)  # after a refetch the cache holds the new value
             except SecretError as exc:
                 return self.result(Status.UNKNOWN, f"cannot read the password: {exc}", observed=observed,
                                    error_kind=ErrorKind.SECRET)
@@ -132,11 +132,11 @@ class HiveServer2Check(Check):
             return cfg.credentials.username
         return cfg.username or "sentinel"
 
-    def _password(self, ctx: CheckContext, *, refresh: bool) -> str | None:
+    def _password(self, ctx: CheckContext) -> str | None:
         creds = self.cfg.credentials
         if creds is None:
             return None
-        return ctx.secrets.password(creds, refresh=refresh).get_secret_value()
+        return ctx.secrets.password(creds).get_secret_value()
 
     def _password_changed(self, ctx: CheckContext, old: str | None) -> bool:
         creds = self.cfg.credentials

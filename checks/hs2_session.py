@@ -71,7 +71,7 @@ def ssl_context(tls: Any) -> ssl.SSLContext:
 def run_attempt(t: Target, attempt: Attempt) -> Attempt:
     """Fill ``attempt`` in place (the watchdog may abort it from another thread)."""
     from pyhive import hive
-    from thrift.transport import TSocket, TSSLSocket, TTransport
+    from thrift.transport import TSocket, TSSLSocket
 
     started = time.monotonic()
     timeout_ms = max(1.0, t.timeout_s * 1000.0)
@@ -88,7 +88,7 @@ def run_attempt(t: Target, attempt: Attempt) -> Attempt:
         sock.open()
         attempt.phase = "auth"
         if t.auth == "NOSASL":
-            transport: Any = TTransport.TBufferedTransport(sock)
+            transport: Any = _opened_buffered(sock)
         else:
             import thrift_sasl
 
@@ -119,6 +119,23 @@ def run_attempt(t: Target, attempt: Attempt) -> Attempt:
     return attempt
 
 
+def _opened_buffered_class() -> Any:
+    from thrift.transport import TTransport
+
+    class OpenedBuffered(TTransport.TBufferedTransport):  # type: ignore[misc]
+        """A buffered transport over a socket we already opened (PyHive calls open() again)."""
+
+        def open(self) -> None:
+            if not self.isOpen():
+                super().open()
+
+    return OpenedBuffered
+
+
+def _opened_buffered(sock: Any) -> Any:
+    return _opened_buffered_class()(sock)
+
+
 def _chain(exc: BaseException) -> list[BaseException]:
     seen: list[BaseException] = []
     todo: list[BaseException | None] = [exc]
@@ -137,11 +154,8 @@ def classify(exc: BaseException, phase: str) -> tuple[ErrorKind, str]:
     text = " | ".join(f"{type(e).__name__}: {e}" for e in chain)
     low = text.lower()
     short = f"{type(exc).__name__}: {exc}"[:300]
-    for e in chain:
-        if isinstance(e, socket.timeout | TimeoutError):
-            return ErrorKind.TIMEOUT, f"timed out in {phase}: {short}"
-    if "timed out" in low or "read timeout" in low:
-        return ErrorKind.TIMEOUT, f"timed out in {phase}: {short}"
+    if any(isinstance(e, socket.timeout | TimeoutError) for e in chain) or "timed out" in low or "read timeout" in low:
+        return ErrorKind.TIMEOUT, f"no answer in time during {phase} (server hung?)"
     for e in chain:
         if isinstance(e, ssl.SSLCertVerificationError | ssl.CertificateError):
             return ErrorKind.TLS, f"certificate not trusted: {e}"[:300]
@@ -159,7 +173,17 @@ def classify(exc: BaseException, phase: str) -> tuple[ErrorKind, str]:
     if "read 0 bytes" in low or "eof occurred" in low:
         return ErrorKind.REFUSED, f"server closed the connection ({phase})"
     if phase == "query" or type(exc).__module__.startswith("pyhive"):
-        return ErrorKind.QUERY, f"query failed: {short}"
+        return ErrorKind.QUERY, f"query failed: {_server_message(exc) or short}"[:300]
     if isinstance(exc, OSError):
         return ErrorKind.REFUSED, f"connection failed ({phase}): {short}"
     return ErrorKind.QUERY, f"server error in {phase}: {short}"
+
+
+def _server_message(exc: BaseException) -> str | None:
+    """PyHive raises OperationalError(response): the server's own words are in its status."""
+    for arg in getattr(exc, "args", ()):
+        status = getattr(arg, "status", None)
+        message = getattr(status, "errorMessage", None)
+        if message:
+            return str(message)
+    return None

@@ -20,7 +20,7 @@ os.environ["POWERTOOLS_SERVICE_NAME"] = "sentinel"
 os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "Sentinel")
 
 # Shared fixtures (fake_checks, ...) live in tests/fakes.py.
-pytest_plugins = ["tests.fakes"]
+pytest_plugins = ["tests.fakes", "tests.hs2_fixtures"]
 
 
 

@@ -1,0 +1,118 @@
+"""Seed a fake AWS account in moto for the sandbox: what a real sentinel deployment finds.
+
+credstash (KMS key + DynamoDB table + the Hive password), the state table, SNS page topic
+with an SQS queue subscribed (so the demo can show the pages), the persistent EMR cluster
+with bootstrap actions and steps, a target group with the master registered, and the
+Route 53 record clients use. Call inside ``moto.mock_aws()``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from monitor.aws import ClientFactory
+from monitor.state.dynamodb import create_table
+
+REGION = "us-east-1"
+CLUSTER_NAME = "RC.HIVE.ADHOC"
+RECORD = "hive.internal.example.com"
+CREDSTASH_KEY = "hive.rcapp.password"
+
+
+@dataclass
+class Seeded:
+    clients: ClientFactory
+    cluster_id: str
+    master_instance: str
+    master_dns: str
+    target_group_arn: str
+    zone_id: str
+    page_topic: str
+    queue_url: str
+
+    def pages(self) -> list[dict[str, Any]]:
+        sqs = self.clients.client("sqs")
+        out: list[dict[str, Any]] = []
+        while True:
+            batch = sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10).get("Messages", [])
+            if not batch:
+                return out
+            for m in batch:
+                out.append(json.loads(m["Body"]))
+                sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=m["ReceiptHandle"])
+
+
+def seed(password: str, *, state_table: str = "sentinel-state") -> Seeded:
+    import credstash
+
+    clients = ClientFactory(REGION)
+    kms = clients.client("kms")
+    key = kms.create_key(Description="credstash")["KeyMetadata"]["KeyId"]
+    kms.create_alias(AliasName="alias/credstash", TargetKeyId=key)
+    credstash.createDdbTable(region=REGION, table="credential-store")
+    credstash.putSecret(CREDSTASH_KEY, password, version="1", region=REGION, table="credential-store",
+                        context={"env": "sandbox"}, dynamodb=clients.resource("dynamodb"), kms=kms)
+    create_table(clients.client("dynamodb"), state_table)
+
+    sns, sqs = clients.client("sns"), clients.client("sqs")
+    topic = sns.create_topic(Name="sentinel-pages")["TopicArn"]
+    queue_url = sqs.create_queue(QueueName="on-call-pager")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)
+
+    ec2 = clients.client("ec2")
+    vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.1.0/24")["Subnet"]["SubnetId"]
+
+    emr = clients.client("emr")
+    cluster_id = emr.run_job_flow(
+        Name=CLUSTER_NAME,
+        ReleaseLabel="emr-6.15.0",
+        LogUri="s3://rc-emr-logs/hive/",
+        Applications=[{"Name": "Hive"}, {"Name": "Hadoop"}, {"Name": "Tez"}],
+        Configurations=[{"Classification": "hive-site", "Properties": {
+            "hive.server2.authentication": "CUSTOM",
+            "hive.server2.custom.authentication.class": "com.example.RcHiveAuthentication",
+            "hive.server2.enable.doAs": "false"}}],
+        Instances={
+            "InstanceGroups": [
+                {"Name": "master", "InstanceRole": "MASTER", "InstanceType": "m5.xlarge", "InstanceCount": 1,
+                 "Market": "ON_DEMAND"},
+                {"Name": "core", "InstanceRole": "CORE", "InstanceType": "r5.2xlarge", "InstanceCount": 3,
+                 "Market": "ON_DEMAND"},
+            ],
+            "Ec2SubnetId": subnet,
+            "Ec2KeyName": "rc-emr",
+            "KeepJobFlowAliveWhenNoSteps": True,
+            "TerminationProtected": False,
+        },
+        BootstrapActions=[{"Name": "install auth jar", "ScriptBootstrapAction": {
+            "Path": "s3://rc-emr-bootstrap/install-auth.sh", "Args": ["--jar", "rc-hive-auth.jar"]}}],
+        Steps=[
+            {"Name": "enable ssl", "ActionOnFailure": "CANCEL_AND_WAIT",
+             "HadoopJarStep": {"Jar": "command-runner.jar", "Args": ["bash", "-c", "/opt/rc/enable-ssl.sh"]}},
+            {"Name": "warm metastore", "ActionOnFailure": "CONTINUE",
+             "HadoopJarStep": {"Jar": "command-runner.jar", "Args": ["hive", "-e", "SHOW DATABASES"]}},
+        ],
+        JobFlowRole="EMR_EC2_DefaultRole",
+        ServiceRole="EMR_DefaultRole",
+        VisibleToAllUsers=True,
+        Tags=[{"Key": "team", "Value": "rc"}, {"Key": "env", "Value": "sandbox"}],
+    )["JobFlowId"]
+    master = emr.list_instances(ClusterId=cluster_id, InstanceGroupTypes=["MASTER"])["Instances"][0]
+
+    elbv2 = clients.client("elbv2")
+    tg = elbv2.create_target_group(Name="hive", Protocol="TCP", Port=10000, VpcId=vpc,
+                                   TargetType="instance")["TargetGroups"][0]["TargetGroupArn"]
+    elbv2.register_targets(TargetGroupArn=tg, Targets=[{"Id": master["Ec2InstanceId"], "Port": 10000}])
+
+    r53 = clients.client("route53")
+    zone = r53.create_hosted_zone(Name="internal.example.com", CallerReference="sentinel-sandbox",
+                                  HostedZoneConfig={"PrivateZone": True, "Comment": "sandbox"},
+                                  VPC={"VPCRegion": REGION, "VPCId": vpc})["HostedZone"]["Id"].split("/")[-1]
+    r53.change_resource_record_sets(HostedZoneId=zone, ChangeBatch={"Changes": [{"Action": "UPSERT", "ResourceRecordSet": {
+        "Name": RECORD, "Type": "CNAME", "TTL": 60, "ResourceRecords": [{"Value": master["PrivateDnsName"]}]}}]})
+
+    return Seeded(clients, cluster_id, master["Ec2InstanceId"], master["PrivateDnsName"], tg, zone, topic, queue_url)
