@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import time
 import uuid
 from datetime import datetime, timedelta
 from typing import Any
@@ -88,7 +89,7 @@ class DynamoStateStore(StateStore):
         expires = int((now + timedelta(days=EVENT_TTL_DAYS)).timestamp())
         for seq, event in enumerate(events or []):
             items.append({"Put": {"TableName": self.table, "Item": {
-                "pk": _pk(target), "sk": {"S": f"event#{event.at}#{seq:04d}{uuid.uuid4().hex[:8]}"},
+                "pk": _pk(target), "sk": {"S": f"event#{event.at}#{time.time_ns():020d}{seq:04d}{uuid.uuid4().hex[:4]}"},
                 "data": {"S": json.dumps(event.to_dict(), default=str)},
                 "expires_at": {"N": str(expires)},
             }}})

@@ -1,0 +1,200 @@
+"""``sentinel sandbox``: the whole story offline, in under a minute, with no AWS account.
+
+moto plays the AWS account (seeded by :mod:`monitor.sandbox.seed`), two HiveServer2 stubs on
+127.0.0.1 play the old and the new cluster's HiveServer2 (TLS verified, SASL PLAIN, the
+password read from credstash), and a TCP pass-through plays the load balancer: it sends each
+connection to whichever master the target group has registered. A simulated clock moves 10
+minutes per tick, as EventBridge would; nothing sleeps for real except the checks.
+
+Story: two healthy ticks; the old HiveServer2 hangs (the seed's overloaded metastore); the
+failure is detected and confirmed; the runbook relaunches the cluster with its steps, waits
+for it, verifies the new master directly, re-points the target group and the DNS record,
+verifies through the load balancer, retires the old cluster; the pages on-call received.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import secrets
+import sys
+import tempfile
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any, TextIO
+
+SANDBOX_ENV = {
+    "AWS_ACCESS_KEY_ID": "sandbox", "AWS_SECRET_ACCESS_KEY": "sandbox", "AWS_SESSION_TOKEN": "sandbox",
+    "AWS_DEFAULT_REGION": "us-east-1", "SENTINEL_LOOPBACK_ONLY": "1",
+}
+MAX_TICKS = 14
+TICK = timedelta(minutes=10)
+
+
+class SimClock:
+    """EventBridge's schedule, simulated: each tick is 10 minutes after the previous one."""
+
+    def __init__(self) -> None:
+        self.t = datetime.now(UTC).replace(microsecond=0)
+
+    def now(self) -> datetime:
+        return self.t
+
+    def advance(self, delta: timedelta) -> None:
+        self.t += delta
+
+
+@contextlib.contextmanager
+def _sandbox_env() -> Iterator[None]:
+    """Fake credentials so boto3 can never reach AWS; restored afterwards."""
+    saved = {k: os.environ.get(k) for k in [*SANDBOX_ENV, "AWS_PROFILE", "AWS_ENDPOINT_URL"]}
+    os.environ.update(SANDBOX_ENV)
+    os.environ.pop("AWS_PROFILE", None)
+    os.environ.pop("AWS_ENDPOINT_URL", None)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def sandbox_config(seeded: Any, ca_file: str, aliases: dict[str, str]) -> dict[str, Any]:
+    from monitor.sandbox.seed import CLUSTER_NAME, CREDSTASH_KEY, RECORD
+
+    return {
+        "version": 1, "region": "us-east-1", "state_table": "sentinel-state",
+        "notify": {"page_topic_arn": seeded.page_topic},
+        "host_aliases": aliases,
+        "targets": [{
+            "name": "prod-hive",
+            "cluster": {"name": CLUSTER_NAME},
+            "checks": [
+                {"type": "hiveserver2", "name": "hive-via-elb", "host": RECORD, "port": 443,
+                 "tls": {"verify": True, "ca_file": ca_file}, "auth": "CUSTOM",
+                 "credentials": {"provider": "credstash", "username": "rcapp", "key": CREDSTASH_KEY,
+                                 "table": "credential-store", "context": {"env": "sandbox"}},
+                 "timeout_s": 2, "attempts": 1},
+                {"type": "emr_state", "name": "cluster-state"},
+            ],
+            "recovery": {
+                "enabled": True,
+                "when": {"checks": ["hive-via-elb"], "consecutive_failures": 2},
+                "strategy": "replace",
+                "spec": {"source": "clone"},
+                "routing": {"target_group_arn": seeded.target_group_arn, "target_port": 10000,
+                            "route53": {"zone_id": seeded.zone_id, "record": RECORD, "type": "CNAME", "ttl": 60}},
+                "verify": {"checks": ["hive-via-elb"]},
+                "retire_old": "terminate",
+                "limits": {"max_recoveries": 1, "window_hours": 6, "launch_timeout_min": 45},
+            },
+        }],
+    }
+
+
+def _emr_backend() -> Any:
+    from moto.emr.models import emr_backends
+
+    return emr_backends["123456789012"]["us-east-1"]  # moto's default account
+
+
+def _progress_new_clusters(old_id: str) -> list[str]:
+    """What EMR does between two ticks: a new cluster finishes its setup steps (moto never
+    runs steps, so the sandbox completes them)."""
+    moved = []
+    for cid, cluster in _emr_backend().clusters.items():
+        if cid == old_id or cluster.state.startswith("TERMINAT"):
+            continue
+        for step in cluster.steps:
+            if step.state in ("PENDING", "RUNNING"):
+                step.state = "COMPLETED"
+                moved.append(f"{cid}: step '{step.name}' COMPLETED")
+    return moved
+
+
+def _elb_backend(seeded: Any, resolver: Any) -> Any:
+    """The TCP pass-through's routing: target group → registered instance → its private DNS
+    name (from EMR) → host_aliases (loopback only)."""
+    clients = seeded.clients
+
+    def backend() -> tuple[str, int] | None:
+        health = clients.client("elbv2").describe_target_health(TargetGroupArn=seeded.target_group_arn)
+        ids = [d["Target"]["Id"] for d in health["TargetHealthDescriptions"]]
+        if not ids:
+            return None
+        emr = clients.client("emr")
+        for summary in emr.list_clusters()["Clusters"]:
+            for inst in emr.list_instances(ClusterId=summary["Id"], InstanceGroupTypes=["MASTER"])["Instances"]:
+                if inst.get("Ec2InstanceId") == ids[-1]:
+                    ep = resolver.resolve(inst["PrivateDnsName"], 10000)
+                    return ep.host, ep.port
+        return None
+
+    return backend
+
+
+def run_sandbox(out: TextIO | None = None) -> int:
+    out = out or sys.stdout
+    with _sandbox_env():
+        from moto import mock_aws
+
+        with tempfile.TemporaryDirectory(prefix="sentinel-sandbox-") as tmp, mock_aws():
+            return _run(out, tmp)
+
+
+def _run(out: TextIO, tmp: str) -> int:
+    from checks.base import Deadline
+    from monitor.config import parse_config
+    from monitor.cycle import run_tick
+    from monitor.resolve import HostResolver
+    from monitor.runtime import build_services, new_invocation
+    from monitor.sandbox.certs import make_certs
+    from monitor.sandbox.elb import TcpProxy
+    from monitor.sandbox.hs2_server import HiveServer2Stub
+    from monitor.sandbox.seed import RECORD, seed
+    from monitor.sandbox.timeline import Printer
+
+    p = Printer(out)
+    p.title("sentinel sandbox: an EMR/HiveServer2 outage, detected and healed offline")
+    password = secrets.token_urlsafe(18)
+    with contextlib.redirect_stdout(io.StringIO()):  # credstash prints its table creation
+        seeded = seed(password)
+    certs = make_certs(tmp)
+    old = HiveServer2Stub(password=password, certfile=certs.cert_file, keyfile=certs.key_file).start()
+    new = HiveServer2Stub(password=password, certfile=certs.cert_file, keyfile=certs.key_file).start()
+    aliases = {seeded.master_dns: f"127.0.0.1:{old.port}", "ip-*.ec2.internal": f"127.0.0.1:{new.port}"}
+    elb = TcpProxy(_elb_backend(seeded, HostResolver(aliases))).start()
+    aliases[RECORD] = f"127.0.0.1:{elb.port}"
+    config = parse_config(sandbox_config(seeded, certs.ca_file, aliases))
+    clock = SimClock()
+    services = build_services(config, clients=seeded.clients, clock=clock)
+    p.setup(seeded, old.port, new.port, elb.port)
+    outcome = 1
+    try:
+        for n in range(1, MAX_TICKS + 1):
+            if n == 3:
+                old.mode = "hang_after_connect"
+                p.event(clock.now(), "the old cluster's HiveServer2 stops answering (metastore overload): "
+                                     "connections hang after login")
+            if n > 1:
+                clock.advance(TICK)
+                for line in _progress_new_clusters(seeded.cluster_id):
+                    p.detail(f"EMR: {line}")
+            inv = new_invocation(services, request_id=f"tick-{n:02d}")
+            report = run_tick(inv, deadline=Deadline.after(60))
+            p.tick(n, clock.now(), report)
+            incident = services.store.get("prod-hive").incident or {}
+            if incident.get("phase") in ("DONE", "ESCALATED"):
+                outcome = 0 if incident.get("phase") == "DONE" else 1
+                break
+        p.pages(seeded.pages())
+        p.timeline(services.store.events("prod-hive", limit=60))
+        p.summary(services.store.get("prod-hive"), seeded, elb.connections, new.counters.queries)
+    finally:
+        elb.stop()
+        old.stop()
+        new.stop()
+    return outcome
