@@ -13,7 +13,7 @@ from monitor.cli import main
 from monitor.config import loads_config, parse_config
 from monitor.errors import ConfigError
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "sentinel.yaml"
+EXAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "sentinel.example.yaml"
 
 
 def base() -> dict[str, Any]:
