@@ -90,6 +90,7 @@ class TargetTick:
         self.read_only = action == "check" or inv.dry_run
         svc = inv.services
         self.store: StateStore = ReadOnlyStore(svc.store) if self.read_only else svc.store
+        self._lease_store = self.store  # stays the real store even if the tick turns read-only
         self.clock = svc.clock
         self.rep = TargetReport(target.name)
         self.lease: Lease | None = None
@@ -111,7 +112,7 @@ class TargetTick:
         finally:
             if self.lease is not None:
                 with contextlib.suppress(StateError):  # it expires by itself
-                    self.store.release_lease(self.lease)
+                    self._lease_store.release_lease(self.lease)
 
     def _run_locked(self) -> TargetReport:
         try:

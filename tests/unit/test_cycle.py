@@ -186,3 +186,16 @@ def test_clock_is_injected(fake_checks: Script) -> None:
     svc = services(fake_config(), clock=clock)
     tick(svc)
     assert svc.store.get("prod-hive").last_tick_at == "2026-11-23T06:00:00.000000Z"
+
+
+class FlakyWriteStore(MemoryStateStore):
+    def put(self, *a: Any, **k: Any):  # type: ignore[no-untyped-def]
+        raise StateError("write failed (RuntimeError)")
+
+
+def test_lease_is_released_even_when_the_tick_fails_closed(fake_checks: Script) -> None:
+    store = FlakyWriteStore()
+    svc = services(fake_config(), store=store)
+    report, _ = tick(svc)
+    assert report.targets[0].error and "state unreadable" in report.targets[0].error
+    store.acquire_lease("prod-hive", "next-invocation", 60, svc.clock.now())  # not LeaseHeld
