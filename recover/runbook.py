@@ -1,23 +1,338 @@
-"""The recovery runbook (DESIGN §7). Not implemented yet: the tick reports that."""
+"""The recovery runbook (DESIGN §7): a persisted phase machine advanced by successive ticks.
+
+``start`` (the tick, after the policy confirmed a failure) double-checks the guardrails,
+persists a new incident (and counts it against the budget), pages, and advances as far as
+the invocation's time allows. ``advance`` (later ticks, while ``is_active``) continues.
+Phases: see :mod:`recover.incident`; each is a function in :mod:`recover.phases`.
+
+Guarantees, and what gives them:
+- one recovery per target at a time: the tick's lease, the fencing token and the version
+  condition on every state write (a :class:`~recover.run.Stop` ends the call at once), and
+  the incident tag that LAUNCH looks for before launching;
+- resumable: each phase is idempotent and its result is persisted before the next one;
+- bounded: budget (start), ``launch_timeout_min`` (WAIT_READY), verify timeouts, and a
+  limit on transient errors per phase; then FAILED → rollback → ESCALATED (page, and the
+  policy blocks automation until ``sentinel ack``);
+- dry run: the same functions with the mutating AWS calls recorded instead of made.
+"""
 
 from __future__ import annotations
 
+import contextlib
+from dataclasses import replace
+from typing import Any
+
+from monitor.clock import iso, parse_iso
 from monitor.errors import SentinelError
-from monitor.state.base import TargetState
+from monitor.policy import active_silence, recoveries_in_window
+from monitor.state.base import Event, TargetState
+from recover import messages
+from recover.calls import AwsError
 from recover.context import RecoveryContext, RecoveryResult
+from recover.incident import TERMINAL, Incident, Phase, next_phase
+from recover.phases import PHASES
+from recover.run import Fail, Next, Outcome, Run, Stop, Wait
+
+MAX_TRANSIENT_ERRORS = 5  # consecutive transient errors (throttling, 5xx, bugs) in one phase → FAILED
+MIN_PHASE_BUDGET_S = 5.0  # do not start a phase with less time than this left in the invocation
+KEEP_RECOVERIES = 50
+INFO_PHASES = frozenset({Phase.LAUNCH, Phase.WAIT_READY, Phase.REPOINT, Phase.RETIRE_OLD})
 
 
 class RecoveryUnavailable(SentinelError):
     pass
 
 
+def is_active(state: TargetState) -> bool:
+    return state.incident is not None and state.incident.get("phase") not in ("DONE", "ESCALATED", None)
+
+
+# ---------------------------------------------------------------------------- entry points
+
 def start(rctx: RecoveryContext, state: TargetState, *, reason: str, force: bool = False) -> RecoveryResult:
-    raise RecoveryUnavailable("automatic recovery is not available yet")
+    target = rctx.target
+    rec = target.recovery
+    now = rctx.clock.now()
+    if is_active(state):
+        current = state.incident or {}
+        raise RecoveryUnavailable(f"incident {current.get('id')} is already in progress ({current.get('phase')})")
+    if state.escalated:
+        raise RecoveryUnavailable(f"escalated at {state.escalated.get('at')}: automation paused until "
+                                  f"`sentinel ack --target {target.name}`")
+    used = recoveries_in_window(state, now, rec.limits.window_hours)
+    if len(used) >= rec.limits.max_recoveries:
+        raise RecoveryUnavailable(f"budget exhausted: {len(used)} recoveries in the last "
+                                  f"{rec.limits.window_hours:g} h (max {rec.limits.max_recoveries})")
+    if rctx.dry_run:
+        return _dry_run_start(rctx, state, reason=reason, force=force)
+    if rctx.lease is None:
+        raise RecoveryUnavailable("no lease held: refusing to change anything")
+
+    inc = Incident.create(target.name, rec.strategy, now, reason=reason, requested_by=rctx.requested_by, force=force)
+    run = Run(rctx, state, inc, persist=True, dry_run=False)
+    recoveries = [*state.recoveries[-KEEP_RECOVERIES:], iso(now)]
+    try:
+        run.save(f"recovery {inc.id} started ({inc.strategy}): {reason}", recoveries=recoveries)
+    except Stop as exc:
+        return RecoveryResult(state, {"status": "UNKNOWN", "phase": None, "summary": f"recovery not started: {exc}"})
+    rctx.metrics.put("RecoveryStarted", 1, "Count", target=target.name)
+    rctx.metrics.put("RecoveryPhase", Phase.SNAPSHOT.number, "None", target=target.name)
+    subject, body = messages.started(target, inc, attempt=len(used) + 1)
+    rctx.notifier.page(target.name, "recovery-started", subject, body)
+    return _continue(run)
 
 
 def advance(rctx: RecoveryContext, state: TargetState) -> RecoveryResult:
-    raise RecoveryUnavailable("automatic recovery is not available yet")
+    if not is_active(state):
+        inc = Incident.from_dict(state.incident) if state.incident else None
+        return RecoveryResult(state, _idle_report(inc))
+    inc = Incident.from_dict(dict(state.incident or {}))
+    if rctx.dry_run:  # e.g. `sentinel tick --dry-run` during a recovery: what the next phases would do
+        run = Run(rctx, state, inc, persist=False, dry_run=True)
+        return _continue(run)
+    if rctx.lease is None:
+        raise RecoveryUnavailable("no lease held: refusing to change anything")
+    silence = active_silence(rctx.target, state, rctx.clock.now())
+    if silence is not None:
+        report = _report(Run(rctx, state, inc, persist=False, dry_run=False))
+        report.update(paused=True, summary=f"recovery {inc.id} paused in {inc.phase}: silenced until "
+                                           f"{iso(silence.until)} ({silence.reason})")
+        return RecoveryResult(state, report)
+    return _continue(Run(rctx, state, inc, persist=True, dry_run=False))
 
 
-def is_active(state: TargetState) -> bool:
-    return state.incident is not None and state.incident.get("phase") not in ("DONE", "ESCALATED", None)
+def abort(rctx: RecoveryContext, state: TargetState, *, reason: str) -> RecoveryResult:
+    """Stop an active recovery by hand: roll back what can be, then ESCALATED (for a future
+    ``sentinel abort``; not wired to the CLI yet)."""
+    if not is_active(state):
+        raise RecoveryUnavailable("no recovery in progress")
+    if rctx.lease is None:
+        raise RecoveryUnavailable("no lease held: refusing to change anything")
+    inc = Incident.from_dict(dict(state.incident or {}))
+    run = Run(rctx, state, inc, persist=True, dry_run=False)
+    if inc.current is not Phase.FAILED:
+        inc.failed = {"phase": inc.phase, "error": f"aborted by {rctx.requested_by or 'a person'}: {reason}",
+                      "at": iso(rctx.clock.now())}
+        try:
+            _enter(run, Phase.FAILED, inc.failed["error"])
+        except Stop as exc:
+            run.stopped = str(exc)
+            return RecoveryResult(run.state, _report(run))
+    return _continue(run)
+
+
+def build_plan(rctx: RecoveryContext, state: TargetState, *, reason: str = "plan") -> dict[str, Any]:
+    """The whole runbook from SNAPSHOT in dry run: every AWS call with its parameters.
+    Nothing is persisted, sent or launched; reads are real."""
+    rec = rctx.target.recovery
+    inc = Incident.create(rctx.target.name, rec.strategy, rctx.clock.now(), reason=reason,
+                       requested_by=rctx.requested_by, force=False, incident_id=f"{rctx.target.name}-DRYRUN")
+    run = Run(rctx, state, inc, persist=False, dry_run=True)
+    try:
+        _drive(run)
+    except Stop as exc:  # cannot happen without persistence; kept for symmetry
+        run.stopped = str(exc)
+    now = rctx.clock.now()
+    blockers = []
+    if state.escalated:
+        blockers.append(f"escalated at {state.escalated.get('at')}: run `sentinel ack` first")
+    if is_active(state):
+        blockers.append(f"incident {(state.incident or {}).get('id')} is in progress")
+    used = recoveries_in_window(state, now, rec.limits.window_hours)
+    if len(used) >= rec.limits.max_recoveries:
+        blockers.append(f"budget exhausted ({len(used)} of {rec.limits.max_recoveries} in {rec.limits.window_hours:g} h)")
+    if not rec.enabled:
+        blockers.append("recovery.enabled is false: only `sentinel recover` would start it")
+    return {
+        "target": rctx.target.name,
+        "strategy": inc.strategy,
+        "spec_source": inc.spec_source or rec.spec.source,
+        "old_cluster": inc.old,
+        "ok": inc.current is Phase.DONE,
+        "error": (inc.failed or {}).get("error") or inc.escalation,
+        "final_phase": inc.phase,
+        "phases": list(inc.timeline),
+        "calls": [r.to_dict() for r in run.aws.records],
+        "calls_by_phase": run.aws.by_phase(),
+        "request": inc.spec,
+        "not_copied": inc.not_copied,
+        "notes": inc.notes,
+        "would_not_start_now": blockers,
+    }
+
+
+# ---------------------------------------------------------------------------- the machine
+
+def _continue(run: Run) -> RecoveryResult:
+    try:
+        _drive(run)
+    except Stop as exc:
+        run.stopped = str(exc)
+    return RecoveryResult(run.state, _report(run))
+
+
+def _drive(run: Run) -> None:
+    """Advance phase after phase while time allows; stop at a wait or a terminal phase."""
+    while True:
+        phase = run.inc.current
+        if phase in TERMINAL:
+            return
+        if run.rctx.deadline.remaining() < _budget_s(run, phase):
+            run.inc.last_wait = f"out of time in this invocation: {phase.value} continues on the next tick"
+            return
+        run.aws.phase = phase.value
+        errors_before = run.inc.transient_errors
+        try:
+            outcome: Outcome = PHASES[phase](run)
+        except Stop:
+            raise
+        except AwsError as exc:
+            outcome = _on_error(run, phase, exc, transient=exc.transient)
+        except Exception as exc:  # a bug must not loop forever: counts like a transient error
+            outcome = _on_error(run, phase, exc, transient=True)
+        if isinstance(outcome, Wait):
+            if run.inc.transient_errors == errors_before:  # an ordinary wait: the error streak is over
+                run.inc.transient_errors = 0
+            if run.inc.last_wait != outcome.note:
+                run.inc.last_wait = outcome.note
+                run.save(f"{phase.value}: {outcome.note}", kind="recovery-wait")
+            return
+        run.inc.transient_errors = 0
+        run.inc.last_wait = None
+        if isinstance(outcome, Next):
+            _enter(run, next_phase(run.inc.strategy, phase), outcome.note)
+        elif isinstance(outcome, Fail):
+            run.inc.failed = {"phase": phase.value, "error": outcome.error, "at": iso(run.now())}
+            _enter(run, Phase.FAILED, outcome.error)
+        else:
+            run.inc.escalation = outcome.error
+            _enter(run, Phase.ESCALATED, outcome.error)
+
+
+def _on_error(run: Run, phase: Phase, exc: Exception, *, transient: bool) -> Outcome:
+    what = str(exc) if isinstance(exc, AwsError) else f"internal error {type(exc).__name__}: {exc}"
+    if transient and not run.dry_run and run.inc.transient_errors + 1 < MAX_TRANSIENT_ERRORS:
+        run.inc.transient_errors += 1
+        return Wait(f"{what} (attempt {run.inc.transient_errors} of {MAX_TRANSIENT_ERRORS}; retried next tick)")
+    if phase is Phase.FAILED:  # rollback itself keeps failing: escalate with what is known
+        run.inc.rollback_errors.append(what)
+        return Next(f"rollback incomplete: {what}")
+    return Fail(f"{phase.value}: {what}")
+
+
+def _budget_s(run: Run, phase: Phase) -> float:
+    if phase not in (Phase.VERIFY_NEW, Phase.VERIFY_PATH) or run.dry_run:
+        return MIN_PHASE_BUDGET_S
+    need = MIN_PHASE_BUDGET_S
+    for name in run.rctx.target.recovery.verify.checks:
+        c = run.rctx.target.check(name)
+        attempts = int(getattr(c, "attempts", 1) or 1)
+        need = max(need, c.timeout_s * attempts + float(getattr(c, "retry_delay_s", 0) or 0) * (attempts - 1))
+    return need + MIN_PHASE_BUDGET_S
+
+
+def _enter(run: Run, phase: Phase, note: str) -> None:
+    """Persist the move to ``phase``; then (only once it is persisted) tell people and dashboards."""
+    inc = run.inc
+    rctx = run.rctx
+    prev = inc.current
+    now = run.now()
+    inc.phase, inc.phase_started_at = phase.value, iso(now)
+    inc.timeline.append({"at": iso(now), "phase": phase.value, "note": note})
+    changes: dict[str, Any] = {}
+    if phase is Phase.DONE:
+        inc.finished_at = iso(now)
+        inc.ttr_s = round(((parse_iso(inc.recovered_at) if inc.recovered_at else now)
+                           - parse_iso(inc.started_at)).total_seconds(), 1)
+        changes = {"consecutive_failures": 0, "consecutive_unknown": 0, "failing_since": None, "last_page": None}
+    elif phase is Phase.ESCALATED:
+        inc.finished_at = iso(now)
+        reason = inc.escalation or (inc.failed or {}).get("error") or note
+        changes = {"escalated": {"at": iso(now), "reason": reason, "incident": inc.id},
+                   "last_page": {"kind": "confirmed", "at": iso(now), "via": "recovery-escalated"}}
+    run.save(f"{prev.value} -> {phase.value}: {note}", **changes)
+    run.transitions.append({"from": prev.value, "to": phase.value, "at": iso(now), "note": note})
+    if not run.persist:
+        return
+    name = rctx.target.name
+    rctx.metrics.put("RecoveryPhase", phase.number, "None", target=name)
+    if phase is Phase.DONE:
+        rctx.metrics.put("RecoverySucceeded", 1, "Count", target=name)
+        rctx.metrics.put("TimeToRecoverSeconds", inc.ttr_s or 0.0, "Seconds", target=name)
+        rctx.notifier.page(name, "recovery-succeeded", *messages.succeeded(rctx.target, inc))
+    elif phase is Phase.ESCALATED:
+        rctx.metrics.put("RecoveryFailed", 1, "Count", target=name)
+        rctx.notifier.page(name, "recovery-escalated", *messages.escalated(rctx.target, inc))
+    elif phase is Phase.FAILED:
+        rctx.notifier.info(name, "recovery-failed", f"recovery FAILED in {prev.value}: rolling back",
+                           f"Recovery {inc.id} of {name} failed in {prev.value}: {note}\nRolling back; "
+                           "a page follows when it is done.")
+    elif prev in INFO_PHASES:
+        rctx.notifier.info(name, f"recovery-{prev.value.lower()}", *messages.phase_done(rctx.target, inc, prev, note))
+
+
+# ---------------------------------------------------------------------------- dry run and reports
+
+def _dry_run_start(rctx: RecoveryContext, state: TargetState, *, reason: str, force: bool) -> RecoveryResult:
+    """No incident that later ticks advance: an audit event, one page per failure episode,
+    and the plan in the report."""
+    plan = build_plan(rctx, state, reason=reason)
+    now = rctx.clock.now()
+    writes = [c for c in plan["calls"] if c.get("mutating")]
+    new = replace(state)
+    if (state.last_page or {}).get("kind") != "recovery-dry-run":
+        rctx.notifier.page(rctx.target.name, "recovery-dry-run", *messages.dry_run(rctx.target, plan))
+        new.last_page = {"kind": "recovery-dry-run", "at": iso(now)}
+    event = Event(iso(now), "dry-run", f"dry run: would recover ({len(writes)} changing call(s)): {reason}",
+                  {"calls": [c["call"] for c in writes], "error": plan["error"], "force": force},
+                  rctx.requested_by or "sentinel")
+    with contextlib.suppress(SentinelError):  # the audit record is best effort; nothing else happened
+        state = rctx.store.put(rctx.target.name, new, lease=rctx.lease, events=[event], now=now)
+    report = {"status": "CRITICAL", "phase": "DRY_RUN", "dry_run": True,
+              "summary": f"dry run: would recover {rctx.target.name} with {len(writes)} changing AWS call(s)"
+                         + (f"; it would fail: {plan['error']}" if plan["error"] else ""),
+              "plan": plan}
+    return RecoveryResult(state, report)
+
+
+def _status(inc: Incident) -> str:
+    phase = inc.current
+    if phase is Phase.DONE:
+        return "OK"
+    if phase is Phase.ESCALATED:
+        return "WARNING" if inc.recovered_at and not inc.failed else "CRITICAL"
+    if phase is Phase.FAILED:
+        return "CRITICAL"
+    return "WARNING" if inc.recovered_at else "CRITICAL"
+
+
+def _report(run: Run) -> dict[str, Any]:
+    inc = run.inc
+    last = run.transitions[-1]["note"] if run.transitions else None
+    what = run.stopped or inc.last_wait or last or ""
+    master = (inc.new or {}).get("master") or {}
+    return {
+        "status": _status(inc),
+        "phase": inc.phase,
+        "summary": f"recovery {inc.id}: {inc.phase}" + (f": {what}" if what else ""),
+        "incident": inc.id,
+        "strategy": inc.strategy,
+        "old_cluster": inc.old_cluster_id,
+        "new_cluster": inc.new_cluster_id,
+        "new_master": master.get("private_dns"),
+        "transitions": run.transitions,
+        "waiting": inc.last_wait,
+        "stopped": run.stopped,
+        "dry_run": run.dry_run,
+        "calls": [r.to_dict(params=run.dry_run) for r in run.aws.records],
+        "calls_by_phase": run.aws.by_phase(),
+        "not_copied": [str(g.get("field")) for g in inc.not_copied],
+        "ttr_s": inc.ttr_s,
+    }
+
+
+def _idle_report(inc: Incident | None) -> dict[str, Any]:
+    if inc is None:
+        return {"status": "UNKNOWN", "phase": None, "summary": "no recovery in progress"}
+    return {"status": _status(inc), "phase": inc.phase, "incident": inc.id,
+            "summary": f"recovery {inc.id}: {inc.phase} (not active)"}

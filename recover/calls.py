@@ -1,0 +1,213 @@
+"""Every AWS call recover/ makes goes through :class:`AwsCalls`.
+
+Why one choke point:
+- **dry run on the same code path**: the phase functions do not know whether they run for
+  real. In dry run the mutating operations (:data:`MUTATING`) are recorded with their
+  parameters instead of being sent, and reads about the cluster that a dry run only
+  pretended to launch are answered from the recorded request. Every other read is real,
+  so ``sentinel plan`` shows what would happen against the account as it is now.
+- **counting**: each call is recorded with the phase it ran in (the report and the
+  incident carry per-phase counts; the IAM test checks them against permissions.py).
+- **errors translated once** (style note 4): any failure becomes :class:`AwsError`,
+  marked transient (throttling, 5xx, network: retry on a later tick) or permanent.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from monitor.aws import THROTTLING_CODES, error_code
+from monitor.errors import SentinelError
+
+MUTATING = frozenset({
+    "run_job_flow", "terminate_job_flows", "set_termination_protection", "add_tags",
+    "register_targets", "deregister_targets",
+    "register_instances_with_load_balancer", "deregister_instances_from_load_balancer",
+    "change_resource_record_sets",
+})
+TRANSIENT_CODES = THROTTLING_CODES | {
+    "InternalServerError", "InternalServerException", "InternalFailure", "ServiceUnavailable",
+    "ServiceUnavailableException", "RequestTimeout", "RequestTimeoutException",
+    "EndpointConnectionError", "ConnectTimeoutError", "ReadTimeoutError", "ConnectionClosedError",
+}
+IAM_PREFIX = {"emr": "elasticmapreduce", "elbv2": "elasticloadbalancing", "elb": "elasticloadbalancing",
+              "route53": "route53"}
+
+# What a dry run's pretend cluster is called (valid ids, so parameter validation passes).
+DRY_CLUSTER_ID = "j-DRYRUN0NEWCLUSTER"
+DRY_INSTANCE_ID = "i-0dryrun0new0master"
+DRY_MASTER_DNS = "new-master.dry-run.invalid"
+DRY_MASTER_IP = "192.0.2.10"  # TEST-NET-1: never routable
+DRY_CHANGE_ID = "/change/DRYRUN"
+
+
+class AwsError(SentinelError):
+    def __init__(self, service: str, op: str, code: str, message: str, *, transient: bool) -> None:
+        self.service, self.op, self.code, self.transient = service, op, code, transient
+        super().__init__(f"{service}.{op}: {code}: {message[:300]}")
+
+
+@dataclass
+class CallRecord:
+    phase: str
+    service: str
+    op: str
+    params: dict[str, Any]
+    mutating: bool
+    sent: bool  # False: dry run recorded it (mutating) or answered it (simulated read)
+    simulated: bool = False
+    error: str | None = None
+    ms: float = 0.0
+
+    def to_dict(self, *, params: bool = True) -> dict[str, Any]:
+        out: dict[str, Any] = {"phase": self.phase, "call": f"{self.service}.{self.op}",
+                               "mutating": self.mutating, "sent": self.sent}
+        if self.simulated:
+            out["simulated"] = True
+        if self.error:
+            out["error"] = self.error
+        if params:
+            out["params"] = self.params
+        return out
+
+    @property
+    def iam_action(self) -> str:
+        return f"{IAM_PREFIX.get(self.service, self.service)}:{_api_name(self.op)}"
+
+
+def _api_name(op: str) -> str:
+    return "".join(part.capitalize() for part in op.split("_"))
+
+
+@dataclass
+class AwsCalls:
+    clients: Any
+    dry_run: bool = False
+    phase: str = "-"
+    records: list[CallRecord] = field(default_factory=list)
+    # Dry run: the request RunJobFlow would have sent, to answer reads about that cluster.
+    launched_request: dict[str, Any] | None = None
+
+    def client(self, service: str) -> RecordingClient:
+        return RecordingClient(self, service)
+
+    def by_phase(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for r in self.records:
+            if r.service == "sentinel":
+                continue
+            out[r.phase] = out.get(r.phase, 0) + 1
+        return out
+
+    def call(self, service: str, op: str, params: dict[str, Any]) -> dict[str, Any]:
+        mutating = op in MUTATING
+        rec = CallRecord(self.phase, service, op, copy.deepcopy(params), mutating, sent=True)
+        if self.dry_run and mutating:
+            rec.sent = False
+            self.records.append(rec)
+            return self._pretend_write(op, params)
+        if self.dry_run and _mentions_pretend(params):
+            rec.sent, rec.simulated = False, True
+            self.records.append(rec)
+            return self._pretend_read(op, params)
+        self.records.append(rec)
+        started = time.monotonic()
+        try:
+            response: dict[str, Any] = getattr(self.clients.client(service), op)(**params)
+        except Exception as exc:  # translated once, here
+            code = error_code(exc)
+            if isinstance(exc, NotImplementedError):  # moto: action not implemented
+                code = "NotImplemented"
+            rec.error = code
+            raise AwsError(service, op, code, str(exc), transient=code in TRANSIENT_CODES) from exc
+        finally:
+            rec.ms = (time.monotonic() - started) * 1000
+        return response
+
+    def service_model_shape(self, service: str, operation: str) -> Any:
+        """The botocore input shape of an operation (to validate a request before sending)."""
+        return self.clients.client(service).meta.service_model.operation_model(operation).input_shape
+
+    # ------------------------------------------------------------ dry run answers
+    def _pretend_write(self, op: str, params: dict[str, Any]) -> dict[str, Any]:
+        if op == "run_job_flow":
+            self.launched_request = copy.deepcopy(params)
+            return {"JobFlowId": DRY_CLUSTER_ID}
+        if op == "change_resource_record_sets":
+            return {"ChangeInfo": {"Id": DRY_CHANGE_ID, "Status": "PENDING"}}
+        return {}
+
+    def _pretend_read(self, op: str, params: dict[str, Any]) -> dict[str, Any]:
+        req = self.launched_request or {}
+        if op == "describe_cluster":
+            return {"Cluster": {"Id": DRY_CLUSTER_ID, "Name": req.get("Name"), "Status": {"State": "WAITING"},
+                                "Tags": req.get("Tags", []),
+                                "TerminationProtected": bool((req.get("Instances") or {}).get("TerminationProtected"))}}
+        if op == "list_steps":
+            return {"Steps": [{"Id": f"s-DRYRUN{i}", "Name": s.get("Name"), "Status": {"State": "COMPLETED"}}
+                              for i, s in enumerate(req.get("Steps", []))]}
+        if op == "list_instances":
+            return {"Instances": [{"Ec2InstanceId": DRY_INSTANCE_ID, "PrivateDnsName": DRY_MASTER_DNS,
+                                   "PrivateIpAddress": DRY_MASTER_IP, "Status": {"State": "RUNNING"}}]}
+        if op == "describe_target_health":
+            return {"TargetHealthDescriptions": [{"Target": t, "TargetHealth": {"State": "healthy"}}
+                                                 for t in params.get("Targets", [])]}
+        if op == "get_change":
+            return {"ChangeInfo": {"Id": DRY_CHANGE_ID, "Status": "INSYNC"}}
+        return {}
+
+
+def _mentions_pretend(params: dict[str, Any]) -> bool:
+    text = repr(params)
+    return DRY_CLUSTER_ID in text or DRY_INSTANCE_ID in text or DRY_CHANGE_ID in text
+
+
+class RecordingClient:
+    """Looks like a boto3 client to the code using it (``emr.describe_cluster(...)``, and
+    ``get_paginator`` for :func:`monitor.clusters.find_cluster`), records every call."""
+
+    def __init__(self, calls: AwsCalls, service: str) -> None:
+        self._calls = calls
+        self._service = service
+
+    def __getattr__(self, op: str) -> Any:
+        if op.startswith("_"):
+            raise AttributeError(op)
+
+        def invoke(**params: Any) -> dict[str, Any]:
+            return self._calls.call(self._service, op, params)
+
+        return invoke
+
+    def get_paginator(self, op: str) -> _Paginator:
+        return _Paginator(self, op)
+
+
+class _Paginator:
+    def __init__(self, client: RecordingClient, op: str) -> None:
+        self._client, self._op = client, op
+
+    def paginate(self, **params: Any) -> Iterator[dict[str, Any]]:
+        return pages(self._client, self._op, **params)
+
+
+def pages(client: RecordingClient, op: str, **params: Any) -> Iterator[dict[str, Any]]:
+    """EMR-style ``Marker`` pagination, one recorded call per page."""
+    marker: str | None = None
+    while True:
+        page: dict[str, Any] = getattr(client, op)(**params, **({"Marker": marker} if marker else {}))
+        yield page
+        marker = page.get("Marker")
+        if not marker:
+            return
+
+
+def collect(client: RecordingClient, op: str, key: str, **params: Any) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for page in pages(client, op, **params):
+        out.extend(page.get(key, []))
+    return out

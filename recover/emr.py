@@ -1,0 +1,130 @@
+"""EMR for the runbook: find the incident's cluster, launch, judge readiness, terminate.
+
+Each function is idempotent by reading first: LAUNCH looks for a cluster already tagged
+with the incident id before calling RunJobFlow (a crash after RunJobFlow but before the
+state write must not launch a second cluster), and terminate looks at the cluster's state
+before calling TerminateJobFlows (a crash after it must not terminate twice).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from monitor.errors import SentinelError
+from recover.calls import RecordingClient, collect
+from recover.incident import INCIDENT_TAG
+
+ACTIVE_STATES = ("STARTING", "BOOTSTRAPPING", "RUNNING", "WAITING")
+READY_STATES = ("WAITING", "RUNNING")
+ENDED_STATES = ("TERMINATING", "TERMINATED", "TERMINATED_WITH_ERRORS")
+BAD_STEP_STATES = ("FAILED", "CANCELLED", "CANCEL_PENDING", "INTERRUPTED")
+_LIVE_ORDER = {"RUNNING": 0, "BOOTSTRAPPING": 1, "PROVISIONING": 2, "AWAITING_FULFILLMENT": 3}
+
+
+class ProtectedCluster(SentinelError):
+    """The cluster has termination protection and we may not lift it."""
+
+
+def cluster_state(cluster: dict[str, Any]) -> str:
+    return str((cluster.get("Status") or {}).get("State", "UNKNOWN"))
+
+
+def state_reason(cluster: dict[str, Any]) -> str:
+    reason = (cluster.get("Status") or {}).get("StateChangeReason") or {}
+    return ": ".join(str(v) for v in (reason.get("Code"), reason.get("Message")) if v)
+
+
+def master_of(emr: RecordingClient, cluster_id: str, *, fleet: bool, live_only: bool = True) -> list[dict[str, Any]]:
+    """The cluster's master instance(s), live ones first (three with multi-master).
+
+    ``live_only=False`` also returns ended instances: the old master of a dead cluster must
+    still be deregistered from the load balancer.
+    """
+    kwargs: dict[str, Any] = {"ClusterId": cluster_id}
+    if fleet:
+        kwargs["InstanceFleetType"] = "MASTER"
+    else:
+        kwargs["InstanceGroupTypes"] = ["MASTER"]
+    instances = collect(emr, "list_instances", "Instances", **kwargs)
+    rows = [{"instance_id": i.get("Ec2InstanceId"), "private_dns": i.get("PrivateDnsName"),
+             "private_ip": i.get("PrivateIpAddress"), "state": (i.get("Status") or {}).get("State")}
+            for i in instances]
+    live = sorted((r for r in rows if r["state"] in _LIVE_ORDER), key=lambda r: _LIVE_ORDER[str(r["state"])])
+    return live if live_only else live + [r for r in rows if r["state"] not in _LIVE_ORDER]
+
+
+def tagged_clusters(emr: RecordingClient, incident_id: str, name: str, created_after: datetime) -> list[dict[str, Any]]:
+    """Clusters (any state) named ``name``, created after ``created_after`` and tagged with
+    this incident: the idempotency marker of LAUNCH. Oldest first."""
+    found = []
+    for summary in collect(emr, "list_clusters", "Clusters", CreatedAfter=created_after):
+        if summary.get("Name") != name:
+            continue
+        cluster = emr.describe_cluster(ClusterId=summary["Id"])["Cluster"]
+        if has_incident_tag(cluster, incident_id):
+            found.append(cluster)
+    return sorted(found, key=launch_order)
+
+
+def has_incident_tag(cluster: dict[str, Any], incident_id: str) -> bool:
+    return any(t.get("Key") == INCIDENT_TAG and t.get("Value") == incident_id for t in cluster.get("Tags") or [])
+
+
+def launch_order(cluster: dict[str, Any]) -> tuple[datetime, str]:
+    """Oldest first, then by id: every invocation picks the same survivor among duplicates."""
+    created = ((cluster.get("Status") or {}).get("Timeline") or {}).get("CreationDateTime")
+    return (created if isinstance(created, datetime) else _EPOCH, str(cluster.get("Id")))
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@dataclass
+class Readiness:
+    verdict: str  # "ready" | "starting" | "failed"
+    detail: str
+    master: dict[str, Any] | None = None
+
+
+def readiness(emr: RecordingClient, cluster_id: str, *, fleet: bool) -> Readiness:
+    """WAIT_READY's judgement: WAITING/RUNNING, every step COMPLETED, a running master."""
+    cluster = emr.describe_cluster(ClusterId=cluster_id)["Cluster"]
+    state = cluster_state(cluster)
+    if state in ENDED_STATES:
+        why = state_reason(cluster)
+        return Readiness("failed", f"new cluster {cluster_id} is {state}" + (f" ({why})" if why else ""))
+    if state not in READY_STATES:
+        return Readiness("starting", f"new cluster {cluster_id} is {state}")
+    steps = collect(emr, "list_steps", "Steps", ClusterId=cluster_id)
+    bad = [s for s in steps if (s.get("Status") or {}).get("State") in BAD_STEP_STATES]
+    if bad:
+        names = ", ".join(f"{s.get('Name')} ({(s.get('Status') or {}).get('State')})" for s in bad[:3])
+        return Readiness("failed", f"setup step(s) of {cluster_id} did not complete: {names}")
+    pending = [s for s in steps if (s.get("Status") or {}).get("State") != "COMPLETED"]
+    if pending:
+        return Readiness("starting", f"new cluster {cluster_id} is {state}; {len(pending)} of {len(steps)} setup "
+                                     f"step(s) not completed yet ({pending[-1].get('Name')} ...)")
+    masters = master_of(emr, cluster_id, fleet=fleet)
+    running = [m for m in masters if m["state"] == "RUNNING" and m.get("private_dns")]
+    if not running:
+        return Readiness("starting", f"new cluster {cluster_id} is {state} but has no running master yet")
+    return Readiness("ready", f"new cluster {cluster_id} is {state}, {len(steps)} setup step(s) completed",
+                     master=running[0])
+
+
+def terminate(emr: RecordingClient, cluster_id: str, *, allow_protected: bool) -> str:
+    """Terminate once: a cluster already ending is left alone. Returns what happened."""
+    cluster = emr.describe_cluster(ClusterId=cluster_id)["Cluster"]
+    state = cluster_state(cluster)
+    if state in ENDED_STATES:
+        return f"{cluster_id} already {state}"
+    lifted = ""
+    if cluster.get("TerminationProtected"):
+        if not allow_protected:
+            raise ProtectedCluster(f"{cluster_id} is termination-protected")
+        emr.set_termination_protection(JobFlowIds=[cluster_id], TerminationProtected=False)
+        lifted = " (termination protection lifted)"
+    emr.terminate_job_flows(JobFlowIds=[cluster_id])
+    return f"{cluster_id} terminated{lifted}"

@@ -1,0 +1,135 @@
+"""The incident: the runbook's persisted record (``TargetState.incident``), and its phases.
+
+The runbook is data (style note 6): a phase enum, an order per strategy, and one JSON
+document that says how far the recovery got and what it already did. Every phase function
+reads the record and writes its result back into it; the state store persists it with a
+version-conditional, lease-fenced write. Because everything a later phase or a rollback
+needs is in the record (the RunJobFlow request, the old master, the routing as it was
+before), any invocation can pick the incident up where the last one stopped.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from dataclasses import asdict, dataclass, field, fields
+from datetime import datetime
+from typing import Any
+
+from monitor.clock import iso
+
+INCIDENT_TAG = "sentinel:incident"
+TARGET_TAG = "sentinel:target"
+REPLACES_TAG = "sentinel:replaces"
+RETIRED_TAG = "sentinel:retired-by"
+
+
+class Phase(str, enum.Enum):
+    SNAPSHOT = "SNAPSHOT"
+    LAUNCH = "LAUNCH"
+    WAIT_READY = "WAIT_READY"
+    VERIFY_NEW = "VERIFY_NEW"
+    REPOINT = "REPOINT"
+    VERIFY_PATH = "VERIFY_PATH"
+    RETIRE_OLD = "RETIRE_OLD"
+    DONE = "DONE"
+    FAILED = "FAILED"  # rolling back; still active until ESCALATED
+    ESCALATED = "ESCALATED"
+
+    @property
+    def number(self) -> int:
+        """A fixed number per phase for the ``RecoveryPhase`` metric (stable across strategies)."""
+        return PHASE_INDEX[self]
+
+
+PHASE_INDEX = {p: i for i, p in enumerate(Phase, start=1)}
+
+ORDER: dict[str, tuple[Phase, ...]] = {
+    "replace": (Phase.SNAPSHOT, Phase.LAUNCH, Phase.WAIT_READY, Phase.VERIFY_NEW, Phase.REPOINT,
+                Phase.VERIFY_PATH, Phase.RETIRE_OLD, Phase.DONE),
+    "terminate_first": (Phase.SNAPSHOT, Phase.RETIRE_OLD, Phase.LAUNCH, Phase.WAIT_READY, Phase.VERIFY_NEW,
+                        Phase.REPOINT, Phase.VERIFY_PATH, Phase.DONE),
+}
+TERMINAL = frozenset({Phase.DONE, Phase.ESCALATED})
+
+
+def next_phase(strategy: str, phase: Phase) -> Phase:
+    if phase is Phase.FAILED:
+        return Phase.ESCALATED
+    order = ORDER[strategy]
+    return order[order.index(phase) + 1]
+
+
+def new_incident_id(target: str, now: datetime) -> str:
+    """Unique and readable; it is also the EMR tag value that makes LAUNCH idempotent."""
+    return f"{target}-{now.strftime('%Y%m%dT%H%M%SZ')}-{uuid.uuid4().hex[:6]}"
+
+
+@dataclass
+class Incident:
+    id: str
+    target: str
+    strategy: str
+    phase: str
+    started_at: str
+    phase_started_at: str
+    reason: str = ""
+    requested_by: str | None = None
+    force: bool = False
+    spec_source: str | None = None
+    # The cluster being replaced: id, name, state, master {instance_id, private_dns, private_ip},
+    # termination_protected. None when no cluster was running.
+    old: dict[str, Any] | None = None
+    spec: dict[str, Any] | None = None  # the RunJobFlow request LAUNCH sends
+    not_copied: list[dict[str, Any]] = field(default_factory=list)
+    routing_before: dict[str, Any] | None = None  # what REPOINT changes, as it was (for rollback)
+    new: dict[str, Any] | None = None  # cluster_id, launched_at, master..., ready_at
+    repoint: dict[str, Any] | None = None  # started_at (checkpoint before any change), done_at, change_id
+    verified_new_at: str | None = None
+    recovered_at: str | None = None  # VERIFY_PATH passed: clients are served again
+    retired: dict[str, Any] | None = None
+    failed: dict[str, Any] | None = None  # {phase, error, at}
+    rollback: list[str] = field(default_factory=list)  # rollback steps done
+    rollback_errors: list[str] = field(default_factory=list)
+    escalation: str | None = None
+    finished_at: str | None = None
+    ttr_s: float | None = None
+    last_wait: str | None = None
+    transient_errors: int = 0
+    calls: dict[str, int] = field(default_factory=dict)  # AWS calls made, by phase (cumulative)
+    timeline: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @classmethod
+    def create(cls, target: str, strategy: str, now: datetime, *, reason: str, requested_by: str | None,
+            force: bool, incident_id: str | None = None) -> Incident:
+        ts = iso(now)
+        inc = cls(id=incident_id or new_incident_id(target, now), target=target, strategy=strategy,
+                  phase=Phase.SNAPSHOT.value, started_at=ts, phase_started_at=ts, reason=reason,
+                  requested_by=requested_by, force=force)
+        inc.timeline.append({"at": ts, "phase": Phase.SNAPSHOT.value, "note": f"recovery started: {reason}"})
+        return inc
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Incident:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @property
+    def current(self) -> Phase:
+        return Phase(self.phase)
+
+    @property
+    def old_cluster_id(self) -> str | None:
+        return None if not self.old else self.old.get("cluster_id")
+
+    @property
+    def new_cluster_id(self) -> str | None:
+        return None if not self.new else self.new.get("cluster_id")
+
+    def add_calls(self, by_phase: dict[str, int]) -> None:
+        for phase, n in by_phase.items():
+            self.calls[phase] = self.calls.get(phase, 0) + n

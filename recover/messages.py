@@ -1,0 +1,97 @@
+"""What on-call reads: every message says what happened, what sentinel did, and what to run next."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from monitor.config import Target
+from recover.incident import ORDER, Incident, Phase
+
+WHAT_EACH_PHASE_DOES = {
+    Phase.SNAPSHOT: "copy the cluster's configuration into a RunJobFlow request (or read the spec)",
+    Phase.LAUNCH: "launch a new cluster tagged sentinel:incident=<incident>",
+    Phase.WAIT_READY: "wait until it is WAITING and its setup steps COMPLETED (launch_timeout_min)",
+    Phase.VERIFY_NEW: "run the verify checks against the new master directly",
+    Phase.REPOINT: "move the target group / ELB / DNS record to the new master",
+    Phase.VERIFY_PATH: "run the verify checks through the normal path",
+    Phase.RETIRE_OLD: "terminate (or keep) the old cluster",
+    Phase.DONE: "done: automation resumes",
+}
+
+
+def _next_steps(target: str) -> list[str]:
+    return ["", "Follow it:", f"  sentinel status --target {target}",
+            "Stop it (the runbook pauses at the next tick while silenced):",
+            f"  sentinel silence --target {target} --for 2h --reason \"taking over\""]
+
+
+def started(target: Target, inc: Incident, attempt: int) -> tuple[str, str]:
+    rec = target.recovery
+    lines = [f"Automatic recovery started for {target.name}: {inc.reason or 'requested'}",
+             f"Incident {inc.id}   strategy: {inc.strategy}   spec: {rec.spec.source}", "",
+             "What will happen (each phase is persisted; a crash or timeout resumes where it stopped):"]
+    for i, phase in enumerate(ORDER[inc.strategy], start=1):
+        lines.append(f"  {i}. {phase.value:<12} {WHAT_EACH_PHASE_DOES[phase].replace('<incident>', inc.id)}")
+    r = rec.routing
+    routes = [f"target group {r.target_group_arn}" if r.target_group_arn else "",
+              f"classic ELB {r.load_balancer_name}" if r.load_balancer_name else "",
+              f"Route 53 {r.route53.record} ({r.route53.type})" if r.route53 else ""]
+    lines += ["", f"Routing: {', '.join(x for x in routes if x) or 'none configured'}",
+              f"Old cluster: {'kept' if rec.retire_old == 'keep' and inc.strategy == 'replace' else 'terminated'}"
+              f"{' first' if inc.strategy == 'terminate_first' else ' once the new one serves'}",
+              f"Limits: launch timeout {rec.limits.launch_timeout_min:g} min; recovery {attempt} of at most "
+              f"{rec.limits.max_recoveries} per {rec.limits.window_hours:g} h",
+              "If it fails, sentinel rolls back what it can and pages again."]
+    return f"recovery started ({inc.strategy})", "\n".join(lines + _next_steps(target.name))
+
+
+def phase_done(target: Target, inc: Incident, phase: Phase, note: str) -> tuple[str, str]:
+    body = [f"Recovery {inc.id} of {target.name}: {phase.value} done.", note, "",
+            f"Next phase: {inc.phase}", *_next_steps(target.name)]
+    return f"recovery: {phase.value} done", "\n".join(body)
+
+
+def succeeded(target: Target, inc: Incident) -> tuple[str, str]:
+    ttr = f"{inc.ttr_s / 60:.1f} min" if inc.ttr_s is not None else "unknown"
+    lines = [f"Recovered {target.name}: clients are served by the new cluster {inc.new_cluster_id}.",
+             f"Incident {inc.id}: time to recover {ttr} (started {inc.started_at}).",
+             f"Old cluster: {inc.old_cluster_id or 'none'} "
+             f"({(inc.retired or {}).get('detail') or (inc.retired or {}).get('action') or 'nothing to retire'})."]
+    lines += [f"Note: {n}" for n in inc.notes]
+    lines += ["", "Automation continues as usual. Review:", f"  sentinel status --target {target.name}"]
+    return f"recovered in {ttr}", "\n".join(lines)
+
+
+def escalated(target: Target, inc: Incident) -> tuple[str, str]:
+    failed = inc.failed or {}
+    lines = [f"Automatic recovery of {target.name} stopped and needs a person. Incident {inc.id}."]
+    if failed:
+        lines.append(f"Failed in {failed.get('phase')}: {failed.get('error')}")
+    if inc.escalation:
+        lines.append(inc.escalation)
+    lines += ["", "Rolled back:" if inc.rollback else "Nothing was rolled back."]
+    lines += [f"  {t['note']}" for t in inc.timeline if t.get("phase") == Phase.ESCALATED.value][-1:]
+    lines += [f"  rollback error: {e}" for e in inc.rollback_errors]
+    lines += ["", "Now:",
+              f"  old cluster: {inc.old_cluster_id or 'none'} ({(inc.old or {}).get('state', 'unknown')} at start"
+              f"{', terminated by sentinel' if (inc.retired or {}).get('action') == 'terminated' else ''})",
+              f"  new cluster: {inc.new_cluster_id or 'none launched'}"]
+    if inc.strategy == "terminate_first" and (inc.retired or {}).get("action") == "terminated" and not inc.recovered_at:
+        lines.append("  WARNING: the old cluster is terminated and no new cluster serves: relaunch by hand "
+                     f"(the request is in `sentinel status --target {target.name}`, incident.spec)")
+    lines += ["", "Automatic actions for this target are paused. When handled:",
+              f"  sentinel ack --target {target.name}      (resume automation)",
+              f"  sentinel status --target {target.name}   (incident timeline)"]
+    return "recovery ESCALATED: a person must act", "\n".join(lines)
+
+
+def dry_run(target: Target, plan: dict[str, Any]) -> tuple[str, str]:
+    writes = [s for s in plan.get("calls", []) if s.get("mutating")]
+    lines = [f"Confirmed failure of {target.name}. Recovery is in dry-run mode: nothing was changed.",
+             f"It would make {len(writes)} changing AWS call(s):"]
+    lines += [f"  {s['phase']:<12} {s['call']}" for s in writes]
+    if plan.get("error"):
+        lines.append(f"and it would fail: {plan['error']}")
+    lines += ["", "Full plan:", f"  sentinel plan --target {target.name}",
+              "Recover for real: set recovery.dry_run: false in the config."]
+    return "confirmed failure: recovery dry run", "\n".join(lines)

@@ -1,0 +1,246 @@
+"""The phase functions (DESIGN §7). Each is idempotent: it reads before it changes, and
+everything it needs comes from the incident record, so running it twice (after a crash, or
+by a second invocation that got the lease) ends in the same place as running it once.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+from monitor.clock import iso, parse_iso
+from monitor.clusters import ClusterLookupError
+from recover import emr as emr_ops
+from recover import routing, spec
+from recover.calls import AwsError
+from recover.incident import RETIRED_TAG, Phase
+from recover.run import Escalate, Fail, Next, Outcome, Run, Wait
+
+VERIFY_TIMEOUT = timedelta(minutes=20)  # VERIFY_NEW / VERIFY_PATH keep retrying this long
+PATH_POLL_S = 10.0  # VERIFY_PATH: poll the target's health this often within one invocation,
+PATH_POLLS = 9  # at most this many times,
+PATH_POLL_RESERVE_S = 60.0  # and only while this much time would be left for the checks
+SLEEP: Callable[[float], None] = time.sleep
+LAUNCH_SEARCH_SLACK = timedelta(hours=1)  # clock skew margin when looking for our own cluster
+
+
+def snapshot(run: Run) -> Outcome:
+    inc, target = run.inc, run.rctx.target
+    rec = target.recovery
+    try:
+        resolved = spec.resolve(run.aws, target, run.rctx.store, run.now())
+    except (spec.SpecError, ClusterLookupError) as exc:
+        return Fail(f"no spec to relaunch from: {exc}")
+    old_id = (resolved.old or {}).get("cluster_id")
+    request, problems = spec.finalize(run.aws, resolved.request, incident_id=inc.id, target=target.name,
+                                      old_cluster_id=old_id)
+    inc.spec_source, inc.old, inc.spec = resolved.source, resolved.old, request
+    inc.not_copied = resolved.not_copied
+    inc.notes.extend(resolved.notes)
+    if target.cluster.id:
+        inc.notes.append("the target names its cluster by id: after the relaunch set cluster: {id: <new id>} "
+                         "in the config (or name it by cluster name)")
+    blocking = [str(g["field"]) for g in inc.not_copied if g.get("blocking")]
+    if problems or blocking:
+        return Fail("the RunJobFlow request cannot be sent: " + "; ".join(
+            [*(f"{b} cannot be copied" for b in blocking), *problems]) + " (use spec source file)")
+    old = inc.old or {}
+    if inc.strategy == "terminate_first" and old.get("active") and old.get("termination_protected") \
+            and not rec.allow_termination_protected:
+        return Fail(f"terminate_first would terminate {old_id}, which is termination-protected, and "
+                    "allow_termination_protected is false")
+    inc.routing_before = routing.snapshot(run.aws, rec.routing)
+    kind = "instance fleets" if "InstanceFleets" in request.get("Instances", {}) else "instance groups"
+    return Next(f"spec from {resolved.source}" + (f" of {old_id}" if old_id else "") +
+                f" ({kind}, {len(request.get('Steps', []))} step(s), {len(request.get('BootstrapActions', []))} "
+                f"bootstrap action(s)); {len(inc.not_copied)} item(s) not copied")
+
+
+def launch(run: Run) -> Outcome:
+    inc = run.inc
+    assert inc.spec is not None
+    emr = run.aws.client("emr")
+    name = str(inc.spec["Name"])
+    since = parse_iso(inc.started_at) - LAUNCH_SEARCH_SLACK
+    found = emr_ops.tagged_clusters(emr, inc.id, name, since)
+    how = "adopted (launched earlier for this incident)"
+    if not found:
+        launched = str(emr.run_job_flow(**inc.spec)["JobFlowId"])
+        how = "launched"
+        # RunJobFlow has no idempotency token: botocore may have retried it after a timeout,
+        # or an invocation whose lease expired may have launched at the same moment. Exactly
+        # one cluster may carry this incident's tag; every invocation keeps the oldest.
+        found = [] if run.dry_run else emr_ops.tagged_clusters(emr, inc.id, name, since)
+        if launched not in {str(c["Id"]) for c in found}:  # ListClusters may lag behind RunJobFlow
+            found = sorted([*found, emr.describe_cluster(ClusterId=launched)["Cluster"]], key=emr_ops.launch_order)
+    keep = str(found[0]["Id"])
+    for extra in found[1:]:
+        inc.notes.append(f"duplicate launch {extra['Id']}: " +
+                         emr_ops.terminate(emr, str(extra["Id"]), allow_protected=True))
+    inc.new = {"cluster_id": keep, "launched_at": iso(run.now()),
+               "fleet": "InstanceFleets" in inc.spec.get("Instances", {})}
+    return Next(f"{how} {keep}")
+
+
+def wait_ready(run: Run) -> Outcome:
+    inc = run.inc
+    assert inc.new is not None
+    limit = timedelta(minutes=run.rctx.target.recovery.limits.launch_timeout_min)
+    ready = emr_ops.readiness(run.aws.client("emr"), str(inc.new["cluster_id"]), fleet=bool(inc.new.get("fleet")))
+    if ready.verdict == "failed":
+        return Fail(ready.detail)
+    if ready.verdict == "starting":
+        waited = run.now() - parse_iso(str(inc.new["launched_at"]))
+        if waited > limit:
+            return Fail(f"{ready.detail} after {waited.total_seconds() / 60:.0f} min "
+                        f"(launch_timeout_min {limit.total_seconds() / 60:g})")
+        return Wait(f"{ready.detail} ({waited.total_seconds() / 60:.0f} of {limit.total_seconds() / 60:g} min)")
+    assert ready.master is not None
+    inc.new.update(master=ready.master, ready_at=iso(run.now()))
+    return Next(f"{ready.detail}; master {ready.master['instance_id']} {ready.master['private_dns']}")
+
+
+def verify_new(run: Run) -> Outcome:
+    inc = run.inc
+    names = list(run.rctx.target.recovery.verify.checks)
+    master = (inc.new or {}).get("master") or {}
+    if not names:
+        inc.verified_new_at = iso(run.now())
+        return Next("no verify checks configured: the new cluster was not verified")
+    ok, summary = run.verify(names, str(master["private_dns"]))
+    if ok:
+        inc.verified_new_at = iso(run.now())
+        return Next(f"new master {master['private_dns']} passes: {summary}")
+    return _retry_or_fail(run, f"new master {master['private_dns']} fails: {summary}")
+
+
+def repoint(run: Run) -> Outcome:
+    inc = run.inc
+    rec = run.rctx.target.recovery
+    new_master = (inc.new or {}).get("master")
+    assert new_master is not None
+    if not (inc.repoint or {}).get("started_at"):
+        # Checkpoint first: from here on a rollback must consider the routing moved.
+        inc.repoint = {"started_at": iso(run.now())}
+        run.save("REPOINT: changing routing to the new master")
+    done = routing.repoint(run.aws, rec.routing, inc.routing_before or {}, (inc.old or {}).get("master"), new_master)
+    assert inc.repoint is not None
+    inc.repoint.update(done, done_at=iso(run.now()))
+    return Next("; ".join(done["changes"]) or "nothing to change (no routing configured, or already done)")
+
+
+def verify_path(run: Run) -> Outcome:
+    inc = run.inc
+    rec = run.rctx.target.recovery
+    new_master = (inc.new or {}).get("master") or {}
+    waiting = routing.path_ready(run.aws, rec.routing, inc.repoint or {}, new_master)
+    # A new target is "initial" for a few health-check intervals: worth a short poll within
+    # this invocation rather than a whole tick (10 min) of waiting.
+    polls = 0
+    while waiting and not run.dry_run and polls < PATH_POLLS and \
+            run.rctx.deadline.remaining() > PATH_POLL_S + PATH_POLL_RESERVE_S:
+        SLEEP(PATH_POLL_S)
+        polls += 1
+        waiting = routing.path_ready(run.aws, rec.routing, inc.repoint or {}, new_master)
+    if waiting:
+        return _retry_or_fail(run, waiting)
+    names = list(rec.verify.checks)
+    summary = "no verify checks configured"
+    if names:
+        ok, summary = run.verify(names, None)
+        if not ok:
+            return _retry_or_fail(run, f"through the normal path: {summary}")
+    inc.recovered_at = iso(run.now())
+    return Next(f"clients reach the new master: {summary}")
+
+
+def retire_old(run: Run) -> Outcome:
+    inc = run.inc
+    rec = run.rctx.target.recovery
+    old_id = inc.old_cluster_id
+    if not old_id:
+        return Next("no old cluster to retire")
+    emr = run.aws.client("emr")
+    if inc.strategy == "replace":
+        ttl = rec.routing.route53.ttl if rec.routing.route53 else 0
+        moved = (inc.repoint or {}).get("done_at")
+        if ttl and moved and not run.dry_run and run.now() < parse_iso(moved) + timedelta(seconds=ttl):
+            return Wait(f"clients may cache the old DNS answer for {ttl} s: {old_id} is retired after that")
+        if rec.retire_old == "keep":
+            if (inc.old or {}).get("active"):
+                emr.add_tags(ResourceId=old_id, Tags=[{"Key": RETIRED_TAG, "Value": inc.id}])
+            inc.retired = {"action": "kept", "at": iso(run.now())}
+            return Next(f"kept {old_id} (retire_old: keep), tagged {RETIRED_TAG}={inc.id}: terminate it when done with it")
+    try:
+        what = emr_ops.terminate(emr, old_id, allow_protected=rec.allow_termination_protected)
+    except emr_ops.ProtectedCluster as exc:
+        if inc.recovered_at:
+            return Escalate(f"the new cluster serves, but {exc} and allow_termination_protected is false: "
+                            f"terminate {old_id} by hand")
+        return Fail(f"{exc} and allow_termination_protected is false")
+    inc.retired = {"action": "terminated", "detail": what, "at": iso(run.now())}
+    return Next(what)
+
+
+def rollback(run: Run) -> Outcome:
+    """FAILED: move traffic back if it moved, terminate a new cluster that never became
+    healthy. Each step runs once (recorded in ``incident.rollback``); a permanent error in
+    one step is recorded and the next step still runs."""
+    inc = run.inc
+    rec = run.rctx.target.recovery
+    said: list[str] = []
+    if "repoint_back" not in inc.rollback:
+        if (inc.repoint or {}).get("started_at"):
+            old = inc.old or {}
+            if inc.strategy == "replace" and old.get("active") and old.get("master"):
+                said += _guarded(inc, "re-point", lambda: routing.repoint_back(
+                    run.aws, rec.routing, inc.routing_before or {}, old.get("master"), (inc.new or {}).get("master")))
+            else:
+                said.append("routing not moved back: the old master is gone")
+        inc.rollback.append("repoint_back")
+        run.save("FAILED: rollback: routing " + ("; ".join(said) or "was not changed"))
+    if "terminate_new" not in inc.rollback:
+        new_id = inc.new_cluster_id
+        if new_id is None and inc.spec is not None and inc.failed and inc.failed.get("phase") == Phase.LAUNCH.value:
+            since = parse_iso(inc.started_at) - LAUNCH_SEARCH_SLACK
+            found = _guarded(inc, "find launched cluster", lambda: [str(c["Id"]) for c in emr_ops.tagged_clusters(
+                run.aws.client("emr"), inc.id, str((inc.spec or {})["Name"]), since)])
+            new_id = found[0] if found else None
+        if new_id and inc.verified_new_at:
+            said.append(f"kept new cluster {new_id}: it passed VERIFY_NEW (inspect it; terminate it by hand if unneeded)")
+        elif new_id:
+            said += _guarded(inc, "terminate new cluster",
+                             lambda: [emr_ops.terminate(run.aws.client("emr"), new_id, allow_protected=True)])
+        inc.rollback.append("terminate_new")
+    return Next("rolled back: " + ("; ".join(said) or "nothing to roll back"))
+
+
+def _guarded(inc: Any, what: str, step: Callable[[], list[str]]) -> list[str]:
+    try:
+        return step()
+    except AwsError as exc:
+        if exc.transient:
+            raise
+        inc.rollback_errors.append(f"{what}: {exc}")
+        return [f"{what} FAILED: {exc}"]
+
+
+def _retry_or_fail(run: Run, problem: str) -> Outcome:
+    waited = run.now() - parse_iso(run.inc.phase_started_at)
+    if waited > VERIFY_TIMEOUT:
+        return Fail(f"{problem} (still failing after {waited.total_seconds() / 60:.0f} min)")
+    return Wait(problem)
+
+
+PHASES: dict[Phase, Callable[[Run], Outcome]] = {
+    Phase.SNAPSHOT: snapshot,
+    Phase.LAUNCH: launch,
+    Phase.WAIT_READY: wait_ready,
+    Phase.VERIFY_NEW: verify_new,
+    Phase.REPOINT: repoint,
+    Phase.VERIFY_PATH: verify_path,
+    Phase.RETIRE_OLD: retire_old,
+    Phase.FAILED: rollback,
+}

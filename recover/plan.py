@@ -1,0 +1,115 @@
+"""``sentinel plan``: the recovery plan, printed. It is a dry run of the whole runbook from
+SNAPSHOT (:func:`recover.runbook.build_plan`): the same phase functions, real reads, the
+changing calls recorded with their parameters instead of sent.
+
+Values that look like secrets (a key containing password, secret or token: e.g. a
+metastore password in hive-site) are masked in the output; the request LAUNCH would send
+carries them unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from typing import Any
+
+from checks.base import CheckResult, Deadline
+from monitor.errors import StateError
+from monitor.metrics import MetricsRecorder
+from monitor.notify import Notifier
+from monitor.state.base import TargetState
+from monitor.state.readonly import ReadOnlyStore
+from recover.context import RecoveryContext
+from recover.runbook import build_plan
+
+PLAN_DEADLINE_S = 120.0
+_SECRET_KEY = re.compile(r"password|secret|token|credential", re.IGNORECASE)
+
+
+def print_plan(services: Any, target_name: str, *, as_json: bool) -> int:
+    """Exit 0 when the plan reaches DONE, 1 when it cannot be built or would fail, 2 on usage."""
+    cfg = services.config
+    try:
+        target = cfg.target(target_name)
+    except KeyError:
+        names = ", ".join(t.name for t in cfg.targets)
+        print(f"usage: unknown target {target_name!r} (configured: {names})", file=sys.stderr)
+        return 2
+    store = ReadOnlyStore(services.store)
+    warnings: list[str] = []
+    try:
+        state = store.get(target.name)
+    except StateError as exc:
+        state = TargetState()
+        warnings.append(f"state unreadable ({exc}): planned as if no recovery ever ran")
+    rctx = RecoveryContext(
+        config=cfg, target=target, clients=services.clients, store=store, lease=None, clock=services.clock,
+        deadline=Deadline.after(PLAN_DEADLINE_S), resolver=services.resolver,
+        notifier=Notifier(None, cfg.notify.page_topic_arn, cfg.notify.info_topic_arn, dry_run=True),
+        metrics=MetricsRecorder(cfg.metrics_namespace, emit=False), run_checks=_checks_not_run,
+        dry_run=True, requested_by="sentinel plan",
+    )
+    plan = build_plan(rctx, state, reason="sentinel plan")
+    plan["warnings"] = warnings
+    shown = mask(plan)
+    print(json.dumps(shown, indent=2, default=str) if as_json else render(shown))
+    return 0 if plan["ok"] else 1
+
+
+def _checks_not_run(names: Any, host_override: str | None) -> list[CheckResult]:
+    return []  # a dry run never runs checks (Run.verify records them instead)
+
+
+def mask(value: Any, key: str = "") -> Any:
+    if isinstance(value, dict):
+        if set(value) == {"Key", "Value"} and _SECRET_KEY.search(str(value["Key"])):
+            return {"Key": value["Key"], "Value": "****"}
+        return {k: mask(v, str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [mask(v, key) for v in value]
+    if isinstance(value, str) and _SECRET_KEY.search(key) and key not in ("field", "reason"):
+        return "****"
+    return value
+
+
+def render(plan: dict[str, Any]) -> str:
+    old = plan.get("old_cluster") or {}
+    lines = [f"Recovery plan for {plan['target']}: strategy {plan['strategy']}, spec from {plan['spec_source']}",
+             f"Old cluster: {old.get('cluster_id', 'none')} {old.get('name') or ''} {old.get('state') or ''}".rstrip()]
+    phase = None
+    for call in plan["calls"]:
+        if call["phase"] != phase:
+            phase = call["phase"]
+            lines.append(f"\n{phase}")
+        if call["mutating"]:
+            kind = "CHANGE"
+        elif call["call"].startswith("sentinel."):
+            kind = "check "
+        else:
+            kind = "sim   " if call.get("simulated") else "read  "
+        if call["call"] == "emr.run_job_flow":  # the request itself: worth reading, so readable
+            params = json.dumps(call.get("params", {}), indent=2, sort_keys=True, default=str).replace("\n", "\n    ")
+        else:
+            params = json.dumps(call.get("params", {}), sort_keys=True, default=str)
+        lines.append(f"  {kind} {call['call']} {params}")
+    lines.append("")
+    lines.append("Phases: " + " -> ".join(p["phase"] for p in plan["phases"]))
+    if plan.get("not_copied"):
+        lines.append("\nNot copied:")
+        for gap in plan["not_copied"]:
+            lines.append(f"  - {gap['field']}{' (BLOCKING)' if gap.get('blocking') else ''}: {gap['reason']}")
+    for note in plan.get("notes") or []:
+        lines.append(f"Note: {note}")
+    for item in plan.get("would_not_start_now") or []:
+        lines.append(f"Would not start now: {item}")
+    for item in plan.get("warnings") or []:
+        lines.append(f"Warning: {item}")
+    writes = sum(1 for c in plan["calls"] if c["mutating"])
+    reads = sum(1 for c in plan["calls"] if c["sent"])
+    lines.append("\n(sim = a read about the cluster the dry run only pretended to launch: answered, not sent)")
+    if plan["ok"]:
+        lines.append(f"Plan OK: {reads} read(s) made now, {writes} change(s) it would make.")
+    else:
+        lines.append(f"\nPlan FAILS in {plan['final_phase']}: {plan['error']}")
+    return "\n".join(lines)

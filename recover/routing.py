@@ -1,0 +1,188 @@
+"""Where clients reach HiveServer2: an ELBv2 target group, a classic ELB, a Route 53 record.
+
+Three operations, all idempotent because each reads the current registrations first and
+changes only what differs:
+- :func:`snapshot` (SNAPSHOT) records the routing as it was, so a rollback can restore it;
+- :func:`repoint` (REPOINT) moves it to the new master;
+- :func:`repoint_back` (rollback) moves it back to the old master.
+
+Target port: ``routing.target_port``, else the port the old master was registered on,
+else none (the target group's own port). The verify check's port is the *listener's*
+port (443 in the example config), which is usually not the instance's (10000).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from monitor.config import Routing
+from recover.calls import RecordingClient
+
+
+def _norm(name: str) -> str:
+    return name.rstrip(".").lower()
+
+
+def snapshot(aws: Any, routing: Routing) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if routing.target_group_arn:
+        out["target_group"] = {"arn": routing.target_group_arn,
+                               "targets": _tg_targets(aws.client("elbv2"), routing.target_group_arn)}
+    if routing.load_balancer_name:
+        out["classic_elb"] = {"name": routing.load_balancer_name,
+                              "instances": _elb_instances(aws.client("elb"), routing.load_balancer_name)}
+    if routing.route53:
+        r = routing.route53
+        out["route53"] = {"zone_id": r.zone_id, "record": r.record, "type": r.type,
+                          "previous": _record(aws.client("route53"), r.zone_id, r.record, r.type)}
+    return out
+
+
+def _tg_targets(elbv2: RecordingClient, arn: str, targets: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    kwargs: dict[str, Any] = {"TargetGroupArn": arn}
+    if targets:
+        kwargs["Targets"] = targets
+    desc = elbv2.describe_target_health(**kwargs).get("TargetHealthDescriptions", [])
+    return [{"Id": d["Target"]["Id"], "Port": d["Target"].get("Port"),
+             "State": (d.get("TargetHealth") or {}).get("State")} for d in desc]
+
+
+def _elb_instances(elb: RecordingClient, name: str) -> list[str]:
+    lbs = elb.describe_load_balancers(LoadBalancerNames=[name]).get("LoadBalancerDescriptions", [])
+    return [str(i["InstanceId"]) for lb in lbs for i in lb.get("Instances", [])]
+
+
+def _record(r53: RecordingClient, zone: str, name: str, rtype: str) -> dict[str, Any] | None:
+    resp = r53.list_resource_record_sets(HostedZoneId=zone, StartRecordName=name, StartRecordType=rtype, MaxItems="1")
+    for rs in resp.get("ResourceRecordSets", []):
+        if _norm(rs.get("Name", "")) == _norm(name) and rs.get("Type") == rtype:
+            return dict(rs)
+    return None
+
+
+def target_port(routing: Routing, before: dict[str, Any], old_instance: str | None) -> int | None:
+    if routing.target_port:
+        return routing.target_port
+    targets = (before.get("target_group") or {}).get("targets", [])
+    for t in targets:
+        if t["Id"] == old_instance and t.get("Port"):
+            return int(t["Port"])
+    return None
+
+
+def repoint(aws: Any, routing: Routing, before: dict[str, Any], old: dict[str, Any] | None,
+            new: dict[str, Any]) -> dict[str, Any]:
+    """Send traffic to ``new`` (a master: instance_id, private_dns, private_ip). Returns what changed."""
+    done: dict[str, Any] = {"changes": []}
+    old_id = (old or {}).get("instance_id")
+    new_id = new["instance_id"]
+    if routing.target_group_arn:
+        elbv2 = aws.client("elbv2")
+        arn = routing.target_group_arn
+        port = target_port(routing, before, old_id)
+        current = _tg_targets(elbv2, arn)
+        if not any(t["Id"] == new_id and (port is None or t.get("Port") == port) for t in current):
+            elbv2.register_targets(TargetGroupArn=arn, Targets=[_target(new_id, port)])
+            done["changes"].append(f"registered {new_id} with target group")
+        stale = [t for t in current if old_id and t["Id"] == old_id]
+        if stale:
+            elbv2.deregister_targets(TargetGroupArn=arn, Targets=[_target(t["Id"], t.get("Port")) for t in stale])
+            done["changes"].append(f"deregistered {old_id} from target group")
+        done["target_port"] = port
+    if routing.load_balancer_name:
+        elb = aws.client("elb")
+        name = routing.load_balancer_name
+        current_ids = _elb_instances(elb, name)
+        if new_id not in current_ids:
+            elb.register_instances_with_load_balancer(LoadBalancerName=name, Instances=[{"InstanceId": new_id}])
+            done["changes"].append(f"registered {new_id} with ELB {name}")
+        if old_id and old_id in current_ids:
+            elb.deregister_instances_from_load_balancer(LoadBalancerName=name, Instances=[{"InstanceId": old_id}])
+            done["changes"].append(f"deregistered {old_id} from ELB {name}")
+    if routing.route53:
+        r = routing.route53
+        value = new["private_dns"] if r.type == "CNAME" else new["private_ip"]
+        previous = (before.get("route53") or {}).get("previous")
+        rs = _record_set(previous, r.record, r.type, r.ttl, value)
+        resp = aws.client("route53").change_resource_record_sets(
+            HostedZoneId=r.zone_id,
+            ChangeBatch={"Comment": "sentinel: re-point to the new master",
+                         "Changes": [{"Action": "UPSERT", "ResourceRecordSet": rs}]})
+        done["change_id"] = resp["ChangeInfo"]["Id"]
+        done["changes"].append(f"UPSERT {r.record} {r.type} {value}")
+    return done
+
+
+def repoint_back(aws: Any, routing: Routing, before: dict[str, Any], old: dict[str, Any] | None,
+                 new: dict[str, Any] | None) -> list[str]:
+    """Rollback: restore the registrations and the record as SNAPSHOT saw them."""
+    out: list[str] = []
+    old_id = (old or {}).get("instance_id")
+    new_id = (new or {}).get("instance_id")
+    if routing.target_group_arn:
+        elbv2 = aws.client("elbv2")
+        arn = routing.target_group_arn
+        current = _tg_targets(elbv2, arn)
+        was = [t for t in (before.get("target_group") or {}).get("targets", []) if old_id and t["Id"] == old_id]
+        missing = [t for t in was if not any(c["Id"] == t["Id"] and c.get("Port") == t.get("Port") for c in current)]
+        if missing:
+            elbv2.register_targets(TargetGroupArn=arn, Targets=[_target(t["Id"], t.get("Port")) for t in missing])
+            out.append(f"re-registered {old_id} with target group")
+        ours = [c for c in current if new_id and c["Id"] == new_id]
+        if ours:
+            elbv2.deregister_targets(TargetGroupArn=arn, Targets=[_target(c["Id"], c.get("Port")) for c in ours])
+            out.append(f"deregistered {new_id} from target group")
+    if routing.load_balancer_name:
+        elb = aws.client("elb")
+        name = routing.load_balancer_name
+        current_ids = _elb_instances(elb, name)
+        if old_id and old_id in (before.get("classic_elb") or {}).get("instances", []) and old_id not in current_ids:
+            elb.register_instances_with_load_balancer(LoadBalancerName=name, Instances=[{"InstanceId": old_id}])
+            out.append(f"re-registered {old_id} with ELB {name}")
+        if new_id and new_id in current_ids:
+            elb.deregister_instances_from_load_balancer(LoadBalancerName=name, Instances=[{"InstanceId": new_id}])
+            out.append(f"deregistered {new_id} from ELB {name}")
+    if routing.route53:
+        r = routing.route53
+        r53 = aws.client("route53")
+        previous = (before.get("route53") or {}).get("previous")
+        record_now = _record(r53, r.zone_id, r.record, r.type)
+        if previous and record_now != previous:
+            r53.change_resource_record_sets(HostedZoneId=r.zone_id, ChangeBatch={
+                "Comment": "sentinel rollback", "Changes": [{"Action": "UPSERT", "ResourceRecordSet": previous}]})
+            out.append(f"restored {r.record}")
+        elif previous is None and record_now is not None:
+            r53.change_resource_record_sets(HostedZoneId=r.zone_id, ChangeBatch={
+                "Comment": "sentinel rollback", "Changes": [{"Action": "DELETE", "ResourceRecordSet": record_now}]})
+            out.append(f"deleted {r.record} (it did not exist before)")
+    return out
+
+
+def path_ready(aws: Any, routing: Routing, repointed: dict[str, Any], new: dict[str, Any]) -> str | None:
+    """None when the load balancer calls the new target healthy and the DNS change is in
+    sync; else what we are still waiting for (VERIFY_PATH waits, then runs the checks)."""
+    if routing.target_group_arn:
+        port = repointed.get("target_port")
+        found = _tg_targets(aws.client("elbv2"), routing.target_group_arn, [_target(new["instance_id"], port)])
+        state = found[0]["State"] if found else "missing"
+        if state != "healthy":
+            return f"target {new['instance_id']} is {state} in the target group"
+    change_id = repointed.get("change_id")
+    if routing.route53 and change_id:
+        status = aws.client("route53").get_change(Id=change_id)["ChangeInfo"]["Status"]
+        if status != "INSYNC":
+            return f"Route 53 change {change_id} is {status}"
+    return None
+
+
+def _target(instance_id: str, port: Any) -> dict[str, Any]:
+    return {"Id": instance_id, "Port": int(port)} if port else {"Id": instance_id}
+
+
+def _record_set(previous: dict[str, Any] | None, name: str, rtype: str, ttl: int, value: str) -> dict[str, Any]:
+    """The new record: the old one's routing-policy fields (SetIdentifier, Weight, ...) kept,
+    value and TTL replaced."""
+    rs: dict[str, Any] = {k: v for k, v in (previous or {}).items()
+                          if k not in ("ResourceRecords", "TTL", "AliasTarget", "Name", "Type")}
+    rs.update({"Name": name, "Type": rtype, "TTL": ttl, "ResourceRecords": [{"Value": value}]})
+    return rs

@@ -1,0 +1,123 @@
+"""One invocation's work on an incident: the latest persisted state, the AWS call layer,
+and the outcomes a phase function can return.
+
+A phase never writes state itself: it changes the :class:`~recover.incident.Incident` and
+returns :class:`Next`, :class:`Wait`, :class:`Fail` or :class:`Escalate`; the phase
+machine (runbook.py) persists the result. A phase that changes several things may call
+:meth:`Run.save` to checkpoint in between (REPOINT records that it is about to move
+traffic before it does, so a rollback after a crash knows to move it back).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+
+from checks.base import Status
+from monitor.clock import iso
+from monitor.errors import ConflictError, StateError
+from monitor.state.base import Event, TargetState
+from recover.calls import AwsCalls, CallRecord
+from recover.context import RecoveryContext
+from recover.incident import Incident
+
+log = logging.getLogger("sentinel.recover")
+
+
+@dataclass
+class Next:
+    note: str
+
+
+@dataclass
+class Wait:
+    note: str
+
+
+@dataclass
+class Fail:
+    error: str
+
+
+@dataclass
+class Escalate:
+    """Stop and hand over to a person, without rolling back (what was done is wanted)."""
+
+    error: str
+
+
+Outcome = Next | Wait | Fail | Escalate
+
+
+class Stop(Exception):
+    """Lost the race (ConflictError) or the store failed: stop at once, change nothing more."""
+
+
+class Run:
+    def __init__(self, rctx: RecoveryContext, state: TargetState, inc: Incident, *, persist: bool,
+                 dry_run: bool) -> None:
+        self.rctx = rctx
+        self.state = state
+        self.inc = inc
+        self.persist = persist
+        self.aws = AwsCalls(rctx.clients, dry_run=dry_run)
+        self.transitions: list[dict[str, Any]] = []
+        self.stopped: str | None = None
+        self._counted = 0
+
+    @property
+    def dry_run(self) -> bool:
+        return self.aws.dry_run
+
+    @property
+    def target(self) -> str:
+        return self.rctx.target.name
+
+    def now(self) -> datetime:
+        return self.rctx.clock.now()
+
+    def save(self, message: str, *, kind: str = "recovery", **state_changes: Any) -> None:
+        """Persist the incident (and ``state_changes``) with an audit event; fenced and
+        version-conditional. Raises :class:`Stop` when another invocation moved on."""
+        records = self.aws.records
+        fresh = [r for r in records[self._counted:] if r.service != "sentinel"]
+        self._counted = len(records)
+        self.inc.add_calls(_count(fresh))
+        new = replace(self.state, incident=self.inc.to_dict(), **state_changes)
+        if not self.persist:
+            self.state = new
+            return
+        now = self.now()
+        event = Event(at=iso(now), kind=kind, message=message,
+                      data={"incident": self.inc.id, "phase": self.inc.phase},
+                      actor=self.rctx.requested_by or "sentinel")
+        try:
+            self.state = self.rctx.store.put(self.target, new, lease=self.rctx.lease, events=[event], now=now)
+        except ConflictError as exc:
+            raise Stop(f"state changed under us ({exc}): another invocation owns this incident now") from exc
+        except StateError as exc:
+            raise Stop(f"state store failed ({exc}): stopped (fail closed)") from exc
+        log.info("recovery %s", message, extra={"target": self.target, "incident": self.inc.id, "phase": self.inc.phase})
+        self.rctx.log("recovery", target=self.target, incident=self.inc.id, phase=self.inc.phase, message=message)
+
+    def verify(self, names: list[str], host_override: str | None) -> tuple[bool, str]:
+        """Run the verify checks (against ``host_override``, or the normal path when None).
+        In dry run the checks are not run (the new master does not exist): recorded instead."""
+        if self.dry_run:
+            self.aws.records.append(CallRecord(self.inc.phase, "sentinel", "run_checks",
+                                               {"checks": names, "host_override": host_override},
+                                               mutating=False, sent=False, simulated=True))
+            return True, "dry run: checks not run"
+        results = self.rctx.run_checks(names, host_override)
+        ok = bool(results) and all(r.status in (Status.OK, Status.WARNING) for r in results)
+        summary = "; ".join(f"{r.name} {r.status.name}: {r.summary}" for r in results) or "no check ran"
+        return ok, summary
+
+
+def _count(records: list[CallRecord]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for r in records:
+        out[r.phase] = out.get(r.phase, 0) + 1
+    return out

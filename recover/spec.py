@@ -1,0 +1,176 @@
+"""Where the RunJobFlow request comes from (``recovery.spec.source``), and the last known
+good spec the tick captures while the target is healthy.
+
+- ``clone``: the live cluster, read at SNAPSHOT. When no cluster is active any more (it
+  died, which is the usual reason to recover), the last known good spec if one was
+  captured, else the newest cluster with that name that ended in the last 7 days: EMR
+  still describes ended clusters, so the clone still works.
+- ``file``: a JSON RunJobFlow request (``spec.path``; relative paths are tried from the
+  working directory, then from the config file's directory).
+- ``last_known_good``: what :func:`capture_last_known_good` stored under ``sk = spec``.
+
+Whatever the source, :func:`finalize` adds the incident tags, forces a persistent cluster
+and validates the request against botocore's model, so a bad spec fails at SNAPSHOT (with
+the reason) rather than at LAUNCH.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from botocore.validate import ParamValidator
+
+from monitor.clock import iso, parse_iso
+from monitor.clusters import find_cluster
+from monitor.config import Target
+from recover.calls import AwsCalls, RecordingClient
+from recover.clone import ClusterSnapshot, NotCopied, read_cluster
+from recover.emr import ENDED_STATES, cluster_state, master_of
+from recover.incident import INCIDENT_TAG, REPLACES_TAG, TARGET_TAG
+
+ENDED_LOOKBACK = timedelta(days=7)
+LKG_MAX_AGE_H = 24.0
+
+
+class SpecError(Exception):
+    """No usable spec: the message says why and what to do."""
+
+
+@dataclass
+class Resolved:
+    request: dict[str, Any]
+    source: str
+    old: dict[str, Any] | None  # the cluster being replaced (incident.old)
+    not_copied: list[NotCopied] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def resolve(aws: AwsCalls, target: Target, store: Any, now: datetime) -> Resolved:
+    """SNAPSHOT's reads: the cluster being replaced and the request that replaces it."""
+    emr = aws.client("emr")
+    source = target.recovery.spec.source
+    live = find_cluster(emr, target.cluster)
+    snap: ClusterSnapshot | None = None
+    if live is not None and source == "clone":
+        snap = read_cluster(emr, live)
+    old = snap.old_record() if snap else (_old_record(emr, live) if live is not None else None)
+    notes: list[str] = []
+    if source == "file":
+        return Resolved(_from_file(str(target.recovery.spec.path)), f"file {target.recovery.spec.path}", old)
+    if source == "last_known_good" or (source == "clone" and snap is None):
+        lkg = store.get_spec(target.name)
+        if lkg and lkg.get("request"):
+            if source == "clone":
+                notes.append(f"no active cluster to clone: using the last known good spec captured "
+                             f"{lkg.get('captured_at')} from {lkg.get('cluster_id')}")
+            return Resolved(copy.deepcopy(lkg["request"]), "last_known_good", old,
+                            list(lkg.get("not_copied") or []), notes)
+        if source == "last_known_good":
+            raise SpecError("no last known good spec captured yet for this target (it is captured while the "
+                            "target is healthy); use spec source clone or file")
+    if snap is None:  # clone, nothing active, nothing captured: the newest ended cluster
+        ended = _newest_ended(emr, getattr(target.cluster, "name", None), now)
+        if ended is None:
+            label = target.cluster.id or repr(target.cluster.name)
+            raise SpecError(f"nothing to clone: no active cluster {label}, no last known good spec, "
+                            "no cluster with that name ended in the last 7 days; use spec source file")
+        snap = read_cluster(emr, ended)
+        old = snap.old_record()
+        notes.append(f"no active cluster: cloned {snap.cluster_id}, which is {snap.state}")
+    return Resolved(snap.request, "clone", old, snap.not_copied, notes)
+
+
+def _old_record(emr: RecordingClient, cluster: dict[str, Any]) -> dict[str, Any]:
+    fleet = cluster.get("InstanceCollectionType") == "INSTANCE_FLEET"
+    masters = master_of(emr, str(cluster["Id"]), fleet=fleet, live_only=False)
+    state = cluster_state(cluster)
+    return {"cluster_id": cluster["Id"], "name": cluster.get("Name"), "state": state,
+            "master": masters[0] if masters else None,
+            "termination_protected": bool(cluster.get("TerminationProtected")), "fleet": fleet,
+            "active": state not in ENDED_STATES}
+
+
+def _newest_ended(emr: RecordingClient, name: str | None, now: datetime) -> dict[str, Any] | None:
+    if not name:
+        return None
+    page = emr.list_clusters(ClusterStates=list(ENDED_STATES), CreatedAfter=now - ENDED_LOOKBACK)
+    mine = [c for c in page.get("Clusters", []) if c.get("Name") == name]
+    if not mine:
+        return None
+    newest = max(mine, key=lambda c: ((c.get("Status") or {}).get("Timeline") or {}).get("CreationDateTime") or now)
+    return dict(emr.describe_cluster(ClusterId=newest["Id"])["Cluster"])
+
+
+def _from_file(path: str) -> dict[str, Any]:
+    candidates = [Path(path)]
+    config_path = os.environ.get("SENTINEL_CONFIG")
+    if not Path(path).is_absolute() and config_path:
+        candidates.append(Path(config_path).parent / path)
+    for candidate in candidates:
+        if candidate.is_file():
+            try:
+                data = json.loads(candidate.read_text(encoding="utf-8"))
+            except (OSError, ValueError) as exc:
+                raise SpecError(f"spec file {candidate}: {exc}") from exc
+            if not isinstance(data, dict):
+                raise SpecError(f"spec file {candidate}: must be a JSON object (a RunJobFlow request)")
+            return data
+    raise SpecError(f"spec file {path} not found")
+
+
+def finalize(aws: AwsCalls, request: dict[str, Any], *, incident_id: str, target: str,
+             old_cluster_id: str | None) -> tuple[dict[str, Any], list[str]]:
+    """The request LAUNCH sends: incident tags, persistent, valid. Returns it and the
+    validation problems (empty when it can be sent)."""
+    req = copy.deepcopy(request)
+    tags = [t for t in req.get("Tags") or [] if not str(t.get("Key", "")).startswith("sentinel:")]
+    tags += [{"Key": INCIDENT_TAG, "Value": incident_id}, {"Key": TARGET_TAG, "Value": target}]
+    if old_cluster_id:
+        tags.append({"Key": REPLACES_TAG, "Value": old_cluster_id})
+    req["Tags"] = tags
+    req.setdefault("Instances", {})["KeepJobFlowAliveWhenNoSteps"] = True
+    report = ParamValidator().validate(req, aws.service_model_shape("emr", "RunJobFlow"))
+    problems = report.generate_report().splitlines() if report.has_errors() else []
+    return req, [p.strip() for p in problems if p.strip()]
+
+
+# ------------------------------------------------------------------ last known good
+
+def capture_last_known_good(rctx: Any, *, cluster_id: str | None = None,
+                            max_age_h: float = LKG_MAX_AGE_H) -> dict[str, Any]:
+    """Store the healthy cluster's spec (``sk = spec``) for ``spec.source: last_known_good``
+    and for a clone whose cluster is gone. Call it from the tick while the target is healthy.
+
+    Cheap when fresh: with ``cluster_id`` (the emr_state check's ``facts['cluster']['id']``)
+    and a spec of that cluster younger than ``max_age_h`` it makes no AWS call; otherwise
+    about eight read calls. Never raises: returns ``{"captured": bool, "reason": ...}``.
+    """
+    target: Target = rctx.target
+    now = rctx.clock.now()
+    try:
+        current = rctx.store.get_spec(target.name)
+        if current and cluster_id and current.get("cluster_id") == cluster_id and \
+                now - parse_iso(str(current.get("captured_at"))) < timedelta(hours=max_age_h):
+            return {"captured": False, "reason": "fresh", "cluster_id": cluster_id, "calls": 0}
+        aws = AwsCalls(rctx.clients, dry_run=True)  # reads only; nothing here may change the world
+        aws.phase = "CAPTURE"
+        emr = aws.client("emr")
+        live = find_cluster(emr, target.cluster)
+        if live is None or cluster_state(live) not in ("WAITING", "RUNNING"):
+            return {"captured": False, "reason": "no healthy active cluster", "calls": len(aws.records)}
+        if current and current.get("cluster_id") == live["Id"] and \
+                now - parse_iso(str(current.get("captured_at"))) < timedelta(hours=max_age_h):
+            return {"captured": False, "reason": "fresh", "cluster_id": live["Id"], "calls": len(aws.records)}
+        snap = read_cluster(emr, live)
+        spec = {"captured_at": iso(now), "cluster_id": snap.cluster_id, "cluster_name": snap.name,
+                "request": snap.request, "not_copied": snap.not_copied, "source": "clone"}
+        rctx.store.put_spec(target.name, spec, lease=rctx.lease)
+        return {"captured": True, "reason": "captured", "cluster_id": snap.cluster_id, "calls": len(aws.records)}
+    except Exception as exc:  # an optimisation for later: never break the tick
+        return {"captured": False, "reason": f"{type(exc).__name__}: {exc}"[:300]}
