@@ -102,7 +102,8 @@ def ack(inv: Invocation, target: str | None) -> TickReport:
         cleared.clear()
         cleared.update({"escalated": state.escalated, "incident": state.incident})
         incident = state.incident
-        if incident and incident.get("phase") in ("ESCALATED", "DONE", "FAILED"):
+        # FAILED is mid-rollback: leave it to the runbook, which ends in ESCALATED.
+        if incident and incident.get("phase") in ("ESCALATED", "DONE"):
             incident = None
         new = replace(state, escalated=None, incident=incident, consecutive_failures=0, last_page=None)
         return new, Event(iso(inv.services.clock.now()), "ack",

@@ -94,6 +94,7 @@ class TargetTick:
         self.clock = svc.clock
         self.rep = TargetReport(target.name)
         self.lease: Lease | None = None
+        self.facts: dict[str, Any] = {}  # what checks learned (emr_state: the cluster and its master)
 
     # ------------------------------------------------------------------ flow
     def run(self) -> TargetReport:
@@ -156,13 +157,27 @@ class TargetTick:
         self.rep.state_version = new_state.version
         if decision.recover and not self.inv.dry_run:
             self._start_recovery(new_state, decision)
+        elif decision.verdict == "ok" and self.target.recovery.enabled:
+            self._capture_last_known_good()
         return self.rep
+
+    def _capture_last_known_good(self) -> None:
+        """While healthy, keep the cluster's spec (``sk = spec``) for ``spec.source:
+        last_known_good`` and for a clone whose cluster is gone. Free while the stored spec
+        is fresh; never fails the tick."""
+        from recover.spec import capture_last_known_good
+
+        cluster = self.facts.get("cluster") or {}
+        result = capture_last_known_good(self._recovery_context(), cluster_id=cluster.get("id"))
+        if result.get("captured"):
+            self.rep.actions.append(f"last known good spec saved ({result.get('reason', '')})")
 
     # ------------------------------------------------------------------ checks
     def run_checks(self, names: Sequence[str], host_override: str | None) -> list[CheckResult]:
         svc = self.inv.services
         wanted = [c for c in self.target.checks if c.name in set(names)]
-        facts: dict[str, Any] = {"lease": self.lease}
+        facts = self.facts
+        facts["lease"] = self.lease
 
         def make_ctx(own: Deadline) -> CheckContext:
             return CheckContext(
