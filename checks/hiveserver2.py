@@ -1,36 +1,38 @@
 """HiveServer2 check: connect (TLS + SASL PLAIN), open a session, run the health query, close.
 
-This is the question the seed's users cared about: does Hive answer a query through the
-path clients use? ``SHOW DATABASES`` touches the metastore, whose overload is the failure
-this project exists for.
+This is the question the seed's users cared about: does Hive answer a query through the path
+clients use? ``SHOW DATABASES`` touches the metastore, whose overload is the failure this
+project exists for.
 
-Two clocks bound an attempt: the socket timeout (connect, TLS handshake, every read) and
-a watchdog on the whole attempt that closes the socket if the attempt is still running at
-``timeout`` + a small slack (a server that trickles bytes never trips a read timeout). A
-hung server therefore yields CRITICAL ``timeout`` in ``timeout_s``, never a hung Lambda.
+Two clocks bound an attempt (``checks.hs2_session``): the socket timeout (connect, TLS
+handshake, every read) and a watchdog on the whole attempt. A hung server therefore yields
+CRITICAL ``timeout`` within ``timeout_s`` (+0.2 s), never a hung Lambda, and no attempt runs
+past the context's deadline.
 
-Error kinds (DESIGN §3): ``timeout | refused | query`` mean the server is broken
-(CRITICAL); ``auth | tls | config | secret`` mean a person must look (UNKNOWN): a relaunch
-would not fix a wrong password or certificate. Only server-broken attempts are retried.
+Error kinds (DESIGN §3, ``checks.hs2_errors``): ``timeout | refused | query`` mean the server
+is broken (CRITICAL) and are retried up to ``attempts`` times; ``auth | tls | config | secret``
+mean a person must look (UNKNOWN) and are not retried: a relaunch would not fix a wrong
+password or certificate. One exception: after a rejected login the password is fetched again
+once, bypassing the cache, and tried once more if it changed (it may just have been rotated).
+
+The driver (PyHive, thrift) is imported only when an attempt runs.
 """
 
 from __future__ import annotations
 
 import builtins
 import os
-import threading
 import time
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from checks.base import Check, CheckConfig, CheckContext, CheckResult, ErrorKind, Status
-from checks.hs2_session import Attempt, Target, run_attempt
+from checks.hs2_session import Attempt, Target, run_bounded
 from monitor.errors import ConnectionPolicyError, SecretError
 from monitor.secrets import Credentials
 
-WATCHDOG_SLACK_S = 0.25
-MIN_ATTEMPT_S = 0.2  # no attempt with less time than this left
+MIN_ATTEMPT_S = 1.0  # an attempt given less time than min(timeout_s, this) would only time out falsely
 
 
 class TlsConfig(BaseModel):
@@ -62,6 +64,12 @@ class HiveServer2Config(CheckConfig):
         return self
 
 
+def tls_mode(tls: TlsConfig | Literal[False]) -> str:
+    if tls is False:
+        return "off"
+    return "verified" if tls.verify else "unverified"
+
+
 class HiveServer2Check(Check):
     type: ClassVar[str] = "hiveserver2"
     config_model: ClassVar[builtins.type[CheckConfig]] = HiveServer2Config
@@ -75,54 +83,52 @@ class HiveServer2Check(Check):
     def run(self, ctx: CheckContext) -> CheckResult:
         cfg = self.cfg
         host = ctx.host_override or cfg.host
-        observed: dict[str, Any] = {"host": host, "port": cfg.port, "query": cfg.query,
-                                    "tls": _tls_mode(cfg.tls), "attempts": []}
+        observed: dict[str, Any] = {"host": host, "port": cfg.port, "tls": tls_mode(cfg.tls), "auth": cfg.auth,
+                                    "user": self._username(), "query": cfg.query, "attempts": []}
         try:
             endpoint = ctx.resolver.resolve(host, cfg.port)
         except ConnectionPolicyError as exc:
-            return self.result(Status.UNKNOWN, str(exc), observed=observed, error_kind=ErrorKind.CONFIG)
-        observed["connected_to"] = f"{endpoint.host}:{endpoint.port}"
-        if cfg.tls is not False and cfg.tls.ca_file and not os.path.isfile(cfg.tls.ca_file):
-            return self.result(Status.UNKNOWN, f"tls.ca_file {cfg.tls.ca_file} does not exist",
-                               observed=observed, error_kind=ErrorKind.CONFIG)
+            return self._unknown(observed, ErrorKind.CONFIG, str(exc))
         server_name = (cfg.tls.server_hostname if cfg.tls is not False else None) or endpoint.server_hostname
+        observed["connected_to"] = f"{endpoint.host}:{endpoint.port}"
+        if cfg.tls is not False:
+            observed["server_hostname"] = server_name
+            if cfg.tls.ca_file and not os.path.isfile(cfg.tls.ca_file):
+                return self._unknown(observed, ErrorKind.CONFIG, f"tls.ca_file {cfg.tls.ca_file} does not exist")
+        try:
+            password = self._password(ctx, refresh=False)
+        except SecretError as exc:
+            return self._unknown(observed, ErrorKind.SECRET, f"cannot read the password: {exc}")
 
-        refreshed = False
-        last: Attempt | None = None
-        planned = cfg.attempts
-        n = 0
-        while n < planned:
-            n += 1
-            remaining = ctx.deadline.remaining()
-            if remaining < MIN_ATTEMPT_S:
-                observed["stopped"] = "no time left in the deadline for another attempt"
+        def target(timeout_s: float, password: str | None) -> Target:
+            return Target(endpoint.host, endpoint.port, server_name, cfg.tls, cfg.auth, self._username(),
+                          password, cfg.query, cfg.database, timeout_s)
+
+        min_attempt_s = min(cfg.timeout_s, MIN_ATTEMPT_S)
+        attempts: list[dict[str, Any]] = observed["attempts"]
+        allowed, refetched, last = cfg.attempts, False, None
+        while len(attempts) < allowed:
+            budget = min(cfg.timeout_s, ctx.deadline.remaining())
+            if budget < min_attempt_s:
+                observed["stopped"] = f"{budget:.2f} s left in the deadline: no further attempt"
                 break
-            try:
-                password = self._password(ctx)  # after a refetch the cache holds the new value
-            except SecretError as exc:
-                return self.result(Status.UNKNOWN, f"cannot read the password: {exc}", observed=observed,
-                                   error_kind=ErrorKind.SECRET)
-            target = Target(endpoint.host, endpoint.port, server_name, cfg.tls, cfg.auth, self._username(),
-                            password, cfg.query, cfg.database, min(cfg.timeout_s, remaining))
-            last = _with_watchdog(target)
-            observed["attempts"].append({"n": n, "ok": last.ok, "phase": last.phase, "latency_ms": round(last.latency_ms, 1),
-                                         "error_kind": last.kind.value if last.kind else None, "error": last.message or None})
+            last = run_bounded(target(budget, password))
+            attempts.append(last.to_dict(len(attempts) + 1))
             if last.ok:
-                return self._ok(last, observed, endpoint.host, endpoint.port)
-            if last.kind == ErrorKind.AUTH and not refreshed and cfg.credentials is not None:
-                refreshed = True  # the password may have been rotated: fetch it again, once
-                if self._password_changed(ctx, password):
-                    planned += 1
+                return self._ok(last, observed)
+            if last.kind is ErrorKind.AUTH and password is not None and not refetched:
+                refetched = True  # the password may just have been rotated: fetch it again, once
+                rotated, password = self._refetch(ctx, password, observed)
+                if rotated:
+                    allowed += 1  # one more try with the new value, not counted against ``attempts``
                     continue
                 break
-            if last.kind is None or not last.kind.server_broken:
+            if last.kind is None or not last.kind.server_broken or len(attempts) >= allowed:
                 break
-            if n < planned:
-                delay = min(cfg.retry_delay_s, max(0.0, ctx.deadline.remaining() - MIN_ATTEMPT_S))
-                if ctx.deadline.remaining() - delay < MIN_ATTEMPT_S:
-                    observed["stopped"] = "no time left in the deadline for another attempt"
-                    break
-                time.sleep(delay)
+            if ctx.deadline.remaining() - cfg.retry_delay_s < min_attempt_s:
+                observed["stopped"] = f"no time left for another attempt after {cfg.retry_delay_s:g} s"
+                break
+            time.sleep(cfg.retry_delay_s)
         return self._failed(last, observed)
 
     # ------------------------------------------------------------------ helpers
@@ -132,59 +138,44 @@ class HiveServer2Check(Check):
             return cfg.credentials.username
         return cfg.username or "sentinel"
 
-    def _password(self, ctx: CheckContext) -> str | None:
+    def _password(self, ctx: CheckContext, *, refresh: bool) -> str | None:
         creds = self.cfg.credentials
-        if creds is None:
-            return None
-        return ctx.secrets.password(creds).get_secret_value()
+        if creds is None or self.cfg.auth not in ("CUSTOM", "LDAP"):
+            return None  # NONE/NOSASL: no password is sent (NONE sends a dummy)
+        return ctx.secrets.password(creds, refresh=refresh).get_secret_value()
 
-    def _password_changed(self, ctx: CheckContext, old: str | None) -> bool:
-        creds = self.cfg.credentials
-        if creds is None:
-            return False
+    def _refetch(self, ctx: CheckContext, old: str | None, observed: dict[str, Any]) -> tuple[bool, str | None]:
+        """Fetch the password again, bypassing the cache. Returns (changed, the value to use)."""
         try:
-            return ctx.secrets.password(creds, refresh=True).get_secret_value() != old
-        except SecretError:
-            return False
+            new = self._password(ctx, refresh=True)
+        except SecretError as exc:
+            observed["password_refetch"] = f"failed: {exc}"
+            return False, old
+        changed = new != old
+        observed["password_refetch"] = "changed: retried" if changed else "unchanged"
+        return changed, new
 
-    def _ok(self, a: Attempt, observed: dict[str, Any], host: str, port: int) -> CheckResult:
+    def _ok(self, a: Attempt, observed: dict[str, Any]) -> CheckResult:
         observed["rows"] = a.rows
-        tls = observed["tls"]
-        return self.result(
-            Status.OK,
-            f"{self.cfg.query} ok: {a.rows} rows in {a.latency_ms:.0f} ms via {observed['host']}:{self.cfg.port} (tls {tls})",
-            observed=observed, latency_ms=a.latency_ms,
-        )
+        if a.close_error:
+            observed["close_error"] = a.close_error
+        tries = len(observed["attempts"])
+        after = f", attempt {tries}" if tries > 1 else ""
+        summary = (f"{self.cfg.query} ok: {a.rows} rows in {a.latency_ms:.0f} ms via {observed['host']}:{self.cfg.port} "
+                   f"(tls {observed['tls']}{after})")
+        return self.result(Status.OK, summary, observed=observed, latency_ms=a.latency_ms)
 
     def _failed(self, a: Attempt | None, observed: dict[str, Any]) -> CheckResult:
-        if a is None:
-            return self.result(Status.UNKNOWN, "no attempt made: no time left in this invocation", observed=observed,
-                               error_kind=ErrorKind.TIMEOUT)
+        if a is None:  # the deadline left no room for even one attempt: sentinel cannot judge
+            return self._unknown(observed, ErrorKind.TIMEOUT, "no time left in this invocation for an attempt")
         kind = a.kind or ErrorKind.QUERY
-        status = Status.CRITICAL if kind.server_broken else Status.UNKNOWN
+        observed["phase"] = a.phase
         tries = len(observed["attempts"])
-        summary = f"{a.message} via {observed['host']}:{self.cfg.port} ({tries} attempt{'s' if tries != 1 else ''})"
+        plural = f" ({tries} attempts)" if tries > 1 else ""
+        who = f" for user {observed['user']}" if kind is ErrorKind.AUTH else ""
+        summary = f"{kind.value}: {a.message}{who} via {observed['host']}:{self.cfg.port}{plural}"
+        status = Status.CRITICAL if kind.server_broken else Status.UNKNOWN
         return self.result(status, summary, observed=observed, latency_ms=a.latency_ms, error_kind=kind)
 
-
-def _tls_mode(tls: TlsConfig | Literal[False]) -> str:
-    if tls is False:
-        return "off"
-    return "verified" if tls.verify else "unverified"
-
-
-def _with_watchdog(target: Target) -> Attempt:
-    """Run one attempt in a daemon thread; past its timeout + slack, close its socket and
-    report a timeout. The thread then ends on its own (its reads fail on the closed socket)."""
-    attempt = Attempt(ok=False)
-    worker = threading.Thread(target=run_attempt, args=(target, attempt), name="hs2-attempt", daemon=True)
-    started = time.monotonic()
-    worker.start()
-    worker.join(target.timeout_s + WATCHDOG_SLACK_S)
-    if worker.is_alive():
-        attempt.abort()
-        worker.join(0.5)
-        return Attempt(ok=False, phase=attempt.phase, kind=ErrorKind.TIMEOUT,
-                       message=f"no answer within {target.timeout_s:.1f} s (hung in {attempt.phase})",
-                       latency_ms=(time.monotonic() - started) * 1000.0)
-    return attempt
+    def _unknown(self, observed: dict[str, Any], kind: ErrorKind, message: str) -> CheckResult:
+        return self.result(Status.UNKNOWN, f"{kind.value}: {message}", observed=observed, error_kind=kind)

@@ -1,12 +1,18 @@
-"""One HiveServer2 attempt: socket (TLS) → SASL → OpenSession → query → fetch → close.
+"""One HiveServer2 attempt: TCP → TLS → SASL PLAIN → OpenSession → query → fetch → close.
 
 PyHive has no TLS option for the binary transport and no timeout, so the transport is built
-here: thrift's ``TSSLSocket`` (or ``TSocket`` for ``tls: false``) with a socket timeout that
-bounds connect, the TLS handshake and every read, wrapped in ``thrift_sasl`` PLAIN for
-CUSTOM/LDAP/NONE. The socket is opened by us first: through PyHive, thrift 0.25 reports any
-open failure as ``AttributeError: 'NoneType' object has no attribute 'settimeout'``.
+here. The socket is opened with the standard library, not through thrift, for three reasons:
 
-Drivers are imported inside functions: importing this module costs nothing.
+- the errors stay clean: through PyHive, thrift 0.25 reports a failed open as
+  ``AttributeError: 'NoneType' object has no attribute 'settimeout'`` and a wrong CA as
+  ``Could not connect to any of [...]`` (the same text as a refused connection);
+- the watchdog can reach the socket in every phase, the TLS handshake included (thrift only
+  exposes its socket once the handshake is over), and shut it down to unblock the attempt;
+- one socket timeout bounds connect, the handshake and every read.
+
+:class:`SocketTransport` gives that socket the small interface thrift-sasl, thrift's buffered
+transport and ``TBinaryProtocol`` use. Drivers are imported inside functions: importing this
+module costs nothing (the Lambda loads PyHive only when a hiveserver2 check runs).
 """
 
 from __future__ import annotations
@@ -15,175 +21,240 @@ import contextlib
 import logging
 import socket
 import ssl
+import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from checks.base import ErrorKind
+from checks.hs2_errors import classify
 
-# thrift logs every failed connect at ERROR with a traceback; the check reports it instead.
-logging.getLogger("thrift").setLevel(logging.CRITICAL)
-logging.getLogger("thrift_sasl").setLevel(logging.CRITICAL)
+if TYPE_CHECKING:
+    from checks.hiveserver2 import TlsConfig
 
-AUTH_MARKERS = ("bad status: 3", "error validating the login", "authentication", "peer indicated failure")
+# thrift logs every failed connect at ERROR with a traceback on stderr; the check reports it instead.
+for _name in ("thrift", "thrift_sasl"):
+    logging.getLogger(_name).setLevel(logging.CRITICAL)
+
+WATCHDOG_SLACK_S = 0.2  # the watchdog fires this long after the socket timeout would have
+NONE_AUTH_PASSWORD = "x"  # noqa: S105 - auth NONE: HiveServer2 wants any non-empty password (as PyHive sends)
+
+Phase = Literal["connect", "tls", "auth", "session", "query", "close", "done"]
 
 
-@dataclass
+class ServerClosed(ConnectionError):
+    """The server closed the connection (EOF where a reply was due)."""
+
+
+@dataclass(frozen=True)
 class Target:
+    """Everything one attempt needs; ``password`` never shows in a repr."""
+
     host: str  # where to connect (after host_aliases)
     port: int
-    server_hostname: str  # the name TLS verifies
-    tls: Any  # TlsConfig or False
-    auth: str
+    server_hostname: str  # the name TLS verifies (the configured name, not the alias address)
+    tls: TlsConfig | Literal[False]
+    auth: str  # CUSTOM | LDAP | NONE | NOSASL
     username: str
-    password: str | None
+    password: str | None = field(repr=False)
     query: str
     database: str
-    timeout_s: float
+    timeout_s: float  # socket timeout; the watchdog adds WATCHDOG_SLACK_S
 
 
 @dataclass
 class Attempt:
-    ok: bool
-    phase: str = "connect"
+    """The outcome of one attempt, filled in place by the worker thread."""
+
+    ok: bool = False
+    phase: Phase = "connect"
     kind: ErrorKind | None = None
     message: str = ""
     rows: int = 0
     latency_ms: float = 0.0
-    _closers: list[Any] = field(default_factory=list, repr=False)
+    close_error: str | None = None  # a failed graceful close after a good query (verdict stays OK)
+    _sockets: list[socket.socket] = field(default_factory=list, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def track(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._sockets.append(sock)
 
     def abort(self) -> None:
-        """Called by the watchdog: closing the socket unblocks a thread stuck in a read."""
-        for closer in list(self._closers):
-            with contextlib.suppress(Exception):  # best effort: the attempt is already lost
-                closer()
+        """Shut the sockets down at TCP level: wakes a thread blocked in a read, even mid-handshake."""
+        with self._lock:
+            socks = list(self._sockets)
+        for sock in socks:
+            with contextlib.suppress(OSError):
+                socket.socket.shutdown(sock, socket.SHUT_RDWR)  # not SSLSocket.shutdown: no TLS state touched
+            with contextlib.suppress(OSError):
+                sock.close()
+
+    def to_dict(self, n: int) -> dict[str, Any]:
+        """For ``observed["attempts"]``: what happened, never a secret (messages are scrubbed)."""
+        return {"n": n, "ok": self.ok, "phase": self.phase, "latency_ms": round(self.latency_ms, 1),
+                "error_kind": self.kind.value if self.kind else None, "error": self.message or None}
 
 
-def ssl_context(tls: Any) -> ssl.SSLContext:
-    if tls.verify:
-        return ssl.create_default_context(cafile=tls.ca_file)
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
+class SocketTransport:
+    """thrift's transport interface over a socket opened (and timed) by us.
+
+    Timeouts surface as ``TimeoutError`` and EOF as :class:`ServerClosed`, not as thrift
+    exceptions whose text has to be parsed.
+    """
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self._open = True
+
+    def isOpen(self) -> bool:
+        return self._open
+
+    def open(self) -> None:
+        """Already connected; thrift-sasl and PyHive call this anyway."""
+
+    def read(self, sz: int) -> bytes:
+        data = self._sock.recv(sz)
+        if not data:
+            raise ServerClosed("the server closed the connection")
+        return data
+
+    def readAll(self, sz: int) -> bytes:
+        chunks, have = [], 0
+        while have < sz:
+            chunk = self.read(sz - have)
+            chunks.append(chunk)
+            have += len(chunk)
+        return b"".join(chunks)
+
+    def write(self, buf: bytes) -> None:
+        self._sock.sendall(buf)
+
+    def flush(self) -> None:
+        """Writes are unbuffered."""
+
+    def close(self) -> None:
+        self._open = False
+        with contextlib.suppress(OSError):
+            self._sock.close()
+
+
+class AlreadyOpen:
+    """Hands PyHive a transport whose login is done, so OpenSession is a phase of its own."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def open(self) -> None:
+        """Opened (and logged in) by run_attempt."""
+
+    def isOpen(self) -> bool:
+        return bool(self._inner.isOpen())
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def read(self, sz: int) -> bytes:
+        return bytes(self._inner.read(sz))
+
+    def readAll(self, sz: int) -> bytes:
+        return bytes(self._inner.readAll(sz))
+
+    def write(self, buf: bytes) -> None:
+        self._inner.write(buf)
+
+    def flush(self) -> None:
+        self._inner.flush()
+
+
+def ssl_context(tls: TlsConfig) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(cafile=tls.ca_file)
+    if not tls.verify:  # explicit ``verify: false`` only
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
     return ctx
 
 
-def run_attempt(t: Target, attempt: Attempt) -> Attempt:
-    """Fill ``attempt`` in place (the watchdog may abort it from another thread)."""
-    from pyhive import hive
-    from thrift.transport import TSocket, TSSLSocket
-
-    started = time.monotonic()
-    timeout_ms = max(1.0, t.timeout_s * 1000.0)
-    conn = cursor = None
-    try:
-        if t.tls is False:
-            sock: Any = TSocket.TSocket(t.host, t.port)
-        else:
-            sock = TSSLSocket.TSSLSocket(t.host, t.port, ssl_context=ssl_context(t.tls),
-                                         server_hostname=t.server_hostname)
-        sock.setTimeout(timeout_ms)
-        attempt._closers.append(sock.close)
-        attempt.phase = "connect" if t.tls is False else "tls"
-        sock.open()
-        attempt.phase = "auth"
-        if t.auth == "NOSASL":
-            transport: Any = _opened_buffered(sock)
-        else:
-            import thrift_sasl
-
-            password = t.password if t.password else "x"  # NONE: any non-empty password
-
-            def factory() -> Any:
-                return hive.get_installed_sasl(host=t.server_hostname, sasl_auth="PLAIN", service=None,
-                                               username=t.username, password=password)
-
-            transport = thrift_sasl.TSaslClientTransport(factory, "PLAIN", sock)
-        attempt._closers.append(transport.close)
-        conn = hive.connect(thrift_transport=transport, username=t.username, database=t.database)
-        attempt.phase = "query"
-        cursor = conn.cursor()
-        cursor.execute(t.query)
-        attempt.rows = len(cursor.fetchall())
-        attempt.phase = "done"
-        attempt.ok = True
-    except Exception as exc:
-        attempt.kind, attempt.message = classify(exc, attempt.phase)
-    finally:
-        for closer in (getattr(cursor, "close", None), getattr(conn, "close", None)):
-            if closer is not None:
-                with contextlib.suppress(Exception):  # the verdict is already made
-                    closer()
-        attempt.abort()
-        attempt.latency_ms = (time.monotonic() - started) * 1000.0
-    return attempt
-
-
-def _opened_buffered_class() -> Any:
+def _login_transport(t: Target, sock: socket.socket) -> Any:
+    """SASL PLAIN for CUSTOM/LDAP/NONE (NONE: any password, like PyHive), nothing for NOSASL."""
     from thrift.transport import TTransport
 
-    class OpenedBuffered(TTransport.TBufferedTransport):  # type: ignore[misc]
-        """A buffered transport over a socket we already opened (PyHive calls open() again)."""
+    raw = SocketTransport(sock)
+    if t.auth == "NOSASL":
+        return TTransport.TBufferedTransport(raw)
+    import thrift_sasl
+    from pyhive import hive
 
-        def open(self) -> None:
-            if not self.isOpen():
-                super().open()
+    password = t.password if t.auth in ("CUSTOM", "LDAP") else NONE_AUTH_PASSWORD
 
-    return OpenedBuffered
+    def sasl_client() -> Any:
+        return hive.get_installed_sasl(host=t.server_hostname, sasl_auth="PLAIN", service=None,
+                                       username=t.username, password=password)
 
-
-def _opened_buffered(sock: Any) -> Any:
-    return _opened_buffered_class()(sock)
-
-
-def _chain(exc: BaseException) -> list[BaseException]:
-    seen: list[BaseException] = []
-    todo: list[BaseException | None] = [exc]
-    while todo and len(seen) < 10:
-        cur = todo.pop(0)
-        if cur is None or any(cur is s for s in seen):
-            continue
-        seen.append(cur)
-        todo += [getattr(cur, "inner", None), cur.__cause__, cur.__context__]
-    return seen
+    return thrift_sasl.TSaslClientTransport(sasl_client, "PLAIN", raw)
 
 
-def classify(exc: BaseException, phase: str) -> tuple[ErrorKind, str]:
-    """Map a driver exception to an error kind and a short message (never a secret)."""
-    chain = _chain(exc)
-    text = " | ".join(f"{type(e).__name__}: {e}" for e in chain)
-    low = text.lower()
-    short = f"{type(exc).__name__}: {exc}"[:300]
-    if any(isinstance(e, socket.timeout | TimeoutError) for e in chain) or "timed out" in low or "read timeout" in low:
-        return ErrorKind.TIMEOUT, f"no answer in time during {phase} (server hung?)"
-    for e in chain:
-        if isinstance(e, ssl.SSLCertVerificationError | ssl.CertificateError):
-            return ErrorKind.TLS, f"certificate not trusted: {e}"[:300]
-        if isinstance(e, ssl.SSLError):
-            return ErrorKind.TLS, f"TLS failed: {e}"[:300]
-    for e in chain:
-        if isinstance(e, ConnectionRefusedError):
-            return ErrorKind.REFUSED, f"connection refused ({phase})"
-        if isinstance(e, socket.gaierror):
-            return ErrorKind.CONFIG, f"cannot resolve host: {e}"[:300]
-        if isinstance(e, ConnectionResetError | BrokenPipeError):
-            return ErrorKind.REFUSED, f"connection reset by the server ({phase})"
-    if any(marker in low for marker in AUTH_MARKERS) and phase in ("auth", "connect", "tls"):
-        return ErrorKind.AUTH, "login rejected (wrong user or password?)"
-    if "read 0 bytes" in low or "eof occurred" in low:
-        return ErrorKind.REFUSED, f"server closed the connection ({phase})"
-    if phase == "query" or type(exc).__module__.startswith("pyhive"):
-        return ErrorKind.QUERY, f"query failed: {_server_message(exc) or short}"[:300]
-    if isinstance(exc, OSError):
-        return ErrorKind.REFUSED, f"connection failed ({phase}): {short}"
-    return ErrorKind.QUERY, f"server error in {phase}: {short}"
+def run_attempt(t: Target, a: Attempt) -> None:
+    """Fill ``a`` in place (the watchdog may abandon it and abort its socket from another thread)."""
+    started = time.monotonic()
+    try:
+        from pyhive import hive
+
+        a.phase = "connect"
+        sock = socket.create_connection((t.host, t.port), timeout=t.timeout_s)
+        a.track(sock)
+        # thrift-sasl sends START and the PLAIN response as two small writes before reading:
+        # with Nagle's algorithm and the server's delayed ACK that costs up to 40 ms per login.
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if t.tls is not False:
+            a.phase = "tls"
+            sock = ssl_context(t.tls).wrap_socket(sock, server_hostname=t.server_hostname,
+                                                  do_handshake_on_connect=False)
+            a.track(sock)
+            sock.do_handshake()
+        a.phase = "auth"
+        transport = _login_transport(t, sock)
+        transport.open()
+        a.phase = "session"
+        conn = hive.connect(thrift_transport=AlreadyOpen(transport), username=t.username, database=t.database)
+        a.phase = "query"
+        cursor = conn.cursor()
+        cursor.execute(t.query)
+        a.rows = len(cursor.fetchall()) if cursor.description is not None else 0  # e.g. a ``USE db`` health query
+        a.phase = "close"
+        a.ok = True
+        try:  # graceful: CloseOperation + CloseSession, so the server frees them at once
+            cursor.close()
+            conn.close()
+        except Exception as exc:
+            a.close_error = f"{type(exc).__name__}"
+        a.phase = "done"
+    except Exception as exc:
+        a.kind, a.message = classify(exc, a.phase, t.timeout_s, t.password)
+    finally:
+        a.abort()
+        a.latency_ms = (time.monotonic() - started) * 1000.0
 
 
-def _server_message(exc: BaseException) -> str | None:
-    """PyHive raises OperationalError(response): the server's own words are in its status."""
-    for arg in getattr(exc, "args", ()):
-        status = getattr(arg, "status", None)
-        message = getattr(status, "errorMessage", None)
-        if message:
-            return str(message)
-    return None
+def run_bounded(t: Target) -> Attempt:
+    """Run one attempt in a daemon thread under a hard deadline.
+
+    The socket timeout bounds each read; a server that trickles a byte now and then would
+    never trip it, so past ``timeout_s`` + slack the watchdog shuts the socket down and
+    reports a timeout. The worker then fails on its own and ends (it is never joined).
+    """
+    a = Attempt()
+    worker = threading.Thread(target=run_attempt, args=(t, a), name="hs2-attempt", daemon=True)
+    started = time.monotonic()
+    worker.start()
+    worker.join(t.timeout_s + WATCHDOG_SLACK_S)
+    if not worker.is_alive():
+        return a
+    elapsed_ms = (time.monotonic() - started) * 1000.0
+    ok, phase, rows = a.ok, a.phase, a.rows
+    a.abort()
+    if ok:  # the query answered; only the graceful close hung: still a healthy answer
+        return Attempt(ok=True, phase="close", rows=rows, latency_ms=elapsed_ms,
+                       close_error="no answer to CloseOperation/CloseSession")
+    return Attempt(phase=phase, kind=ErrorKind.TIMEOUT, latency_ms=elapsed_ms,
+                   message=f"no answer within {t.timeout_s:.1f} s during {phase} (watchdog)")
