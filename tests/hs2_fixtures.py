@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from monitor.sandbox.certs import CertSet, make_certs
 from monitor.sandbox.hs2_server import HiveServer2Stub
 
+USERNAME = "rcapp"
 PASSWORD = "Rc-s3cret-7451d491"  # noqa: S105 - the test server's password, not a real one
+
+ServerFactory = Callable[..., HiveServer2Stub]
 
 
 @pytest.fixture(scope="session")
@@ -25,10 +29,28 @@ def other_ca(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 
 @pytest.fixture
-def hs2(certs: CertSet) -> Iterator[HiveServer2Stub]:
-    server = HiveServer2Stub(username="rcapp", password=PASSWORD, certfile=certs.cert_file, keyfile=certs.key_file)
-    with server:
-        yield server
+def hs2_factory(certs: CertSet) -> Iterator[ServerFactory]:
+    """Start stubs with any options (``tls=False``, ``sasl=False``, ``password=""``...); all stopped at
+    teardown. By default the production shape: TLS with ``certs``, SASL PLAIN, rcapp / PASSWORD."""
+    servers: list[HiveServer2Stub] = []
+
+    def start(*, tls: bool = True, **kwargs: Any) -> HiveServer2Stub:
+        kwargs.setdefault("username", USERNAME)
+        kwargs.setdefault("password", PASSWORD)
+        if tls:
+            kwargs.update(certfile=certs.cert_file, keyfile=certs.key_file)
+        server = HiveServer2Stub(**kwargs).start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def hs2(hs2_factory: ServerFactory) -> HiveServer2Stub:
+    return hs2_factory()
 
 
 def ca_path(certs: CertSet) -> str:

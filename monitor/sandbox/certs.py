@@ -1,6 +1,8 @@
 """A throwaway CA and server certificate for the sandbox and tests (``cryptography``, which
 credstash already depends on). Names cover the loopback addresses and the hostnames the
-sandbox aliases to them, so TLS is *verified* end to end, as in production."""
+sandbox aliases to them, so TLS is *verified* end to end, as in production. Another call with
+another ``ca_name`` gives an unrelated CA (the wrong-CA scenario). SKI/AKI and key usages satisfy
+the strict X.509 checks newer Pythons enable by default."""
 
 from __future__ import annotations
 
@@ -38,6 +40,7 @@ def make_certs(directory: str | Path, names: tuple[str, ...] = DEFAULT_NAMES, *,
           .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
                                        content_commitment=False, key_encipherment=False, data_encipherment=False,
                                        key_agreement=False, encipher_only=False, decipher_only=False), critical=True)
+          .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
           .sign(ca_key, hashes.SHA256()))
     key = ec.generate_private_key(ec.SECP256R1())
     sans: list[x509.GeneralName] = [x509.DNSName(n) for n in names]
@@ -48,6 +51,8 @@ def make_certs(directory: str | Path, names: tuple[str, ...] = DEFAULT_NAMES, *,
             .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=2))
             .add_extension(x509.SubjectAlternativeName(sans), critical=False)
             .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
             .sign(ca_key, hashes.SHA256()))
     pem = serialization.Encoding.PEM
     files = CertSet(str(d / f"{prefix}ca.pem"), str(d / f"{prefix}server.pem"), str(d / f"{prefix}server.key"))

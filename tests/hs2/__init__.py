@@ -1,1 +1,1 @@
-"""A HiveServer2-protocol test server (TLS, SASL PLAIN, failure modes) and its pytest fixtures."""
+"""Helpers that build a hiveserver2 check for the HiveServer2 stub (fixtures: tests/hs2_fixtures.py)."""

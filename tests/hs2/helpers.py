@@ -1,4 +1,5 @@
-"""Build a hiveserver2 check and the context it runs in, the way the tick does.
+"""Build a hiveserver2 check (for monitor.sandbox.hs2_server, see tests/hs2_fixtures.py) and the
+context it runs in, the way the tick does.
 
 The password reaches the check through the real ``monitor.secrets.SecretResolver`` with the
 ``env`` provider (tests set the variable with monkeypatch), so the cache, the refetch after a
@@ -15,32 +16,32 @@ from checks.hiveserver2 import HiveServer2Check, HiveServer2Config
 from monitor.clock import SystemClock
 from monitor.config import ClusterRef
 from monitor.resolve import HostResolver
+from monitor.sandbox.hs2_server import HiveServer2Stub
 from monitor.secrets import SecretResolver
 from monitor.state.memory import MemoryStateStore
 from tests.fakes import NoClients
-from tests.hs2.fixtures import HS2_USER
-from tests.hs2.server import HiveServer2TestServer
+from tests.hs2_fixtures import USERNAME
 
 PASSWORD_ENV = "SENTINEL_TEST_HS2_PASSWORD"  # noqa: S105 - the variable's name, not a password
 
 
-def check_block(server: HiveServer2TestServer | None = None, **overrides: Any) -> dict[str, Any]:
-    """The YAML block an operator would write for ``server`` (TLS verified against its CA, CUSTOM auth)."""
+def check_block(server: HiveServer2Stub | None = None, ca_file: str | None = None, **overrides: Any) -> dict[str, Any]:
+    """The YAML block an operator would write for ``server`` (TLS verified against ``ca_file``, CUSTOM auth)."""
     block: dict[str, Any] = {
         "type": "hiveserver2", "name": "hive",
         "host": "127.0.0.1", "port": server.port if server else 10000,
         "query": "SHOW DATABASES",
-        "tls": {"verify": True, "ca_file": server.pki.ca_pem if server and server.pki else None},
+        "tls": {"verify": True, "ca_file": ca_file},
         "auth": "CUSTOM",
-        "credentials": {"provider": "env", "username": HS2_USER, "key": PASSWORD_ENV},
+        "credentials": {"provider": "env", "username": USERNAME, "key": PASSWORD_ENV},
         "timeout_s": 5, "attempts": 1, "retry_delay_s": 0.05,
     }
     block.update(overrides)
     return block
 
 
-def make_check(server: HiveServer2TestServer | None = None, **overrides: Any) -> HiveServer2Check:
-    return HiveServer2Check(HiveServer2Config.model_validate(check_block(server, **overrides)))
+def make_check(server: HiveServer2Stub | None = None, ca_file: str | None = None, **overrides: Any) -> HiveServer2Check:
+    return HiveServer2Check(HiveServer2Config.model_validate(check_block(server, ca_file, **overrides)))
 
 
 def make_ctx(*, deadline_s: float = 30.0, aliases: dict[str, str] | None = None, secrets: SecretResolver | None = None,

@@ -27,7 +27,7 @@ SECRET = "Unit-test-pw.0b7e"  # noqa: S105
 
 def test_importing_the_check_does_not_import_the_driver() -> None:
     code = (
-        "import sys, checks.hiveserver2, checks.registry\n"
+        "import sys, checks.hiveserver2, checks.registry, monitor.handler\n"
         "checks.registry.config_model('hiveserver2')\n"
         "loaded = sorted(m for m in sys.modules if m.split('.')[0] in "
         "('pyhive', 'thrift', 'thrift_sasl', 'puresasl', 'TCLIService'))\n"
