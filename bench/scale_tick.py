@@ -53,21 +53,6 @@ def bind_stats_server() -> ThreadingHTTPServer:
     return server
 
 
-_MOTO_LOCK = threading.RLock()
-_HELD = threading.local()
-
-
-def _moto_lock_acquire(**_: Any) -> None:
-    _MOTO_LOCK.acquire()
-    _HELD.n = getattr(_HELD, "n", 0) + 1
-
-
-def _moto_lock_release(**_: Any) -> None:
-    if getattr(_HELD, "n", 0):
-        _HELD.n -= 1
-        _MOTO_LOCK.release()
-
-
 def run(n_targets: int, hung_fraction: float, timeout_s: float, workers: int) -> dict[str, Any]:
     import credstash
     from moto import mock_aws
@@ -80,6 +65,7 @@ def run(n_targets: int, hung_fraction: float, timeout_s: float, workers: int) ->
     from monitor.sandbox.certs import make_certs
     from monitor.sandbox.demo import SimClock
     from monitor.sandbox.hs2_server import HiveServer2Stub
+    from monitor.sandbox.motolock import serialize_all
     from monitor.state.dynamodb import create_table
 
     calls: Counter[str] = Counter()
@@ -132,11 +118,7 @@ def run(n_targets: int, hung_fraction: float, timeout_s: float, workers: int) ->
         for service in ("dynamodb", "emr", "sns", "kms"):
             events = clients.client(service).meta.events
             events.register("before-call.*.*", count)
-            # moto's in-process backends are not thread-safe (a concurrent TransactWriteItems
-            # raises RuntimeError, which sentinel rightly treats as an unreadable state table):
-            # serialise the calls into moto; real AWS needs no such lock.
-            events.register("before-send.*.*", _moto_lock_acquire)
-            events.register("needs-retry.*.*", _moto_lock_release)
+        serialize_all(clients)  # moto is not thread-safe; see monitor/sandbox/motolock.py
         run_tick(new_invocation(services), deadline=Deadline.after(600))  # warm-up: moto's first calls are slow
         calls.clear()
         clock.advance(timedelta(minutes=10))

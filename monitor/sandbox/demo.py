@@ -154,6 +154,7 @@ def _run(out: TextIO, tmp: str) -> int:
     from monitor.sandbox.certs import make_certs
     from monitor.sandbox.elb import TcpProxy
     from monitor.sandbox.hs2_server import HiveServer2Stub
+    from monitor.sandbox.motolock import serialize_all
     from monitor.sandbox.seed import RECORD, seed
     from monitor.sandbox.timeline import Printer
 
@@ -170,6 +171,7 @@ def _run(out: TextIO, tmp: str) -> int:
     aliases[RECORD] = f"127.0.0.1:{elb.port}"
     config = parse_config(sandbox_config(seeded, certs.ca_file, aliases))
     clock = SimClock()
+    serialize_all(seeded.clients)  # the load-balancer thread calls moto while ticks run
     services = build_services(config, clients=seeded.clients, clock=clock)
     p.setup(seeded, old.port, new.port, elb.port)
     outcome = 1

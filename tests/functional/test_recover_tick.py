@@ -15,6 +15,7 @@ from monitor import actions
 from monitor.cycle import run_tick
 from monitor.report import TickReport
 from monitor.runtime import Services, new_invocation
+from monitor.sandbox.motolock import serialize_all
 from monitor.state.base import StateStore, TargetState
 from monitor.state.dynamodb import DynamoStateStore, create_table
 from monitor.state.memory import MemoryStateStore
@@ -92,6 +93,7 @@ def test_eight_concurrent_invocations_relaunch_exactly_once(fake_checks: Script,
             action = "recover" if i % 3 == 0 else "tick"
             return run_tick(inv, deadline=Deadline.after(60), action=action, force=i % 3 == 0)
 
+        serialize_all(world.clients)  # moto itself is not thread-safe (monitor/sandbox/motolock.py)
         with CallLog(world.clients) as log, ThreadPoolExecutor(8) as pool:
             reports = list(pool.map(invocation, range(8)))
         targets = [r.targets[0] for r in reports]
