@@ -11,6 +11,7 @@ import pytest
 from moto import mock_aws
 
 from monitor.errors import ConflictError, LeaseHeld, StateError
+from monitor.sandbox.motolock import serialize
 from monitor.state.base import Event, StateStore, TargetState
 from monitor.state.dynamodb import DynamoStateStore, create_table
 from monitor.state.memory import MemoryStateStore
@@ -24,7 +25,7 @@ def store(request: pytest.FixtureRequest) -> Iterator[StateStore]:
         yield MemoryStateStore()
         return
     with mock_aws():
-        client = boto3.client("dynamodb", region_name="us-east-1")
+        client = serialize(boto3.client("dynamodb", region_name="us-east-1"))  # moto is not thread-safe
         create_table(client, "sentinel-state")
         yield DynamoStateStore(client, "sentinel-state")
 
