@@ -13,9 +13,6 @@ output), the same EMR launch, and re-pointing by hand (``--repoint-min``).
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
-import secrets
 import statistics
 import sys
 import tempfile
@@ -23,7 +20,7 @@ from datetime import timedelta
 from typing import Any
 
 from bench.common import table, write
-from monitor.sandbox.demo import SANDBOX_ENV, SimClock, _elb_backend, _emr_backend, sandbox_config
+from monitor.sandbox.demo import SANDBOX_ENV, _emr_backend, build_world
 
 TICK_MIN = 10
 
@@ -41,30 +38,13 @@ def sentinel_minutes(offset_min: float, launch_min: float) -> tuple[float, float
     from moto import mock_aws
 
     from checks.base import Deadline
-    from monitor.config import parse_config
     from monitor.cycle import run_tick
-    from monitor.resolve import HostResolver
-    from monitor.runtime import build_services, new_invocation
-    from monitor.sandbox.certs import make_certs
-    from monitor.sandbox.elb import TcpProxy
-    from monitor.sandbox.hs2_server import HiveServer2Stub
-    from monitor.sandbox.seed import RECORD, seed
+    from monitor.runtime import new_invocation
 
     os.environ.update(SANDBOX_ENV)
     with tempfile.TemporaryDirectory() as tmp, mock_aws():
-        password = secrets.token_urlsafe(12)
-        with contextlib.redirect_stdout(io.StringIO()):
-            seeded = seed(password)
-        certs = make_certs(tmp)
-        old = HiveServer2Stub(password=password, certfile=certs.cert_file, keyfile=certs.key_file).start()
-        new = HiveServer2Stub(password=password, certfile=certs.cert_file, keyfile=certs.key_file).start()
-        aliases = {seeded.master_dns: f"127.0.0.1:{old.port}", "ip-*.ec2.internal": f"127.0.0.1:{new.port}"}
-        elb = TcpProxy(_elb_backend(seeded, HostResolver(aliases))).start()
-        aliases[RECORD] = f"127.0.0.1:{elb.port}"
-        raw = sandbox_config(seeded, certs.ca_file, aliases)
-        config = parse_config(raw)
-        clock = SimClock()
-        services = build_services(config, clients=seeded.clients, clock=clock)
+        w = build_world(tmp)
+        seeded, old, clock, services = w.seeded, w.old, w.clock, w.services
         start = clock.now()
         failure_at = start + timedelta(minutes=offset_min)
         launched: dict[str, Any] = {}
@@ -86,9 +66,7 @@ def sentinel_minutes(offset_min: float, launch_min: float) -> tuple[float, float
                     break
                 clock.advance(timedelta(minutes=TICK_MIN))
         finally:
-            elb.stop()
-            old.stop()
-            new.stop()
+            w.stop()
     if page_at is None or traffic_at is None:
         raise RuntimeError(f"incident did not complete (offset {offset_min} min)")
     minutes = lambda t: (t - failure_at).total_seconds() / 60  # noqa: E731

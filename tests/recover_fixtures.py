@@ -23,6 +23,7 @@ from monitor.config import Config, parse_config
 from monitor.metrics import MetricsRecorder
 from monitor.notify import Notifier
 from monitor.resolve import HostResolver
+from monitor.sandbox.seed import Pager
 from monitor.state.base import Lease, StateStore
 from recover.calls import MUTATING, _api_name
 from recover.context import RecoveryContext
@@ -101,21 +102,16 @@ class World:
     tg_arn: str
     elb_name: str
     zone_id: str
-    page_topic: str
-    queue_url: str
+    pager: Pager
     subnet: str
+
+    @property
+    def page_topic(self) -> str:
+        return self.pager.topic_arn
 
     def pages(self) -> list[dict[str, Any]]:
         """Messages published to the page topic (SNS envelopes), read back through SQS."""
-        sqs = self.clients.client("sqs")
-        out: list[dict[str, Any]] = []
-        while True:
-            batch = sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10).get("Messages", [])
-            if not batch:
-                return out
-            for m in batch:
-                out.append(json.loads(m["Body"]))
-                sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=m["ReceiptHandle"])
+        return self.pager.messages()
 
     def emr(self) -> Any:
         return self.clients.client("emr")
@@ -174,11 +170,7 @@ def moto_world(**kw: Any) -> Iterator[World]:
 
 def seed_world(*, protected: bool = False, request: dict[str, Any] | None = None) -> World:
     clients = shared_clients()
-    sns, sqs = clients.client("sns"), clients.client("sqs")
-    topic = sns.create_topic(Name="sentinel-pages")["TopicArn"]
-    queue_url = sqs.create_queue(QueueName="pages")["QueueUrl"]
-    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)
+    pager = Pager.create(clients)
 
     ec2 = clients.client("ec2")
     vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
@@ -218,7 +210,7 @@ def seed_world(*, protected: bool = False, request: dict[str, Any] | None = None
     r53.change_resource_record_sets(HostedZoneId=zone_id, ChangeBatch={"Changes": [{"Action": "UPSERT", "ResourceRecordSet": {
         "Name": RECORD, "Type": "CNAME", "TTL": 60, "ResourceRecords": [{"Value": master["PrivateDnsName"]}]}}]})
     return World(clients, cluster_id, master["Ec2InstanceId"], master["PrivateDnsName"], tg, "hive-classic",
-                 zone_id, topic, queue_url, subnet)
+                 zone_id, pager, subnet)
 
 
 # ------------------------------------------------------------------ moto backend (states do not progress)

@@ -21,6 +21,7 @@ import secrets
 import sys
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TextIO
 
@@ -145,21 +146,35 @@ def run_sandbox(out: TextIO | None = None) -> int:
             return _run(out, tmp)
 
 
-def _run(out: TextIO, tmp: str) -> int:
-    from checks.base import Deadline
+@dataclass
+class DemoWorld:
+    """Everything the story runs on; ``stop()`` ends the servers and the proxy."""
+
+    seeded: Any
+    old: Any  # HiveServer2Stub of the old master
+    new: Any  # HiveServer2Stub answering for any new master
+    elb: Any  # TcpProxy
+    services: Any
+    clock: SimClock
+
+    def stop(self) -> None:
+        self.elb.stop()
+        self.old.stop()
+        self.new.stop()
+
+
+def build_world(tmp: str) -> DemoWorld:
+    """Seed moto, start the two HiveServer2 stubs and the load balancer stand-in, and build
+    sentinel's services on a simulated clock. Call inside ``mock_aws`` with fake credentials."""
     from monitor.config import parse_config
-    from monitor.cycle import run_tick
     from monitor.resolve import HostResolver
-    from monitor.runtime import build_services, new_invocation
+    from monitor.runtime import build_services
     from monitor.sandbox.certs import make_certs
     from monitor.sandbox.elb import TcpProxy
     from monitor.sandbox.hs2_server import HiveServer2Stub
     from monitor.sandbox.motolock import serialize_all
     from monitor.sandbox.seed import RECORD, seed
-    from monitor.sandbox.timeline import Printer
 
-    p = Printer(out)
-    p.title("sentinel sandbox: an EMR/HiveServer2 outage, detected and healed offline")
     password = secrets.token_urlsafe(18)
     with contextlib.redirect_stdout(io.StringIO()):  # credstash prints its table creation
         seeded = seed(password)
@@ -172,8 +187,20 @@ def _run(out: TextIO, tmp: str) -> int:
     config = parse_config(sandbox_config(seeded, certs.ca_file, aliases))
     clock = SimClock()
     serialize_all(seeded.clients)  # the load-balancer thread calls moto while ticks run
-    services = build_services(config, clients=seeded.clients, clock=clock)
-    p.setup(seeded, old.port, new.port, elb.port)
+    return DemoWorld(seeded, old, new, elb, build_services(config, clients=seeded.clients, clock=clock), clock)
+
+
+def _run(out: TextIO, tmp: str) -> int:
+    from checks.base import Deadline
+    from monitor.cycle import run_tick
+    from monitor.runtime import new_invocation
+    from monitor.sandbox.timeline import Printer
+
+    p = Printer(out)
+    p.title("sentinel sandbox: an EMR/HiveServer2 outage, detected and healed offline")
+    w = build_world(tmp)
+    seeded, old, new, clock, services = w.seeded, w.old, w.new, w.clock, w.services
+    p.setup(seeded, old.port, new.port, w.elb.port)
     outcome = 1
     try:
         for n in range(1, MAX_TICKS + 1):
@@ -194,9 +221,7 @@ def _run(out: TextIO, tmp: str) -> int:
                 break
         p.pages(seeded.pages())
         p.timeline(services.store.events("prod-hive", limit=60))
-        p.summary(services.store.get("prod-hive"), seeded, elb.connections, new.counters.queries)
+        p.summary(services.store.get("prod-hive"), seeded, w.elb.connections, new.counters.queries)
     finally:
-        elb.stop()
-        old.stop()
-        new.stop()
+        w.stop()
     return outcome

@@ -22,17 +22,24 @@ CREDSTASH_KEY = "hive.rcapp.password"
 
 
 @dataclass
-class Seeded:
+class Pager:
+    """An SQS queue subscribed to the page topic: what on-call's pager would receive."""
+
     clients: ClientFactory
-    cluster_id: str
-    master_instance: str
-    master_dns: str
-    target_group_arn: str
-    zone_id: str
-    page_topic: str
+    topic_arn: str
     queue_url: str
 
-    def pages(self) -> list[dict[str, Any]]:
+    @classmethod
+    def create(cls, clients: ClientFactory, topic_name: str = "sentinel-pages") -> Pager:
+        sns, sqs = clients.client("sns"), clients.client("sqs")
+        topic = sns.create_topic(Name=topic_name)["TopicArn"]
+        queue_url = sqs.create_queue(QueueName=f"{topic_name}-pager")["QueueUrl"]
+        queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)
+        return cls(clients, topic, queue_url)
+
+    def messages(self) -> list[dict[str, Any]]:
+        """Every message published since the last call (SNS envelopes), oldest first."""
         sqs = self.clients.client("sqs")
         out: list[dict[str, Any]] = []
         while True:
@@ -42,6 +49,24 @@ class Seeded:
             for m in batch:
                 out.append(json.loads(m["Body"]))
                 sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=m["ReceiptHandle"])
+
+
+@dataclass
+class Seeded:
+    clients: ClientFactory
+    cluster_id: str
+    master_instance: str
+    master_dns: str
+    target_group_arn: str
+    zone_id: str
+    pager: Pager
+
+    @property
+    def page_topic(self) -> str:
+        return self.pager.topic_arn
+
+    def pages(self) -> list[dict[str, Any]]:
+        return self.pager.messages()
 
 
 def seed(password: str, *, state_table: str = "sentinel-state") -> Seeded:
@@ -56,11 +81,7 @@ def seed(password: str, *, state_table: str = "sentinel-state") -> Seeded:
                         context={"env": "sandbox"}, dynamodb=clients.resource("dynamodb"), kms=kms)
     create_table(clients.client("dynamodb"), state_table)
 
-    sns, sqs = clients.client("sns"), clients.client("sqs")
-    topic = sns.create_topic(Name="sentinel-pages")["TopicArn"]
-    queue_url = sqs.create_queue(QueueName="on-call-pager")["QueueUrl"]
-    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)
+    pager = Pager.create(clients)
 
     ec2 = clients.client("ec2")
     vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
@@ -115,4 +136,4 @@ def seed(password: str, *, state_table: str = "sentinel-state") -> Seeded:
     r53.change_resource_record_sets(HostedZoneId=zone, ChangeBatch={"Changes": [{"Action": "UPSERT", "ResourceRecordSet": {
         "Name": RECORD, "Type": "CNAME", "TTL": 60, "ResourceRecords": [{"Value": master["PrivateDnsName"]}]}}]})
 
-    return Seeded(clients, cluster_id, master["Ec2InstanceId"], master["PrivateDnsName"], tg, zone, topic, queue_url)
+    return Seeded(clients, cluster_id, master["Ec2InstanceId"], master["PrivateDnsName"], tg, zone, pager)
