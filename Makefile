@@ -20,10 +20,11 @@ install-integration: $(STAMP)
 	$(BIN)/python -m pip install -q -r requirements-integration.txt
 
 lint: $(STAMP)
-	$(BIN)/ruff check monitor checks recover tests bench
+	$(BIN)/ruff check monitor checks recover tests bench deploy
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
+	$(BIN)/mypy deploy
 
 # Lint, types, then every test (unit, functional on moto, integration on 127.0.0.1 servers).
 test: lint typecheck
@@ -41,3 +42,6 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
+
+# make package | deploy ENV=... | deploy-cfn | config-upload | iam-check | iam-write
+include deploy/deploy.mk

@@ -68,6 +68,8 @@ def _parser() -> argparse.ArgumentParser:
     inv.add_argument("--force", action="store_true")
     inv.add_argument("--for", dest="duration")
     inv.add_argument("--reason")
+    inv.add_argument("--actions-only", action="store_true")
+    inv.add_argument("--yes", action="store_true", help="do not ask for confirmation (recover)")
     inv.add_argument("--json", action="store_true")
     sub.add_parser("sandbox", help="offline end-to-end demo (moto + local HiveServer2 server)")
     return p
