@@ -39,24 +39,20 @@ class ClientFactory:
         self._lock = threading.Lock()
 
     def client(self, service: str, region: str | None = None) -> Any:
-        key = (service, region or self.region)
-        with self._lock:
-            if key not in self._clients:
-                kwargs: dict[str, Any] = {"region_name": key[1], "config": self._config}
-                if self.endpoint_url:
-                    kwargs["endpoint_url"] = self.endpoint_url
-                self._clients[key] = self._session.client(service, **kwargs)
-            return self._clients[key]
+        return self._cached("client", service, region)
 
     def resource(self, service: str, region: str | None = None) -> Any:
         """A boto3 resource (credstash wants a DynamoDB resource, not a client)."""
-        key = (f"resource:{service}", region or self.region)
+        return self._cached("resource", service, region)
+
+    def _cached(self, kind: str, service: str, region: str | None) -> Any:
+        key = (f"{kind}:{service}", region or self.region)
         with self._lock:
             if key not in self._clients:
                 kwargs: dict[str, Any] = {"region_name": key[1], "config": self._config}
                 if self.endpoint_url:
                     kwargs["endpoint_url"] = self.endpoint_url
-                self._clients[key] = self._session.resource(service, **kwargs)
+                self._clients[key] = getattr(self._session, kind)(service, **kwargs)
             return self._clients[key]
 
 

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import replace
 
 from checks import registry
 from checks.base import CheckConfig, CheckContext, CheckResult, Deadline, Status
@@ -61,9 +62,12 @@ def _run_one(cfg: CheckConfig, ctx: CheckContext) -> CheckResult:
         return CheckResult(cfg.name, type_name, Status.UNKNOWN, "no time left in this invocation to run the check",
                            error_kind="timeout")
     try:
-        return registry.build(cfg).run(ctx)
+        result = registry.build(cfg).run(ctx)
     except Exception as exc:
         return CheckResult(
             cfg.name, type_name, Status.UNKNOWN, f"check crashed: {type(exc).__name__}: {exc}"[:300],
             latency_ms=(time.monotonic() - started) * 1000, error_kind="internal",
         )
+    if not result.latency_ms:  # a check that does not time itself: the whole run() is its latency
+        result = replace(result, latency_ms=(time.monotonic() - started) * 1000)
+    return result
