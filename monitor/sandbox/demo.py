@@ -202,6 +202,7 @@ def _run(out: TextIO, tmp: str) -> int:
     seeded, old, new, clock, services = w.seeded, w.old, w.new, w.clock, w.services
     p.setup(seeded, old.port, new.port, w.elb.port)
     outcome = 1
+    report = None
     try:
         for n in range(1, MAX_TICKS + 1):
             if n == 3:
@@ -221,6 +222,8 @@ def _run(out: TextIO, tmp: str) -> int:
                 break
         p.pages(seeded.pages())
         p.timeline(services.store.events("prod-hive", limit=60))
+        if report is not None:
+            p.report(report)
         p.summary(services.store.get("prod-hive"), seeded, w.elb.connections, new.counters.queries)
     finally:
         w.stop()

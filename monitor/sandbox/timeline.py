@@ -72,6 +72,11 @@ class Printer:
         for e in reversed(events):
             self._w(f"  {e.at[11:16]}  {e.kind:<10} {e.message[:120]}")
 
+    def report(self, report: TickReport) -> None:
+        self._w()
+        self._w("The last tick's TickReport (what the Lambda returns; `sentinel tick --json` prints the same):")
+        self._w(report.to_json())
+
     def summary(self, state: TargetState, seeded: Any, elb_connections: int, new_queries: int) -> None:
         inc = state.incident or {}
         self._w()

@@ -19,3 +19,15 @@ def test_sandbox_detects_relaunches_repoints_and_retires() -> None:
     assert "RETIRE_OLD -> DONE" in text
     assert "Recovered: incident" in text
     assert dict(os.environ) == before  # the fake credentials are not left behind
+
+
+def test_sandbox_prints_the_final_tick_report() -> None:
+    import json
+
+    out = io.StringIO()
+    run_sandbox(out)
+    text = out.getvalue()
+    start = text.index("The last tick's TickReport")
+    body = text[text.index("{", start): text.index("\nRecovered:", start)]
+    report = json.loads(body)
+    assert report["exit_code"] == 0 and report["targets"][0]["recovery"]["phase"] == "DONE"
