@@ -8,6 +8,8 @@ from __future__ import annotations
 from typing import Any
 
 ACTIVE_STATES = ["STARTING", "BOOTSTRAPPING", "RUNNING", "WAITING"]
+# Set by the runbook on an old cluster it kept (``retire_old: keep``): no longer "the" cluster.
+RETIRED_TAG = "sentinel:retired-by"
 PERMISSIONS = ("elasticmapreduce:ListClusters", "elasticmapreduce:DescribeCluster")
 
 
@@ -19,7 +21,8 @@ def find_cluster(emr: Any, ref: Any, *, exclude_ids: tuple[str, ...] = ()) -> di
     """Return ``describe_cluster()['Cluster']`` or None when no active cluster matches.
 
     More than one active cluster with the name is an error (ClusterLookupError) unless the
-    extra ones are excluded (a recovery excludes the replacement it launched itself).
+    extra ones are excluded (a recovery excludes the replacement it launched itself) or were
+    kept by a recovery and tagged ``sentinel:retired-by`` (``retire_old: keep``).
     """
     if getattr(ref, "id", None):
         return dict(emr.describe_cluster(ClusterId=ref.id)["Cluster"])
@@ -30,6 +33,9 @@ def find_cluster(emr: Any, ref: Any, *, exclude_ids: tuple[str, ...] = ()) -> di
                 matches.append(summary["Id"])
     if not matches:
         return None
-    if len(matches) > 1:
-        raise ClusterLookupError(f"{len(matches)} active clusters named {ref.name!r}: {', '.join(sorted(matches))}")
-    return dict(emr.describe_cluster(ClusterId=matches[0])["Cluster"])
+    described = [dict(emr.describe_cluster(ClusterId=cid)["Cluster"]) for cid in matches]
+    live = [c for c in described if not any(t.get("Key") == RETIRED_TAG for t in c.get("Tags") or [])]
+    if len(live) > 1:
+        raise ClusterLookupError(f"{len(live)} active clusters named {ref.name!r}: "
+                                 f"{', '.join(sorted(c['Id'] for c in live))}")
+    return live[0] if live else None

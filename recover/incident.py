@@ -21,7 +21,6 @@ from monitor.clock import iso
 INCIDENT_TAG = "sentinel:incident"
 TARGET_TAG = "sentinel:target"
 REPLACES_TAG = "sentinel:replaces"
-RETIRED_TAG = "sentinel:retired-by"
 
 
 class Phase(str, enum.Enum):

@@ -11,11 +11,11 @@ from datetime import timedelta
 from typing import Any
 
 from monitor.clock import iso, parse_iso
-from monitor.clusters import ClusterLookupError
+from monitor.clusters import RETIRED_TAG, ClusterLookupError
 from recover import emr as emr_ops
 from recover import routing, spec
 from recover.calls import AwsError
-from recover.incident import RETIRED_TAG, Phase
+from recover.incident import Phase
 from recover.run import Escalate, Fail, Next, Outcome, Run, Wait
 
 VERIFY_TIMEOUT = timedelta(minutes=20)  # VERIFY_NEW / VERIFY_PATH keep retrying this long

@@ -16,6 +16,8 @@ from freezegun import freeze_time
 from checks.base import Status
 from monitor import actions, policy
 from monitor.clock import SystemClock, iso
+from monitor.clusters import find_cluster
+from monitor.config import ClusterRef
 from monitor.runtime import new_invocation
 from monitor.state.memory import MemoryStateStore
 from recover import runbook
@@ -175,6 +177,10 @@ def test_retire_old_keep_leaves_the_old_cluster_running_and_tagged(world: World,
     old = _describe(world, world.cluster_id)
     assert old["Status"]["State"] == "WAITING"
     assert {"Key": "sentinel:retired-by", "Value": incident(h)["id"]} in old["Tags"]
+    # two active clusters share the name now; the kept one is no longer "the" cluster
+    [new] = new_clusters(world)
+    current = find_cluster(world.emr(), ClusterRef(name=CLUSTER_NAME))
+    assert current is not None and current["Id"] == new
 
 
 def test_old_cluster_is_retired_only_after_the_dns_ttl(world: World, fake_checks: Script) -> None:
