@@ -147,7 +147,6 @@ SCOPES: tuple[Scope, ...] = (
     Scope("Read", ["*"],
           "checks only read: EMR/ELB/CloudWatch/Route 53 reads have no useful resource-level scoping"),
 )
-SCOPE_BY_SID = {s.sid: s for s in SCOPES}
 
 # (source glob, action glob) → scope; the first match wins. No match is an error: a new
 # kind of permission needs a decision about its resources, not a silent "*".

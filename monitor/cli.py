@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import getpass
-import json
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -160,10 +159,6 @@ def _run(args: argparse.Namespace, services_factory: ServicesFactory) -> int:
         print(line)
         return code
     return _emit(report, args.json)
-
-
-def print_json(data: Any) -> None:
-    print(json.dumps(data, indent=2, default=str))
 
 
 if __name__ == "__main__":  # pragma: no cover

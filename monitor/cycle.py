@@ -129,12 +129,7 @@ class TargetTick:
 
         results = self.run_checks([c.name for c in self.target.checks], None)
         decision = policy.evaluate(self.target, results, state, self.clock.now(),
-                                   force=self.force and self.action == "recover")
-        if self.action == "recover":
-            decision.blocked_by = [b for b in decision.blocked_by if not b.startswith("recovery is disabled")]
-            decision.recover = decision.verdict == "confirmed" and not decision.blocked_by
-        elif decision.recover and not self.target.recovery.enabled:
-            decision.recover = False
+                                   force=self.force and self.action == "recover", manual=self.action == "recover")
         self.rep.checks = results
         self.rep.status = decision.status
         self.rep.decision = decision.to_dict()
@@ -277,15 +272,17 @@ class TargetTick:
         return "\n".join(lines)
 
     def _state_unreadable(self, exc: Exception) -> TargetReport:
-        """Fail closed: no action; the checks still run read-only so on-call sees them."""
+        """Fail closed: no action. The checks still run read-only so on-call sees them (once:
+        when the state write failed after they ran, their results are already in the report)."""
         self.rep.error = f"state unreadable: {exc}"
         self.rep.status = Status.UNKNOWN
-        ro = ReadOnlyStore(self.inv.services.store)
-        self.store = ro
-        try:
-            self.rep.checks = self.run_checks([c.name for c in self.target.checks], None)
-        except Exception as check_exc:
-            self.rep.error += f"; checks not run ({type(check_exc).__name__})"
+        self.rep.decision = None  # nothing was decided: no verdict was saved, no action taken
+        self.store = ReadOnlyStore(self.inv.services.store)
+        if not self.rep.checks:
+            try:
+                self.rep.checks = self.run_checks([c.name for c in self.target.checks], None)
+            except Exception as check_exc:
+                self.rep.error += f"; checks not run ({type(check_exc).__name__})"
         self.inv.metrics.put("TargetStatus", int(Status.UNKNOWN), "None", target=self.target.name)
         if not self.read_only:
             self._send("page", "state-unreadable", "state store unreadable: automation stopped",

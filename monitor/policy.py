@@ -108,7 +108,10 @@ def evaluate(
     now: datetime,
     *,
     force: bool = False,
+    manual: bool = False,
 ) -> Decision:
+    """``force`` skips only the streak threshold; ``manual`` (an on-call ``recover``) is not
+    blocked by ``recovery.enabled: false``, which governs *automatic* recovery only."""
     by_name = {r.name: r for r in results}
     rec = target.recovery
     trigger = list(rec.when.checks) if rec.when else [c.name for c in target.checks]
@@ -149,7 +152,7 @@ def evaluate(
         silence=silence, reasons=reasons,
     )
     if verdict == "confirmed":
-        decision.blocked_by = _blockers(target, results, state, now, silence)
+        decision.blocked_by = _blockers(target, results, state, now, silence, manual=manual)
         decision.recover = not decision.blocked_by
     return decision
 
@@ -157,10 +160,12 @@ def evaluate(
 def _blockers(
     target: Target, results: Sequence[CheckResult], state: TargetState, now: datetime,
     silence: ActiveSilence | None,
+    *,
+    manual: bool,
 ) -> list[str]:
     rec = target.recovery
     out: list[str] = []
-    if not rec.enabled:
+    if not rec.enabled and not manual:
         out.append("recovery is disabled for this target")
     if state.escalated:
         out.append(f"escalated at {state.escalated.get('at')}: automation paused until `sentinel ack`")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -51,7 +50,3 @@ def hs2_factory(certs: CertSet) -> Iterator[ServerFactory]:
 @pytest.fixture
 def hs2(hs2_factory: ServerFactory) -> HiveServer2Stub:
     return hs2_factory()
-
-
-def ca_path(certs: CertSet) -> str:
-    return str(Path(certs.ca_file))

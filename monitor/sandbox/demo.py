@@ -224,7 +224,7 @@ def _run(out: TextIO, tmp: str) -> int:
         p.timeline(services.store.events("prod-hive", limit=60))
         if report is not None:
             p.report(report)
-        p.summary(services.store.get("prod-hive"), seeded, w.elb.connections, new.counters.queries)
+        p.summary(services.store.get("prod-hive"), seeded, new.counters.queries)
     finally:
         w.stop()
     return outcome

@@ -77,7 +77,7 @@ class Printer:
         self._w("The last tick's TickReport (what the Lambda returns; `sentinel tick --json` prints the same):")
         self._w(report.to_json())
 
-    def summary(self, state: TargetState, seeded: Any, elb_connections: int, new_queries: int) -> None:
+    def summary(self, state: TargetState, seeded: Any, new_queries: int) -> None:
         inc = state.incident or {}
         self._w()
         if inc.get("phase") == "DONE":

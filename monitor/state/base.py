@@ -106,9 +106,6 @@ class StateStore(abc.ABC):
         """Take the lease if free, expired or already ours; raises LeaseHeld otherwise."""
 
     @abc.abstractmethod
-    def renew_lease(self, lease: Lease, ttl_s: float, now: datetime) -> Lease: ...
-
-    @abc.abstractmethod
     def release_lease(self, lease: Lease) -> None: ...
 
     @abc.abstractmethod

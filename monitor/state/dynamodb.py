@@ -123,19 +123,6 @@ class DynamoStateStore(StateStore):
         attrs = resp["Attributes"]
         return Lease(target, owner, int(attrs["token"]["N"]), float(attrs["expires_at"]["N"]))
 
-    def renew_lease(self, lease: Lease, ttl_s: float, now: datetime) -> Lease:
-        expires = now.timestamp() + ttl_s
-        self._call(
-            "update_item",
-            Key={"pk": _pk(lease.target), "sk": {"S": "lease"}},
-            UpdateExpression="SET expires_at = :e",
-            ConditionExpression="#t = :t AND #o = :o",
-            ExpressionAttributeNames={"#o": "owner", "#t": "token"},
-            ExpressionAttributeValues={":e": {"N": repr(expires)}, ":t": {"N": str(lease.token)},
-                                       ":o": {"S": lease.owner}},
-        )
-        return Lease(lease.target, lease.owner, lease.token, expires)
-
     def release_lease(self, lease: Lease) -> None:
         """Expire our lease now (the token stays, so the next holder's token is higher)."""
         with contextlib.suppress(ConflictError):  # somebody else holds it: nothing of ours to release

@@ -61,13 +61,6 @@ class MemoryStateStore(StateStore):
             self._leases[target] = lease
             return copy.copy(lease)
 
-    def renew_lease(self, lease: Lease, ttl_s: float, now: datetime) -> Lease:
-        with self._lock:
-            self._check_fence(lease.target, lease)
-            renewed = Lease(lease.target, lease.owner, lease.token, now.timestamp() + ttl_s)
-            self._leases[lease.target] = renewed
-            return copy.copy(renewed)
-
     def release_lease(self, lease: Lease) -> None:
         with self._lock:
             current = self._leases.get(lease.target)

@@ -26,9 +26,6 @@ class ReadOnlyStore(StateStore):
     def acquire_lease(self, target: str, owner: str, ttl_s: float, now: datetime) -> Lease:
         return Lease(target, owner, 0, now.timestamp() + ttl_s)
 
-    def renew_lease(self, lease: Lease, ttl_s: float, now: datetime) -> Lease:
-        return Lease(lease.target, lease.owner, lease.token, now.timestamp() + ttl_s)
-
     def release_lease(self, lease: Lease) -> None:
         return None
 

@@ -199,3 +199,21 @@ def test_lease_is_released_even_when_the_tick_fails_closed(fake_checks: Script) 
     report, _ = tick(svc)
     assert report.targets[0].error and "state unreadable" in report.targets[0].error
     store.acquire_lease("prod-hive", "next-invocation", 60, svc.clock.now())  # not LeaseHeld
+
+
+def test_failed_state_write_does_not_run_the_checks_twice(fake_checks: Script) -> None:
+    svc = services(fake_config(recovery=ENABLED), store=FlakyWriteStore())
+    fake_checks.set("hive", Status.CRITICAL)
+    report, _ = tick(svc)
+    assert sorted(name for name, _ in fake_checks.calls) == ["dns", "hive"]
+    assert report.targets[0].decision is None and report.targets[0].recovery is None
+
+
+def test_manual_recover_is_not_blocked_by_disabled_automatic_recovery(fake_checks: Script) -> None:
+    svc = services(fake_config(recovery={**ENABLED, "enabled": False}))
+    fake_checks.set("hive", Status.CRITICAL)
+    auto, _ = tick(svc)
+    assert auto.targets[0].decision["recover"] is False  # type: ignore[index]
+    manual, _ = tick(svc, action="recover", force=True)
+    assert manual.targets[0].decision["recover"] is True  # type: ignore[index]
+    assert manual.targets[0].decision["blocked_by"] == []  # type: ignore[index]
