@@ -86,7 +86,7 @@ def test_scheduled_ticks_persist_page_and_publish_metrics(
     assert len([m for m in metrics if "Heartbeat" in m]) == 2
 
 
-def test_warm_container_reuses_services_but_not_invocation(account: Account) -> None:
+def test_warm_container_reuses_its_services(account: Account) -> None:
     handler.lambda_handler(SCHEDULED, LambdaContext("a"))
     first = handler._WARM.services
     handler.lambda_handler(SCHEDULED, LambdaContext("b"))
