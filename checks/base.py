@@ -10,7 +10,7 @@ import builtins
 import enum
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -116,6 +116,18 @@ class ClientSource(Protocol):
     def client(self, service: str, region: str | None = None) -> Any: ...
 
 
+@dataclass(frozen=True)
+class EndpointOverride:
+    """Where VERIFY_NEW sends a check: the new master's private name, and (from
+    ``recovery.verify.master``) the master's own port and TLS settings. ``None`` keeps the
+    check's own value. ``tls`` is a partial mapping (verify, ca_file, server_hostname) or
+    ``False`` for plaintext."""
+
+    host: str
+    port: int | None = None
+    tls: dict[str, Any] | Literal[False] | None = None
+
+
 @dataclass
 class CheckContext:
     """Everything a check may use. Built per target per tick; nothing global."""
@@ -130,6 +142,9 @@ class CheckContext:
     deadline: Deadline
     # Overrides for verification against a specific host (recovery VERIFY_NEW).
     host_override: str | None = None
+    # VERIFY_NEW: the new master's own endpoint (``recovery.verify.master``): its port and TLS
+    # settings replace the check's (which describe the load balancer's listener).
+    endpoint: EndpointOverride | None = None
     # Facts a check learns for others (e.g. emr_state records the master instance).
     facts: dict[str, Any] = field(default_factory=dict)
 

@@ -81,8 +81,8 @@ class HiveServer2Check(Check):
         return self.config
 
     def run(self, ctx: CheckContext) -> CheckResult:
-        cfg = self.cfg
-        host = ctx.host_override or cfg.host
+        cfg = self.effective(ctx)
+        host = (ctx.endpoint.host if ctx.endpoint else None) or ctx.host_override or cfg.host
         observed: dict[str, Any] = {"host": host, "port": cfg.port, "tls": tls_mode(cfg.tls), "auth": cfg.auth,
                                     "user": self._username(), "query": cfg.query, "attempts": []}
         try:
@@ -131,6 +131,23 @@ class HiveServer2Check(Check):
             time.sleep(cfg.retry_delay_s)
         return self._failed(last, observed)
 
+    def effective(self, ctx: CheckContext) -> HiveServer2Config:
+        """The settings of this run: the config, with VERIFY_NEW's master endpoint (port,
+        TLS) laid over it. A key ``verify.master`` leaves out keeps the check's value."""
+        cfg = self.cfg
+        over = ctx.endpoint
+        if over is None:
+            return cfg
+        changes: dict[str, Any] = {}
+        if over.port is not None:
+            changes["port"] = over.port
+        if over.tls is False:
+            changes["tls"] = False
+        elif over.tls:
+            base = cfg.tls if cfg.tls is not False else TlsConfig()
+            changes["tls"] = base.model_copy(update=dict(over.tls))
+        return cfg.model_copy(update=changes) if changes else cfg
+
     # ------------------------------------------------------------------ helpers
     def _username(self) -> str:
         cfg = self.cfg
@@ -161,7 +178,7 @@ class HiveServer2Check(Check):
             observed["close_error"] = a.close_error
         tries = len(observed["attempts"])
         after = f", attempt {tries}" if tries > 1 else ""
-        summary = (f"{self.cfg.query} ok: {a.rows} rows in {a.latency_ms:.0f} ms via {observed['host']}:{self.cfg.port} "
+        summary = (f"{self.cfg.query} ok: {a.rows} rows in {a.latency_ms:.0f} ms via {observed['host']}:{observed['port']} "
                    f"(tls {observed['tls']}{after})")
         return self.result(Status.OK, summary, observed=observed, latency_ms=a.latency_ms)
 
@@ -173,7 +190,7 @@ class HiveServer2Check(Check):
         tries = len(observed["attempts"])
         plural = f" ({tries} attempts)" if tries > 1 else ""
         who = f" for user {observed['user']}" if kind is ErrorKind.AUTH else ""
-        summary = f"{kind.value}: {a.message}{who} via {observed['host']}:{self.cfg.port}{plural}"
+        summary = f"{kind.value}: {a.message}{who} via {observed['host']}:{observed['port']}{plural}"
         status = Status.CRITICAL if kind.server_broken else Status.UNKNOWN
         return self.result(status, summary, observed=observed, latency_ms=a.latency_ms, error_kind=kind)
 

@@ -66,9 +66,19 @@ class Notify(Strict):
     unknown_after: int = Field(default=3, ge=1)
 
 
+# Error kinds a relaunch can fix (DESIGN §10). ``dns``, ``auth``, ``tls``... cannot be fixed by
+# a new cluster: they page instead.
+RELAUNCH_KINDS = ("timeout", "refused", "no_backend", "query")
+ErrorKindName = Literal["timeout", "refused", "no_backend", "query", "dns", "tls", "auth", "config", "secret",
+                        "internal"]
+
+
 class When(Strict):
-    checks: list[str] = Field(min_length=1)
+    checks: list[str] = Field(min_length=1, max_length=32)
     consecutive_failures: int = Field(default=2, ge=1, le=100)
+    # A CRITICAL result triggers only when its error kind is listed (a result without a kind,
+    # e.g. route53_health, always counts).
+    kinds: list[ErrorKindName] = Field(default_factory=lambda: list(RELAUNCH_KINDS), min_length=1)
 
 
 class Route53Routing(Strict):
@@ -84,9 +94,43 @@ class Routing(Strict):
     load_balancer_name: str | None = None
     route53: Route53Routing | None = None
 
+    @property
+    def load_balancer(self) -> bool:
+        """A load balancer sits between clients and the master (its listener, its certificate)."""
+        return bool(self.target_group_arn or self.load_balancer_name)
+
+    @property
+    def routed(self) -> bool:
+        return bool(self.load_balancer or self.route53)
+
+
+class MasterTls(Strict):
+    """TLS for the new master's own HiveServer2 (its certificate, not the load balancer's).
+    A key left out keeps the check's own value."""
+
+    verify: bool | None = None
+    ca_file: str | None = Field(default=None, min_length=1, max_length=4096)
+    server_hostname: str | None = Field(default=None, min_length=1, max_length=253)
+
+
+class VerifyMaster(Strict):
+    """Where VERIFY_NEW reaches the new master: its private address (from EMR), with this
+    port and TLS; the load balancer's listener port and certificate name do not apply there."""
+
+    port: int | None = Field(default=None, ge=1, le=65535)
+    tls: MasterTls | Literal[False] | None = None
+    checks: list[str] | None = None  # the checks to run there (default: verify.checks)
+
 
 class Verify(Strict):
     checks: list[str] = Field(default_factory=list)
+    master: VerifyMaster | None = None
+
+    @property
+    def master_checks(self) -> list[str]:
+        if self.master is not None and self.master.checks is not None:
+            return list(self.master.checks)
+        return list(self.checks)
 
 
 class Spec(Strict):
@@ -120,12 +164,10 @@ class Recovery(Strict):
     retire_old: Literal["terminate", "keep"] = "terminate"
     allow_termination_protected: bool = False
     limits: Limits = Field(default_factory=Limits)
+    # An incident that has not changed phase for this long pages (default: the phase's own
+    # timeout, or 30 min).
+    stall_after_min: float | None = Field(default=None, gt=0, le=1440)
 
-    @model_validator(mode="after")
-    def _when_needed(self) -> Recovery:
-        if self.enabled and self.when is None:
-            raise ValueError("'when' is required when recovery is enabled")
-        return self
 
 
 class Silence(Strict):
@@ -204,12 +246,64 @@ def _cross_field_errors(raw: dict[str, Any], config: Config) -> list[str]:
                     errors.append(
                         f"{tp}.recovery.veto_if_failing[{i}]: {name!r} is also in recovery.when.checks"
                     )
-        routed = rec.routing.target_group_arn or rec.routing.load_balancer_name or rec.routing.route53
-        if rec.enabled and not routed and (rec.retire_old == "terminate" or rec.strategy == "terminate_first"):
-            errors.append(
-                f"{tp}.recovery.routing: give target_group_arn, load_balancer_name or route53 "
-                "(nothing would point clients at the new cluster)"
-            )
+        if rec.verify.master is not None and rec.verify.master.checks is not None:
+            for i, name in enumerate(rec.verify.master.checks):
+                if name not in names:
+                    errors.append(f"{tp}.recovery.verify.master.checks[{i}]: no check named {name!r} "
+                                  f"in target {target.name!r}")
+        if rec.enabled:
+            errors.extend(f"{tp}.{gap}" for gap in recovery_gaps(target))
+    errors.extend(_shared_resource_errors(config))
+    return errors
+
+
+def recovery_gaps(target: Target) -> list[str]:
+    """What a target's config lacks to be recovered safely (DESIGN §10), as ``path: why``.
+    Empty means recoverable. Checked by ``validate`` for ``enabled`` targets and by the
+    policy before any recovery (automatic or manual, forced or not): a relaunch that cannot be
+    verified, or whose traffic nothing would move, is never started."""
+    rec = target.recovery
+    gaps: list[str] = []
+    if rec.when is None:
+        gaps.append("recovery.when: required to recover (which checks, how many consecutive failures)")
+    if not rec.routing.routed:
+        gaps.append("recovery.routing: give target_group_arn, load_balancer_name or route53 "
+                    "(nothing would point clients at the new cluster)")
+    if not rec.verify.checks:
+        gaps.append("recovery.verify.checks: required to recover (a new cluster is never trusted unverified)")
+    if rec.routing.load_balancer and rec.verify.master is None:
+        gaps.append("recovery.verify.master: required with a load balancer in the path (the new master's own "
+                    "port and TLS; the listener's port and certificate do not apply to it)")
+    elif not rec.verify.master_checks and rec.verify.checks:
+        gaps.append("recovery.verify.master.checks: must name at least one check to run on the new master")
+    return gaps
+
+
+def _shared_resource_errors(config: Config) -> list[str]:
+    """Two targets must not own one cluster or one routing resource: the second target's
+    recovery would terminate or re-point the first one's."""
+    errors: list[str] = []
+    owners: dict[tuple[str, str], int] = {}
+    for ti, target in enumerate(config.targets):
+        rec = target.recovery
+        claims: list[tuple[str, str, str]] = []
+        if rec.enabled or not recovery_gaps(target):  # it may be recovered: it owns its cluster
+            ref = target.cluster
+            claims.append(("cluster", "cluster name" if ref.name else "cluster id", str(ref.name or ref.id)))
+        if rec.routing.target_group_arn:
+            claims.append(("recovery.routing.target_group_arn", "target group", rec.routing.target_group_arn))
+        if rec.routing.load_balancer_name:
+            claims.append(("recovery.routing.load_balancer_name", "load balancer", rec.routing.load_balancer_name))
+        if rec.routing.route53:
+            claims.append(("recovery.routing.route53.record", "record",
+                           rec.routing.route53.record.rstrip(".").lower()))
+        for path, what, value in claims:
+            key = (what, value)
+            if key in owners and owners[key] != ti:
+                errors.append(f"targets[{ti}].{path}: {what} {value!r} is already owned by "
+                              f"targets[{owners[key]}] ({config.targets[owners[key]].name}); two targets "
+                              "must not recover or re-point one resource")
+            owners.setdefault(key, ti)
     return errors
 
 

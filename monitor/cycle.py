@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any
 
-from checks.base import CheckContext, CheckResult, Deadline, Status
+from checks.base import CheckContext, CheckResult, Deadline, EndpointOverride, Status
 from monitor import policy
 from monitor.clock import iso
 from monitor.config import Target
@@ -168,7 +168,7 @@ class TargetTick:
             self.rep.actions.append(f"last known good spec saved ({result.get('reason', '')})")
 
     # ------------------------------------------------------------------ checks
-    def run_checks(self, names: Sequence[str], host_override: str | None) -> list[CheckResult]:
+    def run_checks(self, names: Sequence[str], endpoint: EndpointOverride | None) -> list[CheckResult]:
         svc = self.inv.services
         wanted = [c for c in self.target.checks if c.name in set(names)]
         facts = self.facts
@@ -178,7 +178,7 @@ class TargetTick:
             return CheckContext(
                 target=self.target.name, cluster=self.target.cluster, clients=svc.clients,
                 secrets=svc.secrets, resolver=svc.resolver, store=self.store, clock=self.clock,
-                deadline=own, host_override=host_override, facts=facts,
+                deadline=own, host_override=endpoint.host if endpoint else None, endpoint=endpoint, facts=facts,
             )
 
         return run_checks(wanted, make_ctx, self.deadline)

@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from checks.base import CheckResult, Deadline
+from checks.base import CheckResult, Deadline, EndpointOverride
 from monitor.clock import Clock
 from monitor.config import Config, Target
 from monitor.metrics import MetricsRecorder
@@ -15,8 +15,9 @@ from monitor.notify import Notifier
 from monitor.resolve import HostResolver
 from monitor.state.base import Lease, StateStore, TargetState
 
-# run_checks(names, host_override) -> results; host_override points the checks at a new master.
-RunChecks = Callable[[Sequence[str], str | None], list[CheckResult]]
+# run_checks(names, endpoint) -> results; ``endpoint`` points the checks at a new master
+# (VERIFY_NEW), None runs them as configured (the normal path).
+RunChecks = Callable[[Sequence[str], EndpointOverride | None], list[CheckResult]]
 
 
 @dataclass

@@ -8,9 +8,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Any
+from typing import Any, Literal
 
+from checks.base import EndpointOverride
 from monitor.clock import iso, parse_iso
+from monitor.config import Verify
 from monitor.clusters import RETIRED_TAG, ClusterLookupError
 from recover import emr as emr_ops
 from recover import routing, spec
@@ -102,14 +104,28 @@ def wait_ready(run: Run) -> Outcome:
     return Next(f"{ready.detail}; master {ready.master['instance_id']} {ready.master['private_dns']}")
 
 
+def master_endpoint(verify: Verify, master: dict[str, Any]) -> EndpointOverride:
+    """The new master as VERIFY_NEW reaches it: its private name from EMR, port and TLS from
+    ``recovery.verify.master`` (the check's own values where that leaves a key out)."""
+    vm = verify.master
+    tls: dict[str, Any] | Literal[False] | None = None
+    if vm is not None and vm.tls is False:
+        tls = False
+    elif vm is not None and vm.tls is not None:
+        tls = vm.tls.model_dump(exclude_none=True)
+    return EndpointOverride(host=str(master.get("private_dns") or master.get("private_ip")),
+                            port=vm.port if vm is not None else None, tls=tls)
+
+
 def verify_new(run: Run) -> Outcome:
     inc = run.inc
-    names = list(run.rctx.target.recovery.verify.checks)
+    verify = run.rctx.target.recovery.verify
+    names = verify.master_checks
     master = (inc.new or {}).get("master") or {}
-    if not names:
-        inc.verified_new_at = iso(run.now())
-        return Next("no verify checks configured: the new cluster was not verified")
-    ok, summary = run.verify(names, str(master["private_dns"]))
+    if not names:  # config validation makes this unreachable; never pass an unverified cluster
+        return Fail("no verify checks configured for the new master: refusing to move traffic to it unverified")
+    endpoint = master_endpoint(verify, master)
+    ok, summary = run.verify(names, endpoint)
     if ok:
         inc.verified_new_at = iso(run.now())
         return Next(f"new master {master['private_dns']} passes: {summary}")
@@ -147,11 +163,11 @@ def verify_path(run: Run) -> Outcome:
     if waiting:
         return _retry_or_fail(run, waiting)
     names = list(rec.verify.checks)
-    summary = "no verify checks configured"
-    if names:
-        ok, summary = run.verify(names, None)
-        if not ok:
-            return _retry_or_fail(run, f"through the normal path: {summary}")
+    if not names:  # unreachable after config validation: never call an unverified path recovered
+        return Fail("no verify checks configured: the path to the new master cannot be verified")
+    ok, summary = run.verify(names, None)
+    if not ok:
+        return _retry_or_fail(run, f"through the normal path: {summary}")
     inc.recovered_at = iso(run.now())
     return Next(f"clients reach the new master: {summary}")
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from checks.base import Status
+from checks.base import EndpointOverride, Status
 from monitor.clock import iso
 from monitor.errors import ConflictError, StateError
 from monitor.state.base import Event, TargetState
@@ -102,15 +102,17 @@ class Run:
         log.info("recovery %s", message, extra={"target": self.target, "incident": self.inc.id, "phase": self.inc.phase})
         self.rctx.log("recovery", target=self.target, incident=self.inc.id, phase=self.inc.phase, message=message)
 
-    def verify(self, names: list[str], host_override: str | None) -> tuple[bool, str]:
-        """Run the verify checks (against ``host_override``, or the normal path when None).
-        In dry run the checks are not run (the new master does not exist): recorded instead."""
+    def verify(self, names: list[str], endpoint: EndpointOverride | None) -> tuple[bool, str]:
+        """Run the verify checks (against ``endpoint``, the new master, or the normal path
+        when None). In dry run the checks are not run (the new master does not exist):
+        recorded instead."""
         if self.dry_run:
             self.aws.records.append(CallRecord(self.inc.phase, "sentinel", "run_checks",
-                                               {"checks": names, "host_override": host_override},
+                                               {"checks": names, "host_override": endpoint.host if endpoint else None,
+                                                "port": endpoint.port if endpoint else None},
                                                mutating=False, sent=False, simulated=True))
             return True, "dry run: checks not run"
-        results = self.rctx.run_checks(names, host_override)
+        results = self.rctx.run_checks(names, endpoint)
         ok = bool(results) and all(r.status in (Status.OK, Status.WARNING) for r in results)
         summary = "; ".join(f"{r.name} {r.status.name}: {r.summary}" for r in results) or "no check ran"
         return ok, summary

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from checks.base import CheckResult, Deadline, Status
+from checks.base import CheckResult, Deadline, EndpointOverride, Status
 from monitor.aws import ClientFactory
 from monitor.config import Config, parse_config
 from monitor.metrics import MetricsRecorder
@@ -245,7 +245,7 @@ def recovery_raw(world: World, *, cluster_name: str = CLUSTER_NAME, **recovery: 
         "strategy": "replace", "spec": {"source": "clone"},
         "routing": {"target_group_arn": world.tg_arn, "load_balancer_name": world.elb_name,
                     "route53": {"zone_id": world.zone_id, "record": RECORD, "type": "CNAME", "ttl": 0}},
-        "verify": {"checks": ["hive"]}, "retire_old": "terminate",
+        "verify": {"checks": ["hive"], "master": {"port": 10000}}, "retire_old": "terminate",
         "limits": {"max_recoveries": 1, "window_hours": 6, "launch_timeout_min": 45},
     }
     rec.update(recovery)
@@ -270,9 +270,12 @@ class FakeVerify:
         self.default = default
         self.by_host: dict[str | None, Status] = {}
         self.calls: list[tuple[list[str], str | None]] = []
+        self.endpoints: list[EndpointOverride | None] = []
 
-    def __call__(self, names: Sequence[str], host_override: str | None) -> list[CheckResult]:
+    def __call__(self, names: Sequence[str], endpoint: EndpointOverride | None) -> list[CheckResult]:
+        host_override = endpoint.host if endpoint else None
         self.calls.append((list(names), host_override))
+        self.endpoints.append(endpoint)
         status = self.by_host.get(host_override, self.default)
         return [CheckResult(n, "fake", status, f"{n} via {host_override or 'normal path'} is {status.name}")
                 for n in names]

@@ -88,7 +88,7 @@ def sandbox_config(seeded: Any, ca_file: str, aliases: dict[str, str]) -> dict[s
                 "spec": {"source": "clone"},
                 "routing": {"target_group_arn": seeded.target_group_arn, "target_port": 10000,
                             "route53": {"zone_id": seeded.zone_id, "record": RECORD, "type": "CNAME", "ttl": 60}},
-                "verify": {"checks": ["hive-via-elb"]},
+                "verify": {"checks": ["hive-via-elb"], "master": {}},
                 "retire_old": "terminate",
                 "limits": {"max_recoveries": 1, "window_hours": 6, "launch_timeout_min": 45},
             },

@@ -78,7 +78,7 @@ BAD_CONFIGS = [
     (_set(f"{T0}.recovery.verify.checks", ["ghost"]), "targets[0].recovery.verify.checks[0]: no check named 'ghost'"),
     (_set(f"{T0}.recovery.strategy", "yolo"), "targets[0].recovery.strategy: Input should be 'replace' or 'terminate_first'"),
     (_set(f"{T0}.recovery.spec", {"source": "file"}), "targets[0].recovery.spec: source 'file' needs 'path'"),
-    (_set(f"{T0}.recovery.when", DELETE), "targets[0].recovery: 'when' is required when recovery is enabled"),
+    (_set(f"{T0}.recovery.when", DELETE), "targets[0].recovery.when: required to recover"),
     (_set(f"{T0}.recovery.routing", {}), "targets[0].recovery.routing: give target_group_arn, load_balancer_name or route53"),
     (_set(f"{T0}.recovery.limits.window_hours", -1), "targets[0].recovery.limits.window_hours: must be > 0"),
     (_set(f"{T0}.silences", [{"until": "2026-12-01T06:00:00", "reason": "x"}]),

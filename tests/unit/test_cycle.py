@@ -14,7 +14,7 @@ from monitor.state.memory import MemoryStateStore
 from tests.fakes import FakeClock, Script, fake_config, services
 
 ENABLED = {"enabled": True, "when": {"checks": ["hive"], "consecutive_failures": 2},
-           "routing": {"route53": {"zone_id": "Z1", "record": "hive.example.com"}}}
+           "routing": {"route53": {"zone_id": "Z1", "record": "hive.example.com"}}, "verify": {"checks": ["hive"]}}
 
 
 def tick(svc: Services, **kw: Any):

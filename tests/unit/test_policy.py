@@ -22,6 +22,7 @@ def target(**recovery: Any) -> Target:
         "when": {"checks": ["hive"], "consecutive_failures": 2},
         "veto_if_failing": ["dns"],
         "routing": {"route53": {"zone_id": "Z1", "record": "hive.example.com"}},
+        "verify": {"checks": ["hive"]},
     }
     rec.update(recovery)
     return Target.model_validate({

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from checks.base import CheckResult, Deadline, Status
+from checks.base import CheckResult, Deadline, EndpointOverride, Status
 from monitor.metrics import MetricsRecorder
 from monitor.notify import Notifier
 from monitor.resolve import HostResolver
@@ -30,17 +30,20 @@ class Verify:
     def __init__(self, status: Status) -> None:
         self.status = status
         self.calls: list[tuple[list[str], str | None]] = []
+        self.endpoints: list[EndpointOverride | None] = []
 
-    def __call__(self, names: Sequence[str], host_override: str | None) -> list[CheckResult]:
-        self.calls.append((list(names), host_override))
+    def __call__(self, names: Sequence[str], endpoint: EndpointOverride | None) -> list[CheckResult]:
+        self.calls.append((list(names), endpoint.host if endpoint else None))
+        self.endpoints.append(endpoint)
         return [CheckResult(n, "fake", self.status, f"{n} {self.status.name}") for n in names]
 
 
 def make_run(fake_checks: Script, verify: Verify, *, routing: dict[str, Any] | None = None,
              verify_checks: list[str] | None = None, dry_run: bool = False) -> Run:
     cfg = fake_config(recovery={
-        "enabled": True, "when": {"checks": ["hive"], "consecutive_failures": 2},
-        "routing": routing if routing is not None else {}, "retire_old": "keep",
+        "enabled": verify_checks != [], "when": {"checks": ["hive"], "consecutive_failures": 2},
+        "routing": routing if routing is not None else {"route53": {"zone_id": "Z1", "record": "hive.example.com"}},
+        "retire_old": "keep",
         "verify": {"checks": ["hive"] if verify_checks is None else verify_checks}})
     clock = FakeClock()
     clients = FakeClients()
@@ -88,11 +91,15 @@ def test_verify_path_uses_the_normal_path_when_nothing_to_wait_for(fake_checks: 
     assert run.inc.recovered_at is not None
 
 
-def test_without_verify_checks_the_phase_says_so(fake_checks: Script) -> None:
-    verify = Verify(Status.CRITICAL)
+def test_without_verify_checks_nothing_passes_unverified(fake_checks: Script) -> None:
+    """Validation refuses such a config for recovery; the phases refuse too (defence in depth)."""
+    verify = Verify(Status.OK)
     run = make_run(fake_checks, verify, verify_checks=[])
     outcome = phases.verify_new(run)
-    assert isinstance(outcome, Next) and "not verified" in outcome.note and verify.calls == []
+    assert isinstance(outcome, Fail) and "unverified" in outcome.error and verify.calls == []
+    assert run.inc.verified_new_at is None
+    outcome = phases.verify_path(run)
+    assert isinstance(outcome, Fail) and run.inc.recovered_at is None
 
 
 def test_dry_run_never_runs_checks_and_records_them(fake_checks: Script) -> None:
@@ -101,7 +108,7 @@ def test_dry_run_never_runs_checks_and_records_them(fake_checks: Script) -> None
     assert isinstance(phases.verify_new(run), Next)
     assert verify.calls == []
     [rec] = run.aws.records
-    assert rec.op == "run_checks" and rec.params == {"checks": ["hive"], "host_override": NEW_DNS}
+    assert rec.op == "run_checks" and rec.params == {"checks": ["hive"], "host_override": NEW_DNS, "port": None}
     assert run.aws.by_phase() == {}  # not an AWS call
 
 
