@@ -68,9 +68,9 @@ class Notify(Strict):
 
 # Error kinds a relaunch can fix (DESIGN §10). ``dns``, ``auth``, ``tls``... cannot be fixed by
 # a new cluster: they page instead.
-RELAUNCH_KINDS = ("timeout", "refused", "no_backend", "query")
 ErrorKindName = Literal["timeout", "refused", "no_backend", "query", "dns", "tls", "auth", "config", "secret",
                         "internal"]
+RELAUNCH_KINDS: tuple[ErrorKindName, ...] = ("timeout", "refused", "no_backend", "query")
 
 
 class When(Strict):

@@ -12,8 +12,8 @@ from typing import Any, Literal
 
 from checks.base import EndpointOverride
 from monitor.clock import iso, parse_iso
-from monitor.config import Verify
 from monitor.clusters import RETIRED_TAG, ClusterLookupError
+from monitor.config import MasterTls, Verify
 from recover import emr as emr_ops
 from recover import routing, spec
 from recover.calls import AwsError
@@ -111,7 +111,7 @@ def master_endpoint(verify: Verify, master: dict[str, Any]) -> EndpointOverride:
     tls: dict[str, Any] | Literal[False] | None = None
     if vm is not None and vm.tls is False:
         tls = False
-    elif vm is not None and vm.tls is not None:
+    elif vm is not None and isinstance(vm.tls, MasterTls):
         tls = vm.tls.model_dump(exclude_none=True)
     return EndpointOverride(host=str(master.get("private_dns") or master.get("private_ip")),
                             port=vm.port if vm is not None else None, tls=tls)

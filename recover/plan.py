@@ -12,9 +12,10 @@ from __future__ import annotations
 import json
 import re
 import sys
+from collections.abc import Sequence
 from typing import Any
 
-from checks.base import CheckResult, Deadline
+from checks.base import CheckResult, Deadline, EndpointOverride
 from monitor.errors import StateError
 from monitor.metrics import MetricsRecorder
 from monitor.notify import Notifier
@@ -57,7 +58,7 @@ def print_plan(services: Any, target_name: str, *, as_json: bool) -> int:
     return 0 if plan["ok"] else 1
 
 
-def _checks_not_run(names: Any, host_override: str | None) -> list[CheckResult]:
+def _checks_not_run(names: Sequence[str], endpoint: EndpointOverride | None) -> list[CheckResult]:
     return []  # a dry run never runs checks (Run.verify records them instead)
 
 
