@@ -10,7 +10,7 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from monitor.clock import iso
@@ -23,6 +23,7 @@ from monitor.state.base import Event, TargetState
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 MAX_SILENCE = timedelta(days=14)
+MAX_SHOWN = 2000  # characters of one state string shown by `status` (state could hold anything)
 
 
 def parse_duration(text: str) -> timedelta:
@@ -51,6 +52,16 @@ def _update(inv: Invocation, target: str, change: Callable[[TargetState], tuple[
     raise ConflictError(f"{target}: state kept changing; try again")
 
 
+def _announce(inv: Invocation, rep: TickReport, target: str, kind: str, *, subject: str, lines: list[str]) -> None:
+    """Tell the info topic who changed what by hand and why: a silence or an ack changes what
+    sentinel does next, so it must not happen quietly (a failed publish is in the report,
+    the change stands)."""
+    body = "\n".join([*lines, f"Requested by: {inv.requested_by or 'unknown'}",
+                      f"See: sentinel status --target {target}"])
+    inv.notifier.info(target, kind, subject, body)
+    rep.notifications = [m.to_dict() for m in inv.notifier.sent]
+
+
 def _check_target(inv: Invocation, target: str | None) -> str:
     names = [t.name for t in inv.config.targets]
     if not target:
@@ -75,6 +86,10 @@ def silence(inv: Invocation, target: str | None, duration: str, reason: str, *, 
     new = _update(inv, name, change)
     rep = _report(inv, "silence")
     rep.data = {"target": name, "silences": new.silences}
+    scope = "automatic actions only (pages still go out)" if actions_only else "pages and automatic actions"
+    _announce(inv, rep, name, "silenced", subject=f"silenced until {iso(until)}", lines=[
+        f"{name} is silenced until {iso(until)}: {scope}.", f"Reason: {reason}",
+        f"To end it early: sentinel unsilence --target {name}"])
     return rep
 
 
@@ -89,6 +104,8 @@ def unsilence(inv: Invocation, target: str | None) -> TickReport:
     _update(inv, name, change)
     rep = _report(inv, "unsilence")
     rep.data = {"target": name, "silences": []}
+    _announce(inv, rep, name, "unsilenced", subject="manual silences removed",
+              lines=[f"{name}: manual silences removed; pages and automatic actions resume on the next tick."])
     return rep
 
 
@@ -113,6 +130,9 @@ def ack(inv: Invocation, target: str | None) -> TickReport:
     _update(inv, name, change)
     rep = _report(inv, "ack")
     rep.data = {"target": name, "was_escalated": bool(cleared.get("escalated")), "cleared": cleared}
+    was = "escalation acknowledged" if cleared.get("escalated") else "acknowledged (nothing was escalated)"
+    _announce(inv, rep, name, "acked", subject=was, lines=[
+        f"{name}: {was}; automation resumes on the next tick and failure counts start over."])
     return rep
 
 
@@ -124,24 +144,42 @@ def status(inv: Invocation, targets: list[str] | None, *, events: int = 20) -> T
     now = inv.services.clock.now()
     out: dict[str, Any] = {}
     for name in names:
-        target = inv.config.target(name)
-        state = inv.services.store.get(name)
-        silence = active_silence(target, state, now)
-        out[name] = {
-            "version": state.version,
-            "last_tick_at": state.last_tick_at,
-            "verdict": state.last_decision,
-            "consecutive_failures": state.consecutive_failures,
-            "consecutive_unknown": state.consecutive_unknown,
-            "failing_since": state.failing_since,
-            "silenced": None if silence is None else {"until": iso(silence.until), "reason": silence.reason,
-                                                      "actions_only": silence.actions_only, "source": silence.source},
-            "escalated": state.escalated,
-            "incident": state.incident,
-            "recoveries_in_window": len(recoveries_in_window(state, now, target.recovery.limits.window_hours)),
-            "last_results": state.last_results,
-            "events": [e.to_dict() for e in inv.services.store.events(name, events)],
-        }
+        try:
+            out[name] = _status_of(inv, name, now, events)
+        except Exception as exc:  # corrupt or hostile state: say so, never a traceback
+            rep.errors.append(f"state: {name}: cannot show its state ({type(exc).__name__}: {str(exc)[:200]})")
     rep.data = {"targets": out}
     return rep
 
+
+def _status_of(inv: Invocation, name: str, now: datetime, events: int) -> dict[str, Any]:
+    """One target's status entry. Values that came from the state table are shaped into what
+    the text renderer reads (a corrupt item must not turn ``status`` into a traceback)."""
+    target = inv.config.target(name)
+    state = inv.services.store.get(name)
+    silence = active_silence(target, state, now)
+    return {
+        "version": state.version,
+        "last_tick_at": state.last_tick_at,
+        "verdict": state.last_decision,
+        "consecutive_failures": state.consecutive_failures,
+        "consecutive_unknown": state.consecutive_unknown,
+        "failing_since": state.failing_since,
+        "silenced": None if silence is None else {"until": iso(silence.until), "reason": silence.reason,
+                                                  "actions_only": silence.actions_only, "source": silence.source},
+        "escalated": state.escalated,
+        "incident": state.incident if isinstance(state.incident, dict | None)
+        else {"id": "?", "phase": f"unreadable ({type(state.incident).__name__})"},
+        "recoveries_in_window": len(recoveries_in_window(state, now, target.recovery.limits.window_hours)),
+        "last_results": [_row(r, ("status", "name", "summary")) for r in state.last_results or []],
+        "events": [_row(e.to_dict(), ("at", "kind", "message")) for e in inv.services.store.events(name, events)],
+    }
+
+
+def _row(value: Any, keys: tuple[str, ...]) -> dict[str, Any]:
+    """A dict with at least ``keys`` as short strings (the renderer formats them)."""
+    row = dict(value) if isinstance(value, dict) else {"summary": repr(value)[:200]}
+    for key in keys:
+        text = str(row.get(key, "?"))
+        row[key] = text if len(text) <= MAX_SHOWN else text[:MAX_SHOWN] + f"...({len(text)} chars)"
+    return row

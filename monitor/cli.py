@@ -61,7 +61,8 @@ def _parser() -> argparse.ArgumentParser:
     inv.add_argument("--function", required=True)
     inv.add_argument("--region")
     inv.add_argument("--profile", default=os.environ.get("AWS_PROFILE"))
-    inv.add_argument("action", choices=["tick", "check", "recover", "status", "silence", "unsilence", "ack"])
+    inv.add_argument("action", choices=["tick", "check", "plan", "status", "recover", "silence", "unsilence", "ack",
+                                        "abort"])
     inv.add_argument("--target")
     inv.add_argument("--dry-run", action="store_true")
     inv.add_argument("--force", action="store_true")
@@ -110,6 +111,12 @@ def main(argv: Sequence[str] | None = None, *, services_factory: ServicesFactory
         return EXIT_UNKNOWN
     except SentinelError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return EXIT_UNKNOWN
+    except Exception as exc:  # a bug or corrupt data: one line, not a traceback (SENTINEL_DEBUG=1 shows it)
+        if os.environ.get("SENTINEL_DEBUG") == "1":
+            raise
+        print(f"error: internal error ({type(exc).__name__}: {str(exc)[:300]}); "
+              "set SENTINEL_DEBUG=1 for the traceback", file=sys.stderr)
         return EXIT_UNKNOWN
 
 

@@ -9,27 +9,46 @@ nothing runs.
 from __future__ import annotations
 
 import json
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from monitor.config import Config
 from monitor.errors import UsageError
 
-Action = Literal["tick", "check", "recover", "status", "silence", "unsilence", "ack"]
+Action = Literal["tick", "check", "recover", "status", "plan", "silence", "unsilence", "ack", "abort"]
+
+# Two invoke doors (DESIGN §10): one function, two aliases. The read-only door may look and
+# tick (a tick may recover on its own, under the config's rules, as the schedule does); only
+# the operator door may ask for a change by hand. IAM decides who may invoke which alias.
+Door = Literal["readonly", "operator"]
+READONLY_ACTIONS: frozenset[str] = frozenset({"tick", "check", "status", "plan"})
+OPERATOR_ACTIONS: frozenset[str] = READONLY_ACTIONS | {"recover", "abort", "silence", "unsilence", "ack"}
+
+# Event limits (hostile or sloppy input is refused before anything runs). A target name is
+# at most 63 characters in the config; the rest are generous for a person, small for a log line.
+MAX_TARGET_LEN = 64
+MAX_TARGETS = 1000
+MAX_REASON_LEN = 1000
+MAX_REQUESTED_BY_LEN = 128
+MAX_DURATION_LEN = 32
+MAX_EVENT_ERRORS = 10  # an event with 10 000 bad keys gets 10 lines, not 10 000
+MAX_SHOWN_KEY_LEN = 64  # a 1 MB key name is not echoed back
+
+TargetName = Annotated[str, StringConstraints(min_length=1, max_length=MAX_TARGET_LEN)]
 
 
 class Request(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     action: Action = "tick"
-    target: str | None = None
-    targets: list[str] | None = None
+    target: TargetName | None = None
+    targets: list[TargetName] | None = Field(default=None, min_length=1, max_length=MAX_TARGETS)
     dry_run: bool = False
     force: bool = False
-    requested_by: str | None = Field(default=None, max_length=128)
-    duration: str | None = Field(default=None, alias="for")  # silence
-    reason: str | None = None  # silence
+    requested_by: str | None = Field(default=None, max_length=MAX_REQUESTED_BY_LEN)
+    duration: str | None = Field(default=None, alias="for", max_length=MAX_DURATION_LEN)  # silence
+    reason: str | None = Field(default=None, max_length=MAX_REASON_LEN)  # silence, abort
     actions_only: bool = False  # silence
     source: str = "manual"  # scheduled | manual | alarm
 
@@ -39,7 +58,29 @@ class Request(BaseModel):
         return self.targets
 
 
-_TARGETED = ("recover", "silence", "unsilence", "ack")
+_TARGETED = ("recover", "silence", "unsilence", "ack", "abort", "plan")
+
+
+def door_of(context: Any) -> Door:
+    """The door an invocation came through: the qualifier of the invoked ARN
+    (``arn:aws:lambda:<region>:<account>:function:<name>:<qualifier>``). Only the exact
+    ``operator`` alias opens the operator door; unqualified, ``$LATEST``, a version number or
+    any other alias is read-only (fail closed)."""
+    arn = getattr(context, "invoked_function_arn", None)
+    if not isinstance(arn, str):
+        return "readonly"
+    parts = arn.split(":")
+    return "operator" if len(parts) == 8 and parts[5] == "function" and parts[7] == "operator" else "readonly"
+
+
+def refusal(req: Request, door: Door) -> str | None:
+    """Why ``req`` may not run through ``door`` (a usage error, exit 2), or None."""
+    allowed = OPERATOR_ACTIONS if door == "operator" else READONLY_ACTIONS
+    if req.action in allowed:
+        return None
+    return (f"usage: action {req.action!r} is not allowed through the {door} door; invoke the "
+            "function's 'operator' alias (sentinel invoke does) with lambda:InvokeFunction on "
+            "<function ARN>:operator")
 
 
 def parse_event(event: Any, config: Config) -> Request:
@@ -51,17 +92,37 @@ def parse_event(event: Any, config: Config) -> Request:
     if isinstance(records, list) and records and isinstance(records[0], dict) and "Sns" in records[0]:
         return _from_sns(records, config)
     if "action" not in event and set(event) == {"targets"}:
+        if not isinstance(event["targets"], list) or not event["targets"]:
+            raise UsageError("usage: targets: must be a non-empty list of target names (leave the key out to "
+                             "tick every target)")
         return _validated({"action": "tick", "targets": event.get("targets"), "source": "scheduled",
                            "requested_by": "schedule"})
     if "action" not in event:
-        raise UsageError(f"usage: unrecognised event (keys: {', '.join(sorted(event)) or 'none'}); "
+        raise UsageError(f"usage: unrecognised event (keys: {_keys(event)}); "
                          "expected a scheduled event, an SNS notification or {\"action\": ...}")
+    if "targets" in event and event["targets"] is None:
+        raise UsageError("usage: targets: must be a non-empty list of target names (leave the key out for all)")
     req = _validated({**event, "source": "manual"})
+    if req.target is not None and req.targets is not None:
+        raise UsageError("usage: give \"target\" or \"targets\", not both")
     if req.action in _TARGETED and not req.target:
         raise UsageError(f"usage: action {req.action!r} needs \"target\"")
-    if req.action == "silence" and not (req.duration and req.reason):
+    if req.action == "silence" and not (req.duration and req.reason and req.reason.strip()):
         raise UsageError("usage: action 'silence' needs \"for\" (e.g. \"2h\") and \"reason\"")
+    if req.action == "abort" and not (req.reason and req.reason.strip()):
+        raise UsageError("usage: action 'abort' needs \"reason\"")
     return req
+
+
+def _short(text: str, limit: int = MAX_SHOWN_KEY_LEN) -> str:
+    return text if len(text) <= limit else text[:limit] + f"...({len(text)} chars)"
+
+
+def _keys(event: dict[str, Any]) -> str:
+    names = sorted(_short(str(k)) for k in event)
+    shown = ", ".join(names[:MAX_EVENT_ERRORS])
+    more = len(names) - MAX_EVENT_ERRORS
+    return (shown + (f", ... {more} more" if more > 0 else "")) or "none"
 
 
 def _validated(data: dict[str, Any]) -> Request:
@@ -70,10 +131,12 @@ def _validated(data: dict[str, Any]) -> Request:
     except ValidationError as exc:
         errs = []
         for err in exc.errors():
-            path = ".".join(str(p) for p in err["loc"]) or "(event)"
+            path = ".".join(_short(str(p)) for p in err["loc"]) or "(event)"
             msg = "unknown key" if err["type"] == "extra_forbidden" else str(err["msg"])
             errs.append(f"{path}: {msg}")
-        raise UsageError("usage: " + "; ".join(errs)) from None
+        more = len(errs) - MAX_EVENT_ERRORS
+        shown = errs[:MAX_EVENT_ERRORS] + ([f"... {more} more"] if more > 0 else [])
+        raise UsageError("usage: " + "; ".join(shown)) from None
 
 
 def _from_sns(records: list[dict[str, Any]], config: Config) -> Request:
@@ -81,16 +144,23 @@ def _from_sns(records: list[dict[str, Any]], config: Config) -> Request:
     names = {t.name for t in config.targets}
     found: list[str] = []
     states: list[str] = []
+    if len(records) > MAX_TARGETS:
+        raise UsageError(f"usage: Records: at most {MAX_TARGETS} SNS records")
     for rec in records:
-        raw = (rec.get("Sns") or {}).get("Message", "")
+        sns = rec.get("Sns") if isinstance(rec, dict) else None
+        raw = sns.get("Message", "") if isinstance(sns, dict) else None
+        if not isinstance(raw, str):
+            raise UsageError("usage: SNS record without a Message string")
         try:
-            alarm = json.loads(raw) if isinstance(raw, str) else raw
+            alarm = json.loads(raw)
         except ValueError:
             raise UsageError("usage: SNS message is not a CloudWatch alarm (not JSON)") from None
         if not isinstance(alarm, dict) or "AlarmName" not in alarm:
             raise UsageError("usage: SNS message is not a CloudWatch alarm (no AlarmName)")
         states.append(str(alarm.get("NewStateValue", "ALARM")))
-        dims = (alarm.get("Trigger") or {}).get("Dimensions") or []
+        trigger = alarm.get("Trigger")
+        dims = trigger.get("Dimensions") if isinstance(trigger, dict) else None
+        dims = dims if isinstance(dims, list) else []
         named = [str(d.get("value")) for d in dims if isinstance(d, dict) and d.get("name") == "target"]
         if not named:
             alarm_name = str(alarm["AlarmName"])

@@ -7,6 +7,7 @@ one invocation saw reaches the next except through the state table.
 
 from __future__ import annotations
 
+import json
 import threading
 from typing import Any
 
@@ -16,8 +17,9 @@ from checks.base import Deadline
 from monitor.clock import SystemClock, iso
 from monitor.dispatch import dispatch
 from monitor.errors import ConfigError, UsageError
-from monitor.events import parse_event
+from monitor.events import Door, door_of, parse_event, refusal
 from monitor.loader import ConfigCache, config_source
+from monitor.plan_report import plan_report
 from monitor.report import TickReport
 from monitor.runtime import Services, build_services, new_invocation
 
@@ -66,10 +68,75 @@ def _error_report(action: str, request_id: str | None, message: str) -> dict[str
     return rep.to_dict()
 
 
+def _short(value: Any, limit: int = 64) -> str:
+    text = str(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def caller_identity(context: Any) -> dict[str, str]:
+    """What Lambda itself says about the caller. Lambda does not hand a function the IAM
+    principal that invoked it; what it gives is the Cognito identity (set by Lambda from the
+    caller's Cognito credentials, so trustworthy) and the client context (sent by the caller,
+    so as self-declared as ``requested_by``). The request id ties the invocation to
+    CloudTrail's ``Invoke`` data event, which does name the IAM principal."""
+    out: dict[str, str] = {}
+    identity = getattr(context, "identity", None)
+    for attr in ("cognito_identity_id", "cognito_identity_pool_id"):
+        value = getattr(identity, attr, None)
+        if value:
+            out[attr] = _short(value)
+    client = getattr(getattr(context, "client_context", None), "client", None)
+    for attr in ("installation_id", "app_title"):
+        value = getattr(client, attr, None)
+        if value:
+            out[f"client_{attr}"] = _short(value)
+    return out
+
+
+def who(requested_by: str | None, door: Door, request_id: str | None, caller: dict[str, str]) -> str:
+    """The audit trail's "who": the self-declared name, marked as such, with the door and
+    what Lambda knows (a name alone proves nothing: anyone may write "alice")."""
+    parts = [f"via {door} door"]
+    if request_id:
+        parts.append(f"request {_short(request_id)}")
+    if "cognito_identity_id" in caller:
+        parts.append(f"cognito {caller['cognito_identity_id']}")
+    if "client_installation_id" in caller:
+        parts.append(f"client {caller['client_installation_id']} (self-declared)")
+    return f"{_short(requested_by or 'anonymous', 128)} (self-declared; {', '.join(parts)})"
+
+
+def _dispatch_routes(action: str) -> bool:
+    """Whether :func:`monitor.dispatch.dispatch` names ``action``. Its last branch is ``ack``:
+    an action it does not name would be served as an ack. ``abort`` is parsed here and routed
+    there by separate work; until both are in, the handler refuses it (fail closed)."""
+    consts = dispatch.__code__.co_consts
+    return any(c == action or (isinstance(c, tuple | frozenset) and action in c) for c in consts)
+
+
+def _jsonable(report: dict[str, Any]) -> dict[str, Any]:
+    """What Lambda will serialise: a value json cannot encode becomes its str, never a
+    runtime error after the work is done."""
+    out: dict[str, Any] = json.loads(json.dumps(report, default=str))
+    return out
+
+
 @logger.inject_lambda_context(clear_state=True)
 def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
+    """Never raises: any failure becomes a report with an error and an exit code (a raise
+    would make Lambda return a stack trace and, for async invokes, retry)."""
     request_id = getattr(context, "aws_request_id", None)
+    request_id = _short(request_id) if request_id is not None else None
+    try:
+        return _jsonable(_handle(event, context, request_id))
+    except Exception as exc:  # the last line of defence: report, never raise
+        logger.exception("internal error")
+        return _error_report("internal", request_id, f"internal error: {type(exc).__name__}: {_short(exc, 300)}")
+
+
+def _handle(event: Any, context: Any, request_id: str | None) -> dict[str, Any]:
     deadline = deadline_from(context)
+    door = door_of(context)
     try:
         services = _WARM.services_for(config_source(None))
     except ConfigError as exc:
@@ -78,13 +145,24 @@ def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
     try:
         req = parse_event(event, services.config)
     except UsageError as exc:
-        logger.error("malformed event", extra={"error": str(exc)})
+        logger.error("malformed event", extra={"error": str(exc), "door": door})
         return _error_report("event", request_id, str(exc))
+    refused = refusal(req, door)
+    if refused:
+        logger.warning("refused", extra={"action": req.action, "door": door})
+        return _error_report(req.action, request_id, refused)
+    caller = caller_identity(context)
+    requested_by = req.requested_by if req.source != "manual" else who(req.requested_by, door, request_id, caller)
     inv = new_invocation(services, request_id=request_id, dry_run=req.dry_run, emit_metrics=True,
-                         requested_by=req.requested_by)
-    logger.append_keys(action=req.action, source=req.source)
+                         requested_by=requested_by)
+    logger.append_keys(action=req.action, source=req.source, door=door, requested_by=requested_by, caller=caller)
+    if req.action == "abort" and not _dispatch_routes("abort"):
+        return _error_report(req.action, request_id, "usage: action 'abort' is not available in this build")
     try:
-        report = dispatch(inv, req, deadline)
+        if req.action == "plan":
+            report = plan_report(services, req.target, request_id=request_id, deadline=deadline)
+        else:
+            report = dispatch(inv, req, deadline)
     except UsageError as exc:
         return _error_report(req.action, request_id, str(exc))
     finally:

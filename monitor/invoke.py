@@ -30,7 +30,11 @@ from monitor.report import EXIT_UNKNOWN, EXIT_USAGE
 # The longest Lambda timeout is 900 s; wait a little longer for the response.
 READ_TIMEOUT_S = 910
 CONNECT_TIMEOUT_S = 10
-TARGETED = ("recover", "silence", "unsilence", "ack")
+TARGETED = ("recover", "silence", "unsilence", "ack", "abort", "plan")
+# The two doors (DESIGN §10): each action goes through the alias that allows it, so a person
+# with only the read-only door can still run tick/check/status/plan with this command.
+OPERATOR_ACTIONS = ("recover", "abort", "silence", "unsilence", "ack")
+READONLY_ALIAS, OPERATOR_ALIAS = "readonly", "operator"
 LOG_TAIL_LINES = 10
 
 LambdaClientFactory = Callable[[str | None, str | None], Any]
@@ -75,12 +79,20 @@ def build_event(args: argparse.Namespace) -> dict[str, Any]:
     return event
 
 
+def door_for(action: str) -> str:
+    """The function alias (invoke ``Qualifier``) for ``action``: ``operator`` for actions that
+    change sentinel's state by hand, ``readonly`` for the rest."""
+    return OPERATOR_ALIAS if action in OPERATOR_ACTIONS else READONLY_ALIAS
+
+
 def usage_problem(event: dict[str, Any]) -> str | None:
     """What the handler would reject anyway, found before paying for an invocation."""
     if event["action"] in TARGETED and not event["target"]:
         return f"usage: sentinel invoke {event['action']} needs --target"
     if event["action"] == "silence" and not (event["for"] and event["reason"]):
         return "usage: sentinel invoke silence needs --for (e.g. 2h) and --reason"
+    if event["action"] == "abort" and not event["reason"]:
+        return "usage: sentinel invoke abort needs --reason"
     return None
 
 
@@ -103,8 +115,8 @@ def invoke_cli(args: argparse.Namespace, *, factory: LambdaClientFactory | None 
         return EXIT_USAGE
     try:
         client = (factory or client_factory)(getattr(args, "region", None), getattr(args, "profile", None))
-        resp = client.invoke(FunctionName=args.function, InvocationType="RequestResponse", LogType="Tail",
-                             Payload=json.dumps(event).encode())
+        resp = client.invoke(FunctionName=args.function, Qualifier=door_for(event["action"]),
+                             InvocationType="RequestResponse", LogType="Tail", Payload=json.dumps(event).encode())
     except Exception as exc:
         code, message = _describe(exc, args)
         print(message, file=sys.stderr)
@@ -120,8 +132,11 @@ def _describe(exc: BaseException, args: argparse.Namespace) -> tuple[int, str]:
     code = error_code(exc)
     name = type(exc).__name__
     if code.startswith("AccessDenied") or code in ("UnrecognizedClientException", "ExpiredTokenException"):
-        return EXIT_UNKNOWN, (f"error: not allowed to invoke {fn} ({code}). On-call needs lambda:InvokeFunction on it: "
-                              "attach the stack's InvokePolicyArn output to your role, or check your credentials.")
+        door = door_for(str(getattr(args, "action", "")))
+        output = "OperatorInvokePolicyArn" if door == OPERATOR_ALIAS else "InvokePolicyArn"
+        return EXIT_UNKNOWN, (f"error: not allowed to invoke {fn}:{door} ({code}). This action needs "
+                              f"lambda:InvokeFunction on the function's '{door}' alias: attach the stack's "
+                              f"{output} output to your role, or check your credentials.")
     if code == "ResourceNotFoundException":
         return EXIT_UNKNOWN, (f"error: no function {fn!r} in {region} ({code}). The stack names it "
                               "sentinel-<env>; check --function and --region.")

@@ -216,8 +216,8 @@ def test_real_client_request_and_response_shapes(monkeypatch: pytest.MonkeyPatch
     event = {"action": "tick", "target": None, "dry_run": True, "force": False, "requested_by": "bob", "for": None,
              "reason": None}
     stub.add_response("invoke", {"StatusCode": 200, "Payload": StreamingBody(io.BytesIO(body), len(body))},
-                      {"FunctionName": FN, "InvocationType": "RequestResponse", "LogType": "Tail",
-                       "Payload": json.dumps(event).encode()})
+                      {"FunctionName": FN, "Qualifier": "readonly", "InvocationType": "RequestResponse",
+                       "LogType": "Tail", "Payload": json.dumps(event).encode()})
     with stub:
         assert run("tick", "--dry-run") == 0
     stub.assert_no_pending_responses()
@@ -230,7 +230,7 @@ def test_real_client_access_denied(monkeypatch: pytest.MonkeyPatch, capsys: pyte
                           service_message="User is not authorized to perform: lambda:InvokeFunction")
     with stub:
         assert run("status") == 3
-    assert "not allowed to invoke sentinel-prod (AccessDeniedException)" in capsys.readouterr().err
+    assert "not allowed to invoke sentinel-prod:readonly (AccessDeniedException)" in capsys.readouterr().err
 
 
 def test_the_client_waits_for_long_ticks_and_never_resends() -> None:

@@ -36,9 +36,11 @@ class LambdaContext:
     memory_limit_in_mb = 256
     invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:sentinel"
 
-    def __init__(self, request_id: str = "req-1", remaining_ms: int = 60_000) -> None:
+    def __init__(self, request_id: str = "req-1", remaining_ms: int = 60_000, qualifier: str | None = None) -> None:
         self.aws_request_id = request_id
         self._remaining = remaining_ms
+        if qualifier is not None:  # invoked through an alias (a door): arn:...:function:sentinel:<qualifier>
+            self.invoked_function_arn = f"{LambdaContext.invoked_function_arn}:{qualifier}"
 
     def get_remaining_time_in_millis(self) -> int:
         return self._remaining
