@@ -136,6 +136,13 @@ class Verify(Strict):
 class Spec(Strict):
     source: Literal["clone", "file", "last_known_good"] = "clone"
     path: str | None = None
+    # Configuration property names that hold secrets beyond the name rule of
+    # recover/sealed.py (password, secret, token, credential, key): they are sealed too.
+    secret_properties: list[Annotated[str, Field(min_length=1, max_length=256)]] = Field(
+        default_factory=list, max_length=100)
+    # KMS key (id, ARN or alias) that seals secret properties in stored specs. None: they
+    # are stored as references to the cluster they came from, resolved at LAUNCH.
+    kms_key_id: str | None = Field(default=None, min_length=1, max_length=2048)
 
     @model_validator(mode="after")
     def _path_for_file(self) -> Spec:

@@ -22,6 +22,7 @@ from typing import Any
 
 from monitor.aws import THROTTLING_CODES, error_code
 from monitor.errors import SentinelError
+from recover.sealed import mask
 
 MUTATING = frozenset({
     "run_job_flow", "terminate_job_flows", "set_termination_protection", "add_tags",
@@ -103,9 +104,14 @@ class AwsCalls:
             out[r.phase] = out.get(r.phase, 0) + 1
         return out
 
-    def call(self, service: str, op: str, params: dict[str, Any]) -> dict[str, Any]:
+    def call(self, service: str, op: str, params: dict[str, Any], *,
+             record_params: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Send (or in a dry run record) one call. The record holds ``record_params`` when
+        given (RunJobFlow: the sealed spec, while ``params`` carries the clear secrets), and
+        is masked by the secret rule either way: records reach reports, plans and the state."""
         mutating = op in MUTATING
-        rec = CallRecord(self.phase, service, op, copy.deepcopy(params), mutating, sent=True)
+        rec = CallRecord(self.phase, service, op, mask(params if record_params is None else record_params),
+                         mutating, sent=True)
         if self.dry_run and mutating:
             rec.sent = False
             self.records.append(rec)

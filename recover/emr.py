@@ -13,8 +13,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from monitor.errors import SentinelError
-from recover.calls import RecordingClient, collect
-from recover.incident import INCIDENT_TAG
+from recover.calls import AwsCalls, RecordingClient, collect
+from recover.incident import INCIDENT_TAG, TARGET_TAG
+from recover.sealed import unseal_spec
 
 ACTIVE_STATES = ("STARTING", "BOOTSTRAPPING", "RUNNING", "WAITING")
 READY_STATES = ("WAITING", "RUNNING")
@@ -128,3 +129,38 @@ def terminate(emr: RecordingClient, cluster_id: str, *, allow_protected: bool) -
         lifted = " (termination protection lifted)"
     emr.terminate_job_flows(JobFlowIds=[cluster_id])
     return f"{cluster_id} terminated{lifted}"
+
+
+# ------------------------------------------------------------------ sealed specs and ownership
+
+class NotOwned(SentinelError):
+    """The cluster does not carry ``sentinel:target=<target>``: sentinel may not change it."""
+
+
+def require_owned(cluster: dict[str, Any], target: str) -> None:
+    """Refuse to change (terminate, unprotect, tag) a cluster that is not the target's.
+
+    Why: the IAM policy allows TerminateJobFlows, SetTerminationProtection and AddTags only
+    on clusters tagged ``sentinel:target=<target>`` (DESIGN §10), so whoever can edit the
+    config cannot point a target at any ``j-…`` in the account and have it terminated. This
+    check says so before AWS answers AccessDenied, with what to do: the first cluster gets
+    the tag by hand (``aws emr add-tags``); every cluster sentinel launches carries it.
+    ``cluster`` is a DescribeCluster ``Cluster`` (with ``Tags``).
+    """
+    tags = {str(t.get("Key")): str(t.get("Value")) for t in cluster.get("Tags") or []}
+    have = tags.get(TARGET_TAG)
+    if have == target:
+        return
+    cid = cluster.get("Id", "?")
+    found = f"it is tagged {TARGET_TAG}={have}" if have is not None else f"it has no {TARGET_TAG} tag"
+    raise NotOwned(f"refusing to change {cid}: {found}, not {TARGET_TAG}={target}. If {cid} is this target's "
+                   f"cluster, tag it: aws emr add-tags --resource-id {cid} --tags {TARGET_TAG}={target}")
+
+
+def run_job_flow(aws: AwsCalls, spec: dict[str, Any]) -> str:
+    """RunJobFlow from a sealed spec (recover/sealed.py): the secrets are unsealed right
+    before the call and only for it; the call record keeps the sealed form. Returns the new
+    cluster id. Raises :class:`recover.sealed.SealError` when a secret cannot be recovered
+    (launching with a wrong metastore password would only fail later and worse)."""
+    clear = unseal_spec(aws, spec)
+    return str(aws.call("emr", "run_job_flow", clear, record_params=spec)["JobFlowId"])

@@ -2,15 +2,15 @@
 SNAPSHOT (:func:`recover.runbook.build_plan`): the same phase functions, real reads, the
 changing calls recorded with their parameters instead of sent.
 
-Values that look like secrets (a key containing password, secret or token: e.g. a
-metastore password in hive-site) are masked in the output; the request LAUNCH would send
-carries them unchanged.
+Secret configuration properties (e.g. a metastore password in hive-site; the rule is
+recover/sealed.py's) are masked in the request a plan shows (``****``: a dry run seals by
+masking) and in every call's parameters; a real LAUNCH sends the clear value, unsealed
+right before RunJobFlow.
 """
 
 from __future__ import annotations
 
 import json
-import re
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -21,11 +21,11 @@ from monitor.metrics import MetricsRecorder
 from monitor.notify import Notifier
 from monitor.state.base import TargetState
 from monitor.state.readonly import ReadOnlyStore
+from recover import sealed
 from recover.context import RecoveryContext
 from recover.runbook import build_plan
 
 PLAN_DEADLINE_S = 120.0
-_SECRET_KEY = re.compile(r"password|secret|token|credential", re.IGNORECASE)
 
 
 def print_plan(services: Any, target_name: str, *, as_json: bool) -> int:
@@ -63,15 +63,9 @@ def _checks_not_run(names: Sequence[str], endpoint: EndpointOverride | None) -> 
 
 
 def mask(value: Any, key: str = "") -> Any:
-    if isinstance(value, dict):
-        if set(value) == {"Key", "Value"} and _SECRET_KEY.search(str(value["Key"])):
-            return {"Key": value["Key"], "Value": "****"}
-        return {k: mask(v, str(k)) for k, v in value.items()}
-    if isinstance(value, list):
-        return [mask(v, key) for v in value]
-    if isinstance(value, str) and _SECRET_KEY.search(key) and key not in ("field", "reason"):
-        return "****"
-    return value
+    """The plan with secret values masked: the one rule of recover/sealed.py (the spec in
+    the plan is already sealed; this also covers anything else that looks like a secret)."""
+    return sealed.mask(value, key)
 
 
 def render(plan: dict[str, Any]) -> str:

@@ -9,9 +9,11 @@ good spec the tick captures while the target is healthy.
   working directory, then from the config file's directory).
 - ``last_known_good``: what :func:`capture_last_known_good` stored under ``sk = spec``.
 
-Whatever the source, :func:`finalize` adds the incident tags, forces a persistent cluster
-and validates the request against botocore's model, so a bad spec fails at SNAPSHOT (with
-the reason) rather than at LAUNCH.
+Whatever the source, :func:`resolve` seals its secret properties (recover/sealed.py: KMS
+ciphertext or a reference to the source cluster, never the clear value) before the request
+goes anywhere it is stored or shown, and :func:`finalize` adds the incident and ownership
+tags, forces a persistent cluster and validates the request against botocore's model, so a
+bad spec fails at SNAPSHOT (with the reason) rather than at LAUNCH.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from recover.calls import AwsCalls, RecordingClient
 from recover.clone import ClusterSnapshot, NotCopied, read_cluster
 from recover.emr import ENDED_STATES, cluster_state, master_of
 from recover.incident import INCIDENT_TAG, REPLACES_TAG, TARGET_TAG
+from recover.sealed import SealError, seal_spec
 
 ENDED_LOOKBACK = timedelta(days=7)
 LKG_MAX_AGE_H = 24.0
@@ -49,10 +52,34 @@ class Resolved:
     old: dict[str, Any] | None  # the cluster being replaced (incident.old)
     not_copied: list[NotCopied] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    cluster_id: str | None = None  # the cluster the request was cloned from (references point there)
 
 
 def resolve(aws: AwsCalls, target: Target, store: Any, now: datetime) -> Resolved:
-    """SNAPSHOT's reads: the cluster being replaced and the request that replaces it."""
+    """SNAPSHOT's reads: the cluster being replaced and the request that replaces it, its
+    secrets sealed (the request ends up in the incident, in reports and in call records)."""
+    resolved = _resolve(aws, target, store, now)
+    source_file = str(target.recovery.spec.path) if resolved.source.startswith("file") else None
+    resolved.request = seal(aws.clients, target, resolved.request, source_cluster_id=resolved.cluster_id,
+                            source_file=source_file, dry_run=aws.dry_run)
+    return resolved
+
+
+def seal(clients: Any, target: Target, request: dict[str, Any], *, source_cluster_id: str | None,
+         source_file: str | None = None, dry_run: bool) -> dict[str, Any]:
+    """:func:`recover.sealed.seal_spec` with the target's ``recovery.spec`` settings; a
+    secret that cannot be sealed is a :class:`SpecError` (SNAPSHOT fails with the reason)."""
+    cfg = target.recovery.spec
+    kms = clients.client("kms") if cfg.kms_key_id and not dry_run else None
+    try:
+        return seal_spec(kms, request, target=target.name, secret_properties=cfg.secret_properties,
+                         key_id=cfg.kms_key_id, source_cluster_id=source_cluster_id, source_file=source_file,
+                         dry_run=dry_run)
+    except SealError as exc:
+        raise SpecError(str(exc)) from None
+
+
+def _resolve(aws: AwsCalls, target: Target, store: Any, now: datetime) -> Resolved:
     emr = aws.client("emr")
     source = target.recovery.spec.source
     live = find_cluster(emr, target.cluster)
@@ -62,7 +89,8 @@ def resolve(aws: AwsCalls, target: Target, store: Any, now: datetime) -> Resolve
     old = snap.old_record() if snap else (_old_record(emr, live) if live is not None else None)
     notes: list[str] = []
     if source == "file":
-        return Resolved(_from_file(str(target.recovery.spec.path)), f"file {target.recovery.spec.path}", old)
+        return Resolved(_from_file(str(target.recovery.spec.path)), f"file {target.recovery.spec.path}", old,
+                        cluster_id=None)
     if source == "last_known_good" or (source == "clone" and snap is None):
         lkg = store.get_spec(target.name)
         if lkg and lkg.get("request"):
@@ -70,7 +98,7 @@ def resolve(aws: AwsCalls, target: Target, store: Any, now: datetime) -> Resolve
                 notes.append(f"no active cluster to clone: using the last known good spec captured "
                              f"{lkg.get('captured_at')} from {lkg.get('cluster_id')}")
             return Resolved(copy.deepcopy(lkg["request"]), "last_known_good", old,
-                            list(lkg.get("not_copied") or []), notes)
+                            list(lkg.get("not_copied") or []), notes, lkg.get("cluster_id"))
         if source == "last_known_good":
             raise SpecError("no last known good spec captured yet for this target (it is captured while the "
                             "target is healthy); use spec source clone or file")
@@ -83,7 +111,7 @@ def resolve(aws: AwsCalls, target: Target, store: Any, now: datetime) -> Resolve
         snap = read_cluster(emr, ended)
         old = snap.old_record()
         notes.append(f"no active cluster: cloned {snap.cluster_id}, which is {snap.state}")
-    return Resolved(snap.request, "clone", old, snap.not_copied, notes)
+    return Resolved(snap.request, "clone", old, snap.not_copied, notes, snap.cluster_id)
 
 
 def _old_record(emr: RecordingClient, cluster: dict[str, Any]) -> dict[str, Any]:
@@ -168,8 +196,10 @@ def capture_last_known_good(rctx: Any, *, cluster_id: str | None = None,
                 now - parse_iso(str(current.get("captured_at"))) < timedelta(hours=max_age_h):
             return {"captured": False, "reason": "fresh", "cluster_id": live["Id"], "calls": len(aws.records)}
         snap = read_cluster(emr, live)
+        request = seal(rctx.clients, target, snap.request, source_cluster_id=snap.cluster_id,
+                       dry_run=bool(getattr(rctx, "dry_run", False)))
         spec = {"captured_at": iso(now), "cluster_id": snap.cluster_id, "cluster_name": snap.name,
-                "request": snap.request, "not_copied": snap.not_copied, "source": "clone"}
+                "request": request, "not_copied": snap.not_copied, "source": "clone"}
         rctx.store.put_spec(target.name, spec, lease=rctx.lease)
         return {"captured": True, "reason": "captured", "cluster_id": snap.cluster_id, "calls": len(aws.records)}
     except Exception as exc:  # an optimisation for later: never break the tick
