@@ -29,7 +29,7 @@ class BindStatsSource(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     kind: Literal["bind_stats"]
-    url: str = Field(pattern=r"^https?://")
+    url: str = Field(pattern=r"^https?://", max_length=2048)
     format: Literal["xml", "json"] = "xml"
 
 
@@ -37,9 +37,9 @@ class CloudWatchSource(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     kind: Literal["cloudwatch"]
-    namespace: str
-    metric: str
-    dimensions: dict[str, str] = Field(default_factory=dict)
+    namespace: str = Field(min_length=1, max_length=255)  # CloudWatch's own limits
+    metric: str = Field(min_length=1, max_length=255)
+    dimensions: dict[str, str] = Field(default_factory=dict, max_length=30)
     statistic: Literal["Sum", "Maximum", "Average"] = "Sum"
     # drops: any increase is CRITICAL (e.g. ethtool_linklocal_allowance_exceeded); queries: a rate
     mode: Literal["drops", "queries"] = "drops"
@@ -56,9 +56,9 @@ Source = Annotated[BindStatsSource | CloudWatchSource, Field(discriminator="kind
 class DnsQueryRateConfig(CheckConfig):
     type: Literal["dns_query_rate"]
     source: Source
-    warn_per_s: float = Field(default=700, gt=0)
+    warn_per_s: float = Field(default=700, gt=0, le=1_000_000)
     # The VPC resolver drops packets above 1024/s per network interface.
-    critical_per_s: float = Field(default=900, gt=0)
+    critical_per_s: float = Field(default=900, gt=0, le=1_000_000)
     # A previous sample older than this is not used (3 × a 10-minute tick): new baseline.
     max_sample_age_s: float = Field(default=1800, gt=0, le=86400)
 

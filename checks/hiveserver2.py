@@ -39,21 +39,22 @@ class TlsConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     verify: bool = True
-    ca_file: str | None = None  # None: the system trust store
-    server_hostname: str | None = None  # name to verify instead of ``host`` (e.g. an ELB's cert name)
+    ca_file: str | None = Field(default=None, min_length=1, max_length=4096)  # None: the system trust store
+    # name to verify instead of ``host`` (e.g. an ELB's cert name)
+    server_hostname: str | None = Field(default=None, min_length=1, max_length=253)
 
 
 class HiveServer2Config(CheckConfig):
     type: Literal["hiveserver2"]
-    host: str = Field(min_length=1)
+    host: str = Field(min_length=1, max_length=253)
     port: int = Field(default=10000, ge=1, le=65535)
-    query: str = Field(default="SHOW DATABASES", min_length=1)
-    database: str = "default"
+    query: str = Field(default="SHOW DATABASES", min_length=1, max_length=10_000)
+    database: str = Field(default="default", min_length=1, max_length=128)
     # TLS is on unless written ``tls: false``; verification is on unless ``verify: false``.
     tls: TlsConfig | Literal[False] = Field(default_factory=TlsConfig)
     auth: Literal["CUSTOM", "LDAP", "NONE", "NOSASL"] = "CUSTOM"
     credentials: Credentials | None = None
-    username: str | None = None  # for auth NONE/NOSASL (no password)
+    username: str | None = Field(default=None, min_length=1, max_length=128)  # for auth NONE/NOSASL (no password)
     attempts: int = Field(default=1, ge=1, le=10)
     retry_delay_s: float = Field(default=10.0, ge=0, le=300)
 

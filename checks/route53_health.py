@@ -29,7 +29,7 @@ METRIC_WINDOW = timedelta(minutes=5)
 
 class Route53HealthConfig(CheckConfig):
     type: Literal["route53_health"]
-    health_check_id: str = Field(min_length=1)
+    health_check_id: str = Field(min_length=1, max_length=64)
     # Route 53's own rule: healthy when more than 18% of checkers say so (strictly greater).
     min_healthy_fraction: float = Field(default=0.18, ge=0, le=1)
     # Also read the HealthCheckStatus CloudWatch metric (published in us-east-1 only).

@@ -7,13 +7,14 @@ with its path, e.g. ``targets[0].checks[1].timeout_s: must be > 0``.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
 
 from checks import registry
@@ -25,6 +26,74 @@ NAME_RE = r"^[a-z0-9]([a-z0-9-]{0,62})$"
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+_HOST_LABEL = r"[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
+_HOSTNAME_RE = re.compile(rf"^(?=.{{1,253}}$){_HOST_LABEL}(\.{_HOST_LABEL})*\.?$")
+_HOST_PATTERN_RE = re.compile(r"^[A-Za-z0-9*?\[\]!._:-]{1,253}$")
+
+
+def parse_host_alias(value: str) -> tuple[str, int | None]:
+    """``host``, ``host:port``, ``[v6]``, ``[v6]:port`` or a bare IPv6 address → (host, port).
+    The host is an IP address or a DNS name; the port 1-65535. Raises ValueError saying why
+    (checked at load: a bad alias used to fail only when a check connected)."""
+    if value.startswith("["):
+        host, sep, rest = value[1:].partition("]")
+        if not sep or (rest and not rest.startswith(":")):
+            raise ValueError("use [IPv6] or [IPv6]:port")
+        port_text: str | None = rest[1:] if rest else None
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ValueError(f"{host!r} in brackets is not an IPv6 address") from None
+    elif value.count(":") > 1:
+        host, port_text = value, None
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ValueError("not an IPv6 address (write [IPv6]:port for a port)") from None
+    else:
+        host, sep, port_text_ = value.partition(":")
+        port_text = port_text_ if sep else None
+        if not _is_address(host) and not _HOSTNAME_RE.match(host):
+            raise ValueError(f"{host[:64]!r} is neither an IP address nor a host name")
+    if port_text is None:
+        return host, None
+    if not port_text.isascii() or not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+        raise ValueError(f"port {port_text[:16]!r}: must be a number from 1 to 65535")
+    return host, int(port_text)
+
+
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _host_alias(value: Any) -> Any:
+    if isinstance(value, str):
+        if len(value) > 300:
+            raise PydanticCustomError("host_alias", "at most 300 characters")
+        try:
+            parse_host_alias(value)
+        except ValueError as exc:
+            raise PydanticCustomError("host_alias", "{why} (expected host, host:port or [IPv6]:port)",
+                                      {"why": str(exc)}) from None
+    return value
+
+
+def _host_pattern(value: Any) -> Any:
+    if isinstance(value, str) and not _HOST_PATTERN_RE.match(value):
+        raise PydanticCustomError("host_pattern", "key: a host name or glob pattern (letters, digits, "
+                                  "'-', '.', '_', ':', '*', '?', '[...]'), at most 253 characters")
+    return value
+
+
+# host_aliases: ``{"ip-10-*.ec2.internal": "127.0.0.1:10443"}`` (keys are fnmatch globs).
+HostPattern = Annotated[str, AfterValidator(_host_pattern)]
+HostAlias = Annotated[str, AfterValidator(_host_alias)]
 
 
 def _check_config(value: Any) -> CheckConfig:
@@ -49,8 +118,8 @@ AnyCheck = Annotated[CheckConfig, BeforeValidator(_check_config)]
 class ClusterRef(Strict):
     """The cluster a target watches: by id, or the active cluster with this name."""
 
-    name: str | None = None
-    id: str | None = Field(default=None, pattern=r"^j-[A-Z0-9]+$")
+    name: str | None = Field(default=None, min_length=1, max_length=256)  # EMR's own limit
+    id: str | None = Field(default=None, pattern=r"^j-[A-Z0-9]+$", max_length=64)
 
     @model_validator(mode="after")
     def _one_of(self) -> ClusterRef:
@@ -63,7 +132,7 @@ class Notify(Strict):
     page_topic_arn: str = Field(pattern=r"^arn:aws[a-z-]*:sns:")
     info_topic_arn: str | None = Field(default=None, pattern=r"^arn:aws[a-z-]*:sns:")
     # Pages for a persistent UNKNOWN are sent after this many consecutive UNKNOWN ticks.
-    unknown_after: int = Field(default=3, ge=1)
+    unknown_after: int = Field(default=3, ge=1, le=1000)
 
 
 # Error kinds a relaunch can fix (DESIGN §10). ``dns``, ``auth``, ``tls``... cannot be fixed by
@@ -82,16 +151,16 @@ class When(Strict):
 
 
 class Route53Routing(Strict):
-    zone_id: str
-    record: str
+    zone_id: str = Field(min_length=1, max_length=64)
+    record: str = Field(min_length=1, max_length=255)
     type: Literal["CNAME", "A"] = "CNAME"
-    ttl: int = Field(default=60, ge=0)
+    ttl: int = Field(default=60, ge=0, le=172800)  # Route 53's own maximum is 2 days
 
 
 class Routing(Strict):
     target_group_arn: str | None = Field(default=None, pattern=r"^arn:aws[a-z-]*:elasticloadbalancing:")
     target_port: int | None = Field(default=None, ge=1, le=65535)
-    load_balancer_name: str | None = None
+    load_balancer_name: str | None = Field(default=None, min_length=1, max_length=32)  # classic ELB limit
     route53: Route53Routing | None = None
 
     @property
@@ -154,16 +223,19 @@ class Spec(Strict):
 
 
 class Limits(Strict):
-    max_recoveries: int = Field(default=1, ge=0)
-    window_hours: float = Field(default=6, gt=0)
-    launch_timeout_min: float = Field(default=45, gt=0)
+    # Upper bounds: a budget beyond 20 relaunches is no budget; 30 days of window; 4 hours
+    # for a cluster to come up (a normal launch takes 8-20 min). Larger values used to
+    # validate and then overflow date arithmetic mid-recovery.
+    max_recoveries: int = Field(default=1, ge=0, le=20)
+    window_hours: float = Field(default=6, gt=0, le=720)
+    launch_timeout_min: float = Field(default=45, gt=0, le=240)
 
 
 class Recovery(Strict):
     enabled: bool = False
     dry_run: bool = False
     when: When | None = None
-    veto_if_failing: list[str] = Field(default_factory=list)
+    veto_if_failing: list[str] = Field(default_factory=list, max_length=32)
     strategy: Literal["replace", "terminate_first"] = "replace"
     spec: Spec = Field(default_factory=Spec)
     routing: Routing = Field(default_factory=Routing)
@@ -179,7 +251,7 @@ class Recovery(Strict):
 
 class Silence(Strict):
     until: datetime
-    reason: str = Field(min_length=1)
+    reason: str = Field(min_length=1, max_length=1000)
     actions_only: bool = False
 
     @model_validator(mode="after")
@@ -192,9 +264,9 @@ class Silence(Strict):
 class Target(Strict):
     name: str = Field(pattern=NAME_RE)
     cluster: ClusterRef
-    checks: list[AnyCheck] = Field(min_length=1)
+    checks: list[AnyCheck] = Field(min_length=1, max_length=32)
     recovery: Recovery = Field(default_factory=Recovery)
-    silences: list[Silence] = Field(default_factory=list)
+    silences: list[Silence] = Field(default_factory=list, max_length=100)
 
     def check(self, name: str) -> CheckConfig:
         for item in self.checks:
@@ -209,9 +281,9 @@ class Config(Strict):
     state_table: str = Field(pattern=r"^[A-Za-z0-9_.-]{3,255}$")
     notify: Notify
     metrics_namespace: str = Field(default="Sentinel", min_length=1, max_length=255)
-    host_aliases: dict[str, str] = Field(default_factory=dict)
+    host_aliases: dict[HostPattern, HostAlias] = Field(default_factory=dict, max_length=1000)
     max_workers: int = Field(default=8, ge=1, le=64)
-    targets: list[Target] = Field(min_length=1)
+    targets: list[Target] = Field(min_length=1, max_length=200)
 
     def target(self, name: str) -> Target:
         for item in self.targets:
@@ -330,33 +402,69 @@ def _explicit_tls_errors(raw: dict[str, Any], ti: int, ci: int, check: CheckConf
 
 # ---------------------------------------------------------------- error formatting
 
-def _loc_to_path(loc: tuple[int | str, ...], raw: Any) -> str:
-    """Render a pydantic location as ``a.b[0].c``, dropping union tags pydantic inserts
-    (``checks[1].hiveserver2.port`` → ``checks[1].port``) by walking the raw input."""
+_UNION_SCALAR_TAGS = {"str", "int", "float", "bool", "none", "list", "dict", "datetime", "is-instance"}
+_PLAIN_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+MAX_ERROR_LINES = 50  # a hostile file with 10 000 bad keys gets 50 lines and a count
+
+
+def _is_union_tag(part: str, node: Any) -> bool:
+    """Pydantic names the member of a union it tried (``TlsConfig``, ``literal[False]``,
+    ``str``...) in the error location. The user never wrote those; a key they wrote is never
+    one (our keys are snake_case)."""
+    if isinstance(node, dict) and part in node:
+        return False
+    return part[:1].isupper() or "[" in part or part in _UNION_SCALAR_TAGS
+
+
+def _key(part: str) -> str:
+    return f".{part}" if _PLAIN_KEY.match(part) else "[" + repr(part if len(part) <= 64 else part[:64] + "...") + "]"
+
+
+def _walk(loc: tuple[int | str, ...], raw: Any) -> tuple[str, tuple[str, Any, str] | None]:
+    """The user's path of ``loc`` and, when it passes through a union, (the path of the
+    union field, the raw value written there, the member pydantic tried)."""
     out = ""
     node = raw
+    union: tuple[str, Any, str] | None = None
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
             node = node[part] if isinstance(node, list) and 0 <= part < len(node) else None
             continue
-        if part.startswith("function-"):
+        if part.startswith("function-") or part == "[key]":
             continue
         if isinstance(node, dict) and part not in node and part in (node.get("type"), node.get("kind")):
             continue
-        out += f".{part}" if out else part
+        if _is_union_tag(part, node):
+            if union is None:
+                union = (out, node, part)
+            continue
+        out += _key(part) if out else (part if _PLAIN_KEY.match(part) else _key(part))
         node = node.get(part) if isinstance(node, dict) else None
-    return out
+    return out, union
+
+
+def _loc_to_path(loc: tuple[int | str, ...], raw: Any) -> str:
+    """Render a pydantic location as ``a.b[0].c``, dropping what pydantic inserts that the
+    user never wrote: check-type tags (``checks[1].hiveserver2.port`` → ``checks[1].port``)
+    and union members (``tls.TlsConfig.ca_file`` → ``tls.ca_file``), by walking the raw
+    input. A key that is not a plain name is quoted (``host_aliases['*.internal']``)."""
+    return _walk(loc, raw)[0]
 
 
 _MSG_REWRITES = [
     (re.compile(r"^Input should be greater than (\S+)$"), r"must be > \1"),
     (re.compile(r"^Input should be greater than or equal to (\S+)$"), r"must be >= \1"),
     (re.compile(r"^Input should be less than or equal to (\S+)$"), r"must be <= \1"),
+    (re.compile(r"^Input should be less than (\S+)$"), r"must be < \1"),
     (re.compile(r"^Extra inputs are not permitted$"), "unknown key"),
     (re.compile(r"^Field required$"), "required"),
     (re.compile(r"^Value error, "), ""),
     (re.compile(r"^String should match pattern '(.*)'$"), r"must match \1"),
+    (re.compile(r"^String should have at most (\d+) characters?$"), r"at most \1 characters"),
+    (re.compile(r"^Input should be a valid dictionary(?: or instance of \w+)?$"), "must be a mapping"),
+    (re.compile(r"^(?:List|Dictionary) should have at most (\d+) items? after validation, not (\d+)$"),
+     r"at most \1 entries (got \2)"),
 ]
 
 
@@ -367,10 +475,59 @@ def _message(err: dict[str, Any]) -> str:
     return msg
 
 
+_TAG_WORDS = {"str": "a string", "int": "an integer", "float": "a number", "bool": "true or false",
+              "none": "null", "datetime": "a date-time"}
+
+
+def _describe_tag(tag: str) -> str:
+    """What a union member accepts, in the YAML user's words."""
+    if tag.startswith("literal["):
+        inner = tag[len("literal["):-1]
+        return inner.replace("False", "false").replace("True", "true").replace("None", "null")
+    if tag.startswith("list["):
+        return "a list"
+    if tag[:1].isupper() or tag.startswith("dict["):
+        return "a mapping"
+    return _TAG_WORDS.get(tag, tag)
+
+
+def _yaml_word(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, int | float):
+        return "a number"
+    return type(value).__name__
+
+
+def _union_lines(path: str, value: Any, members: list[tuple[str, str]]) -> list[str]:
+    """One union field's errors, as the user would want them: when a mapping was written,
+    only the mapping member's errors (not "should be False" from the ``false`` member); for
+    anything else, one line saying what the field accepts."""
+    models: dict[str, list[str]] = {}
+    for tag, line in members:
+        if tag[:1].isupper():
+            models.setdefault(tag, []).append(line)
+    if isinstance(value, dict) and models:
+        return min(models.values(), key=len)
+    accepted: list[str] = []
+    for tag, _ in members:
+        word = _describe_tag(tag)
+        if word not in accepted:
+            accepted.append(word)
+    return [f"{path}: must be {' or '.join(accepted)}, not {_yaml_word(value)}"]
+
+
 def format_validation_error(exc: ValidationError, raw: Any) -> list[str]:
-    lines = []
+    lines: list[str] = []
+    unions: dict[str, tuple[Any, list[tuple[str, str]]]] = {}
     for err in exc.errors():
-        path = _loc_to_path(tuple(err["loc"]), raw)
+        path, union = _walk(tuple(err["loc"]), raw)
         msg = _message(dict(err))
         if err["type"] == "union_tag_invalid":
             ctx = err.get("ctx") or {}
@@ -382,8 +539,25 @@ def format_validation_error(exc: ValidationError, raw: Any) -> list[str]:
             msg = "required"
         if msg.startswith("type: ") and not path.endswith(".type"):
             path, msg = f"{path}.type", msg[len("type: "):]
-        lines.append(f"{path}: {msg}" if path else msg)
-    return lines
+        line = f"{path}: {msg}" if path else msg
+        if union is not None:
+            upath, value, tag = union
+            if upath not in unions:
+                unions[upath] = (value, [])
+                lines.append(f"\0{upath}")  # placeholder: the union's lines go here, once
+            unions[upath][1].append((tag, line))
+            continue
+        lines.append(line)
+    out: list[str] = []
+    for line in lines:
+        if line.startswith("\0"):
+            value, members = unions[line[1:]]
+            out.extend(_union_lines(line[1:], value, members))
+        else:
+            out.append(line)
+    if len(out) > MAX_ERROR_LINES:
+        out = [*out[:MAX_ERROR_LINES], f"... and {len(out) - MAX_ERROR_LINES} more error(s)"]
+    return out
 
 
 # ---------------------------------------------------------------- loading
