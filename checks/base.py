@@ -9,6 +9,7 @@ from __future__ import annotations
 import builtins
 import enum
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
@@ -35,7 +36,13 @@ class ErrorKind(str, enum.Enum):
 
     TIMEOUT = "timeout"
     REFUSED = "refused"
+    # TLS/TCP accepted (by a load balancer), then closed before the protocol answered: no
+    # healthy backend behind it (DESIGN §10).
+    NO_BACKEND = "no_backend"
     QUERY = "query"
+    # The name did not resolve (NXDOMAIN, no answer, resolver hung): CRITICAL because clients
+    # cannot connect either, but a relaunch cannot fix it (not in ``recovery.when.kinds``).
+    DNS = "dns"
     TLS = "tls"
     AUTH = "auth"
     CONFIG = "config"
@@ -45,7 +52,14 @@ class ErrorKind(str, enum.Enum):
 
     @property
     def server_broken(self) -> bool:
-        return self in (ErrorKind.TIMEOUT, ErrorKind.REFUSED, ErrorKind.QUERY)
+        """The server (or the path to it) is broken: CRITICAL, and worth another attempt."""
+        return self in (ErrorKind.TIMEOUT, ErrorKind.REFUSED, ErrorKind.NO_BACKEND, ErrorKind.QUERY)
+
+    @property
+    def critical(self) -> bool:
+        """Clients are failing too: CRITICAL. ``dns`` is CRITICAL without being server-broken:
+        clients cannot reach the service, but neither a retry nor a relaunch would help."""
+        return self.server_broken or self is ErrorKind.DNS
 
 
 @dataclass(frozen=True)
@@ -145,6 +159,15 @@ class CheckContext:
     # VERIFY_NEW: the new master's own endpoint (``recovery.verify.master``): its port and TLS
     # settings replace the check's (which describe the load balancer's listener).
     endpoint: EndpointOverride | None = None
+    # What the tick knows about the path (filled by ``monitor.cycle``; a check never reads the
+    # state table for it, and both stay empty when the table is unreadable).
+    # ``behind_load_balancer``: the target routes through a load balancer (``recovery.routing``),
+    # so an EOF right after TLS means "no healthy backend", not a settings mismatch.
+    # ``last_ok_settings``: check name -> the settings fingerprint (``observed["settings"]``) of
+    # its previous saved result when that was OK: a check that passed with the same settings
+    # cannot suddenly have a settings mismatch either.
+    behind_load_balancer: bool = False
+    last_ok_settings: Mapping[str, str] = field(default_factory=dict)
     # Facts a check learns for others (e.g. emr_state records the master instance).
     facts: dict[str, Any] = field(default_factory=dict)
 

@@ -21,6 +21,8 @@ The driver (PyHive, thrift) is imported only when an attempt runs.
 from __future__ import annotations
 
 import builtins
+import fnmatch
+import hashlib
 import os
 import time
 from typing import Any, ClassVar, Literal
@@ -30,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from checks.base import Check, CheckConfig, CheckContext, CheckResult, ErrorKind, Status
 from checks.hs2_session import Attempt, Target, run_bounded
 from monitor.errors import ConnectionPolicyError, SecretError
+from monitor.resolve import ResolutionError
 from monitor.secrets import Credentials
 
 MIN_ATTEMPT_S = 1.0  # an attempt given less time than min(timeout_s, this) would only time out falsely
@@ -57,6 +60,10 @@ class HiveServer2Config(CheckConfig):
     username: str | None = Field(default=None, min_length=1, max_length=128)  # for auth NONE/NOSASL (no password)
     attempts: int = Field(default=1, ge=1, le=10)
     retry_delay_s: float = Field(default=10.0, ge=0, le=300)
+    # A load balancer answers this check's connections: an EOF right after TLS means "no
+    # healthy backend" (CRITICAL no_backend). Default (None): true when the target's
+    # ``recovery.routing`` names a target group or classic ELB.
+    load_balancer: bool | None = None
 
     @model_validator(mode="after")
     def _credentials_for_password_auth(self) -> HiveServer2Config:
@@ -76,12 +83,15 @@ class HiveServer2Check(Check):
     config_model: ClassVar[builtins.type[CheckConfig]] = HiveServer2Config
     permissions: ClassVar[tuple[str, ...]] = ()  # + the secret provider's (monitor.secrets.PERMISSIONS)
 
+    _started: float = 0.0
+
     @property
     def cfg(self) -> HiveServer2Config:
         assert isinstance(self.config, HiveServer2Config)
         return self.config
 
     def run(self, ctx: CheckContext) -> CheckResult:
+        self._started = time.monotonic()  # the result's latency is the whole run (see _done)
         cfg = self.effective(ctx)
         host = (ctx.endpoint.host if ctx.endpoint else None) or ctx.host_override or cfg.host
         observed: dict[str, Any] = {"host": host, "port": cfg.port, "tls": tls_mode(cfg.tls), "auth": cfg.auth,
@@ -90,20 +100,40 @@ class HiveServer2Check(Check):
             endpoint = ctx.resolver.resolve(host, cfg.port)
         except ConnectionPolicyError as exc:
             return self._unknown(observed, ErrorKind.CONFIG, str(exc))
-        server_name = (cfg.tls.server_hostname if cfg.tls is not False else None) or endpoint.server_hostname
+        server_name = endpoint.server_hostname
         observed["connected_to"] = f"{endpoint.host}:{endpoint.port}"
         if cfg.tls is not False:
+            try:
+                server_name = tls_server_name(cfg.tls.server_hostname, endpoint.server_hostname)
+            except ValueError as exc:
+                return self._unknown(observed, ErrorKind.CONFIG, str(exc))
             observed["server_hostname"] = server_name
             if cfg.tls.ca_file and not os.path.isfile(cfg.tls.ca_file):
                 return self._unknown(observed, ErrorKind.CONFIG, f"tls.ca_file {cfg.tls.ca_file} does not exist")
+        settings = settings_id(cfg, host, server_name)
+        observed["settings"] = settings
+        behind_lb = self.load_balancer_in_path(cfg, ctx)
+        passed_before = ctx.last_ok_settings.get(self.name) == settings
+        observed["load_balancer"] = behind_lb
         try:
             password = self._password(ctx, refresh=False)
         except SecretError as exc:
             return self._unknown(observed, ErrorKind.SECRET, f"cannot read the password: {exc}")
+        # Name resolution: its own phase, bounded by the deadline (monitor.resolve).
+        try:
+            address = ctx.resolver.addresses(endpoint, min(cfg.timeout_s, ctx.deadline.remaining()))[0]
+        except ResolutionError as exc:
+            observed["phase"] = "dns"
+            return self._done(Status.CRITICAL, f"dns: {exc} via {host}:{cfg.port}", observed, ErrorKind.DNS)
+        except ConnectionPolicyError as exc:
+            return self._unknown(observed, ErrorKind.CONFIG, str(exc))
+        if address != endpoint.host:
+            observed["address"] = address
 
         def target(timeout_s: float, password: str | None) -> Target:
-            return Target(endpoint.host, endpoint.port, server_name, cfg.tls, cfg.auth, self._username(),
-                          password, cfg.query, cfg.database, timeout_s)
+            return Target(address, endpoint.port, server_name, cfg.tls, cfg.auth, self._username(),
+                          password, cfg.query, cfg.database, timeout_s,
+                          eof_means_no_backend=behind_lb or passed_before)
 
         min_attempt_s = min(cfg.timeout_s, MIN_ATTEMPT_S)
         attempts: list[dict[str, Any]] = observed["attempts"]
@@ -131,6 +161,14 @@ class HiveServer2Check(Check):
                 break
             time.sleep(cfg.retry_delay_s)
         return self._failed(last, observed)
+
+    def load_balancer_in_path(self, cfg: HiveServer2Config, ctx: CheckContext) -> bool:
+        """Whether a load balancer answers this check's connections. The ``load_balancer`` key
+        wins; by default, the target's routing has one. Never against a new master reached
+        directly (VERIFY_NEW's ``ctx.endpoint``): nothing stands between the check and it."""
+        if ctx.endpoint is not None:
+            return False
+        return cfg.load_balancer if cfg.load_balancer is not None else ctx.behind_load_balancer
 
     def effective(self, ctx: CheckContext) -> HiveServer2Config:
         """The settings of this run: the config, with VERIFY_NEW's master endpoint (port,
@@ -179,9 +217,21 @@ class HiveServer2Check(Check):
             observed["close_error"] = a.close_error
         tries = len(observed["attempts"])
         after = f", attempt {tries}" if tries > 1 else ""
-        summary = (f"{self.cfg.query} ok: {a.rows} rows in {a.latency_ms:.0f} ms via {observed['host']}:{observed['port']} "
+        latency_ms = self._elapsed_ms()
+        summary = (f"{self.cfg.query} ok: {a.rows} rows in {latency_ms:.0f} ms via {observed['host']}:{observed['port']} "
                    f"(tls {observed['tls']}{after})")
-        return self.result(Status.OK, summary, observed=observed, latency_ms=a.latency_ms)
+        return self._done(Status.OK, summary, observed, None, latency_ms)
+
+    def _elapsed_ms(self) -> float:
+        return (time.monotonic() - self._started) * 1000.0
+
+    def _done(self, status: Status, summary: str, observed: dict[str, Any], kind: ErrorKind | None,
+              latency_ms: float | None = None) -> CheckResult:
+        """The result's latency is the whole check (resolution, every attempt, retry delays):
+        what a caller waited for. Each attempt's own is in ``observed["attempts"]``."""
+        latency_ms = self._elapsed_ms() if latency_ms is None else latency_ms
+        observed["duration_ms"] = round(latency_ms, 1)
+        return self.result(status, summary, observed=observed, latency_ms=latency_ms, error_kind=kind)
 
     def _failed(self, a: Attempt | None, observed: dict[str, Any]) -> CheckResult:
         if a is None:  # the deadline left no room for even one attempt: sentinel cannot judge
@@ -192,8 +242,39 @@ class HiveServer2Check(Check):
         plural = f" ({tries} attempts)" if tries > 1 else ""
         who = f" for user {observed['user']}" if kind is ErrorKind.AUTH else ""
         summary = f"{kind.value}: {a.message}{who} via {observed['host']}:{observed['port']}{plural}"
-        status = Status.CRITICAL if kind.server_broken else Status.UNKNOWN
-        return self.result(status, summary, observed=observed, latency_ms=a.latency_ms, error_kind=kind)
+        status = Status.CRITICAL if kind.critical else Status.UNKNOWN
+        return self._done(status, summary, observed, kind)
 
     def _unknown(self, observed: dict[str, Any], kind: ErrorKind, message: str) -> CheckResult:
-        return self.result(Status.UNKNOWN, f"{kind.value}: {message}", observed=observed, error_kind=kind)
+        return self._done(Status.UNKNOWN, f"{kind.value}: {message}", observed, kind)
+
+
+def tls_server_name(configured: str | None, host: str) -> str:
+    """The name to verify the server certificate against. ``tls.server_hostname`` may be a
+    wildcard pattern (``*.ec2.internal`` in ``recovery.verify.master.tls``): the new master's
+    name is not known in advance, so the certificate is verified against the host actually
+    connected to, provided that host matches the pattern (the leftmost ``*`` stands for one
+    label, as in a certificate). Anything else is a setting a person must fix (ValueError)."""
+    if not configured:
+        return host
+    if "*" not in configured:
+        return configured
+    if _wildcard_match(configured, host):
+        return host
+    raise ValueError(f"host {host} does not match tls.server_hostname {configured!r}: "
+                     "cannot tell which name the certificate should carry")
+
+
+def _wildcard_match(pattern: str, host: str) -> bool:
+    want, have = pattern.lower().rstrip(".").split("."), host.lower().rstrip(".").split(".")
+    return len(want) == len(have) and all(fnmatch.fnmatchcase(h, w) for w, h in zip(want, have, strict=True))
+
+
+def settings_id(cfg: HiveServer2Config, host: str, server_name: str) -> str:
+    """A short fingerprint of what decides whether a login can succeed (where, TLS, auth,
+    user); saved in ``observed["settings"]`` so a later run can tell "passed before with the
+    same settings" (then an EOF after TLS cannot be a settings mismatch)."""
+    tls = "off" if cfg.tls is False else f"{cfg.tls.verify}|{cfg.tls.ca_file}|{server_name}"
+    user = cfg.credentials.username if cfg.credentials is not None else cfg.username
+    raw = "|".join(str(x) for x in (host, cfg.port, tls, cfg.auth, user, cfg.database))
+    return hashlib.sha256(raw.encode()).hexdigest()[:12]

@@ -4,7 +4,10 @@ The kind decides the verdict (DESIGN §3): ``timeout | refused | query`` mean th
 broken (CRITICAL, a relaunch may help); ``tls | auth | config`` mean a person must look
 (UNKNOWN). The phase the attempt was in disambiguates what the exception alone cannot: EOF
 during the TLS handshake or the SASL login is a mismatch of settings, EOF after login is a
-server that dropped us. The real cause may be nested (thrift keeps it in ``.inner``, Python
+server that dropped us. Except where that EOF is what a load balancer with no healthy backend
+does (it completes TLS, then closes): when the check knows a load balancer is in the path, or
+passed before with the same settings, that EOF is ``no_backend`` (CRITICAL).
+The real cause may be nested (thrift keeps it in ``.inner``, Python
 in ``__cause__`` / ``__context__``), so the whole chain is searched.
 """
 
@@ -65,15 +68,35 @@ def _scrub(text: str, secret: str | None) -> str:
     return text if len(text) <= MAX_MESSAGE else text[: MAX_MESSAGE - 1] + "…"
 
 
-def classify(exc: BaseException, phase: str, timeout_s: float, secret: str | None = None) -> tuple[ErrorKind, str]:
-    kind, message = _classify(exc, phase, timeout_s)
+def classify(exc: BaseException, phase: str, timeout_s: float, secret: str | None = None, *,
+             eof_means_no_backend: bool = False) -> tuple[ErrorKind, str]:
+    """``eof_means_no_backend``: a load balancer is known to be in the path, or this check
+    passed before with the same settings; then a connection accepted and closed before the
+    protocol answered is a missing backend (CRITICAL ``no_backend``), not a settings mismatch."""
+    kind, message = _classify(exc, phase, timeout_s, eof_means_no_backend)
     return kind, _scrub(message, secret)
 
 
-def _classify(exc: BaseException, phase: str, timeout_s: float) -> tuple[ErrorKind, str]:
+def _closed_early(chain: list[BaseException]) -> bool:
+    """EOF or reset, not a TLS protocol error (a plain server on a TLS port answers garbage:
+    that is an ``SSLError`` other than EOF and stays ``tls``)."""
+    if _first(chain, (ssl.SSLCertVerificationError,)) is not None:
+        return False
+    if _first(chain, ssl.SSLEOFError) is not None or _first(chain, ssl.SSLZeroReturnError) is not None:
+        return True
+    other_ssl = _first(chain, ssl.SSLError)
+    return other_ssl is None and _first(chain, ConnectionError) is not None
+
+
+def _classify(exc: BaseException, phase: str, timeout_s: float, eof_means_no_backend: bool = False) -> tuple[ErrorKind, str]:
     chain = exception_chain(exc)
     if _is_timeout(chain):
         return ErrorKind.TIMEOUT, f"no answer within {timeout_s:.1f} s during {phase}"
+    if eof_means_no_backend and phase in ("tls", "auth") and _closed_early(chain) \
+            and _first(chain, ConnectionRefusedError) is None:
+        during = "the TLS handshake" if phase == "tls" else "the SASL login, right after TLS"
+        return ErrorKind.NO_BACKEND, (f"connection accepted, then closed during {during}: no healthy "
+                                      "HiveServer2 behind the load balancer (or the path that worked before)")
 
     verify = _first(chain, ssl.SSLCertVerificationError)
     if verify is not None:
@@ -90,7 +113,7 @@ def _classify(exc: BaseException, phase: str, timeout_s: float) -> tuple[ErrorKi
         return ErrorKind.REFUSED, "connection refused"
     gai = _first(chain, socket.gaierror)
     if gai is not None:
-        return ErrorKind.CONFIG, f"cannot resolve the host name: {gai}"
+        return ErrorKind.DNS, f"cannot resolve the host name: {gai}"
 
     for e in chain:
         bad = _BAD_STATUS.search(str(e)) if type(e).__name__ == "TTransportException" else None

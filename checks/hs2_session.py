@@ -60,6 +60,7 @@ class Target:
     query: str
     database: str
     timeout_s: float  # socket timeout; the watchdog adds WATCHDOG_SLACK_S
+    eof_means_no_backend: bool = False  # see checks.hs2_errors.classify
 
 
 @dataclass
@@ -230,7 +231,8 @@ def run_attempt(t: Target, a: Attempt) -> None:
             a.close_error = f"{type(exc).__name__}"
         a.phase = "done"
     except Exception as exc:
-        a.kind, a.message = classify(exc, a.phase, t.timeout_s, t.password)
+        a.kind, a.message = classify(exc, a.phase, t.timeout_s, t.password,
+                                     eof_means_no_backend=t.eof_means_no_backend)
     finally:
         a.abort()
         a.latency_ms = (time.monotonic() - started) * 1000.0

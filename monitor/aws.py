@@ -1,8 +1,16 @@
 """The one place boto3 clients are made. Never at import time; tests pass moto-backed ones.
 
-Clients are cached per (service, region) for the life of the factory (a warm Lambda
+Clients are cached per (service, region, retries) for the life of the factory (a warm Lambda
 container keeps its factory), created under a lock because boto3 client creation is not
 thread-safe and the tick runs targets on a thread pool.
+
+Every client has bounded timeouts: botocore's defaults (60 s connect, 60 s read, retried)
+let one AWS endpoint that accepts and never answers hold ``sentinel check`` for minutes and
+eat a Lambda tick's budget. Here a call gives up after at most ``max_attempts`` ×
+(``connect_timeout`` + ``read_timeout``) plus the standard retry backoff; DynamoDB (the state
+table, read before every verdict) is tighter still, so ``check`` and ``status`` answer within
+10 s even when the table's endpoint hangs. ``retries=False`` gives a client that never
+retries: for the calls that change the world (a retried RunJobFlow may launch twice).
 """
 
 from __future__ import annotations
@@ -11,6 +19,13 @@ import threading
 from typing import Any
 
 from botocore.config import Config as BotoConfig
+
+CONNECT_TIMEOUT_S = 3.0
+READ_TIMEOUT_S = 10.0
+MAX_ATTEMPTS = 2  # the first call included (botocore ``total_max_attempts``): one retry
+# Per service (read timeout, attempts): reads whose answer is small and normally takes
+# milliseconds, on the path of every verdict.
+SERVICE_LIMITS: dict[str, tuple[float, int]] = {"dynamodb": (2.0, 2)}
 
 
 class ClientFactory:
@@ -21,35 +36,43 @@ class ClientFactory:
         profile: str | None = None,
         endpoint_url: str | None = None,
         session: Any = None,
-        connect_timeout: float = 5.0,
-        read_timeout: float = 20.0,
-        max_attempts: int = 3,
+        connect_timeout: float = CONNECT_TIMEOUT_S,
+        read_timeout: float = READ_TIMEOUT_S,
+        max_attempts: int = MAX_ATTEMPTS,
     ) -> None:
         import boto3
 
         self.region = region
         self.endpoint_url = endpoint_url
         self._session = session or boto3.session.Session(profile_name=profile)
-        self._config = BotoConfig(
-            connect_timeout=connect_timeout,
-            read_timeout=read_timeout,
-            retries={"max_attempts": max_attempts, "mode": "standard"},
-        )
-        self._clients: dict[tuple[str, str], Any] = {}
+        self._connect_timeout = connect_timeout
+        self._read_timeout = read_timeout
+        self._max_attempts = max_attempts
+        self._clients: dict[tuple[str, str, bool], Any] = {}
         self._lock = threading.Lock()
 
-    def client(self, service: str, region: str | None = None) -> Any:
-        return self._cached("client", service, region)
+    def config(self, service: str, *, retries: bool = True) -> BotoConfig:
+        """The botocore config of ``service``'s clients: bounded connect, read and retries."""
+        read_timeout, attempts = SERVICE_LIMITS.get(service, (self._read_timeout, self._max_attempts))
+        read_timeout = min(read_timeout, self._read_timeout)
+        attempts = min(attempts, self._max_attempts) if retries else 1
+        return BotoConfig(connect_timeout=self._connect_timeout, read_timeout=read_timeout,
+                          retries={"total_max_attempts": attempts, "mode": "standard"})
+
+    def client(self, service: str, region: str | None = None, *, retries: bool = True) -> Any:
+        """A cached client. ``retries=False``: one attempt per call, for changing calls whose
+        retry could act twice (the caller decides what to do about a lost answer)."""
+        return self._cached("client", service, region, retries)
 
     def resource(self, service: str, region: str | None = None) -> Any:
         """A boto3 resource (credstash wants a DynamoDB resource, not a client)."""
-        return self._cached("resource", service, region)
+        return self._cached("resource", service, region, True)
 
-    def _cached(self, kind: str, service: str, region: str | None) -> Any:
-        key = (f"{kind}:{service}", region or self.region)
+    def _cached(self, kind: str, service: str, region: str | None, retries: bool) -> Any:
+        key = (f"{kind}:{service}", region or self.region, retries)
         with self._lock:
             if key not in self._clients:
-                kwargs: dict[str, Any] = {"region_name": key[1], "config": self._config}
+                kwargs: dict[str, Any] = {"region_name": key[1], "config": self.config(service, retries=retries)}
                 if self.endpoint_url:
                     kwargs["endpoint_url"] = self.endpoint_url
                 self._clients[key] = getattr(self._session, kind)(service, **kwargs)

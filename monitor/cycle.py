@@ -95,6 +95,7 @@ class TargetTick:
         self.rep = TargetReport(target.name)
         self.lease: Lease | None = None
         self.facts: dict[str, Any] = {}  # what checks learned (emr_state: the cluster and its master)
+        self.last_results: list[dict[str, Any]] = []  # the saved results of the previous tick (from state)
 
     # ------------------------------------------------------------------ flow
     def run(self) -> TargetReport:
@@ -119,8 +120,11 @@ class TargetTick:
         try:
             state = self.store.get(self.target.name)
         except StateError as exc:
+            if self.action == "check":
+                return self._check_without_state(exc)
             return self._state_unreadable(exc)
         self.rep.state_version = state.version
+        self.last_results = list(state.last_results)
 
         from recover import runbook
 
@@ -174,11 +178,20 @@ class TargetTick:
         facts = self.facts
         facts["lease"] = self.lease
 
+        # What the checks may know about the path without reading the state table themselves:
+        # a load balancer in front (routing), and which checks passed last tick with which settings.
+        behind_lb = self.target.recovery.routing.load_balancer and endpoint is None
+        last_ok = {} if endpoint is not None else {
+            str(r.get("name")): str((r.get("observed") or {}).get("settings"))
+            for r in self.last_results if r.get("status") == Status.OK.name and (r.get("observed") or {}).get("settings")
+        }
+
         def make_ctx(own: Deadline) -> CheckContext:
             return CheckContext(
                 target=self.target.name, cluster=self.target.cluster, clients=svc.clients,
                 secrets=svc.secrets, resolver=svc.resolver, store=self.store, clock=self.clock,
                 deadline=own, host_override=endpoint.host if endpoint else None, endpoint=endpoint, facts=facts,
+                behind_load_balancer=behind_lb, last_ok_settings=last_ok,
             )
 
         return run_checks(wanted, make_ctx, self.deadline)
@@ -270,6 +283,16 @@ class TargetTick:
         if decision.verdict == "confirmed" and not decision.recover:
             lines.append(f"  sentinel recover --target {self.target.name}   (after fixing what blocks it)")
         return "\n".join(lines)
+
+    def _check_without_state(self, exc: Exception) -> TargetReport:
+        """``check`` judges from the checks alone: an unreadable state table is a note, not a
+        verdict (only a rate check that needs its stored previous sample turns UNKNOWN, by
+        itself). Nothing is decided or saved, as always for ``check``."""
+        self.rep.notes.append(f"state table unreadable ({exc}): judged from this run's checks alone")
+        results = self.run_checks([c.name for c in self.target.checks], None)
+        self.rep.checks = results
+        self.rep.status = max((r.status for r in results), default=Status.UNKNOWN)
+        return self.rep
 
     def _state_unreadable(self, exc: Exception) -> TargetReport:
         """Fail closed: no action. The checks still run read-only so on-call sees them (once:

@@ -220,6 +220,7 @@ def report_from_dict(data: dict[str, Any]) -> Any:
             skipped=t.get("skipped"),
             error=t.get("error"),
             state_version=t.get("state_version"),
+            notes=list(t.get("notes") or []),
         )
         for t in data.get("targets") or []
     ]

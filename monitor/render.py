@@ -27,6 +27,7 @@ def text(report: TickReport) -> str:
             lines.append(f"  recovery: {t.recovery.get('summary') or t.recovery.get('phase')}")
         if t.error:
             lines.append(f"  error: {t.error}")
+        lines.extend(f"  note: {n}" for n in t.notes)
     lines.extend(f"error: {e}" for e in report.errors)
     if report.data is not None and not report.targets:
         lines.extend(_data_lines(report.data))
@@ -74,5 +75,6 @@ def nagios(report: TickReport) -> tuple[str, int]:
         if isinstance(qps, int | float):
             perf.append(f"{_label(c.name)}_qps={qps:.1f};;;0")
     line = f"SENTINEL {status.name} - {t.target}: {'; '.join(parts) or t.error or t.skipped}"
+    line += "".join(f" (note: {n})" for n in t.notes)
     line = line.replace("|", "/").replace("\n", " ")
     return f"{line} | {' '.join(perf)}", int(status)

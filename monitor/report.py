@@ -23,6 +23,9 @@ class TargetReport:
     skipped: str | None = None
     error: str | None = None
     state_version: int | None = None
+    # Facts about this run that do not change its verdict (e.g. ``check`` with the state table
+    # unreadable): shown, never turned into an exit code.
+    notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -35,6 +38,7 @@ class TargetReport:
             "skipped": self.skipped,
             "error": self.error,
             "state_version": self.state_version,
+            "notes": self.notes,
         }
 
 

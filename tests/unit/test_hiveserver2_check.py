@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from checks import registry
 from checks.base import ErrorKind, Status
-from checks.hiveserver2 import HiveServer2Check, HiveServer2Config, tls_mode
+from checks.hiveserver2 import HiveServer2Check, HiveServer2Config, tls_mode, tls_server_name
 from checks.hs2_errors import classify, exception_chain
 from checks.hs2_session import ServerClosed, Target
 from tests.hs2.helpers import PASSWORD_ENV, check_block, make_check, make_ctx, run_check
@@ -154,7 +154,7 @@ def _cert_error(message: str) -> ssl.SSLCertVerificationError:
     (_operational_error("FAILED: SemanticException [Error 10072]: Database does not exist"), "query", ErrorKind.QUERY,
      "query failed: FAILED: SemanticException [Error 10072]: Database does not exist (SQLState 42000)"),
     (_operational_error("metastore down"), "session", ErrorKind.QUERY, "session failed: metastore down"),
-    (socket.gaierror(-2, "Name or service not known"), "connect", ErrorKind.CONFIG, "cannot resolve"),
+    (socket.gaierror(-2, "Name or service not known"), "connect", ErrorKind.DNS, "cannot resolve"),
     (OSError(113, "No route to host"), "connect", ErrorKind.REFUSED, "No route to host"),
     (ValueError("check_hostname requires server_hostname"), "tls", ErrorKind.CONFIG, "client error during tls"),
     (AssertionError("Unable to handle protocol version 5"), "session", ErrorKind.CONFIG, "client error during session"),
@@ -163,6 +163,48 @@ def test_classify(exc: BaseException, phase: str, kind: ErrorKind, text: str) ->
     got_kind, message = classify(exc, phase, 2.0, SECRET)
     assert got_kind is kind, message
     assert text in message
+
+
+@pytest.mark.parametrize(("exc", "phase", "kind"), [
+    (ServerClosed("the server closed the connection"), "auth", ErrorKind.NO_BACKEND),  # TLS done, then EOF
+    (ConnectionResetError(104, "reset"), "auth", ErrorKind.NO_BACKEND),
+    (ssl.SSLEOFError(8, "EOF occurred in violation of protocol"), "tls", ErrorKind.NO_BACKEND),  # TCP listener
+    (ssl.SSLZeroReturnError(6, "TLS/SSL connection has been closed (EOF)"), "auth", ErrorKind.NO_BACKEND),
+    # Still what they were: a refusal, a certificate, a TLS protocol error, a rejected login, a timeout.
+    (ConnectionRefusedError(111, "Connection refused"), "connect", ErrorKind.REFUSED),
+    (_cert_error("self-signed certificate"), "tls", ErrorKind.TLS),
+    (ssl.SSLError(1, "[SSL: WRONG_VERSION_NUMBER] wrong version number"), "tls", ErrorKind.TLS),
+    (_thrift_exc("Bad status: 3 (b'Error validating the login')"), "auth", ErrorKind.AUTH),
+    (TimeoutError("timed out"), "auth", ErrorKind.TIMEOUT),
+    (ServerClosed("the server closed the connection"), "query", ErrorKind.REFUSED),
+])
+def test_classify_with_a_load_balancer_in_the_path(exc: BaseException, phase: str, kind: ErrorKind) -> None:
+    got, message = classify(exc, phase, 2.0, SECRET, eof_means_no_backend=True)
+    assert got is kind, message
+    assert got.critical or kind in (ErrorKind.TLS, ErrorKind.AUTH)
+
+
+def test_no_backend_and_dns_are_critical_and_only_no_backend_is_retried() -> None:
+    assert ErrorKind.NO_BACKEND.server_broken and ErrorKind.NO_BACKEND.critical
+    assert ErrorKind.DNS.critical and not ErrorKind.DNS.server_broken
+    assert not ErrorKind.CONFIG.critical
+
+
+@pytest.mark.parametrize(("configured", "host", "expected"), [
+    (None, "hive.internal.example.com", "hive.internal.example.com"),
+    ("hive.internal.example.com", "10.0.1.5", "hive.internal.example.com"),
+    ("*.ec2.internal", "ip-10-0-1-23.ec2.internal", "ip-10-0-1-23.ec2.internal"),
+    ("*.EC2.internal", "IP-10-0-1-23.ec2.internal.", "IP-10-0-1-23.ec2.internal."),
+])
+def test_tls_server_name_verifies_the_connected_host_when_it_matches_the_wildcard(
+        configured: str | None, host: str, expected: str) -> None:
+    assert tls_server_name(configured, host) == expected
+
+
+@pytest.mark.parametrize("host", ["ec2.internal", "a.b.ec2.internal", "ip-10-0-1-23.compute.internal", "10.0.1.23"])
+def test_tls_server_name_wildcard_mismatch_is_a_config_error(host: str) -> None:
+    with pytest.raises(ValueError, match="does not match"):
+        tls_server_name("*.ec2.internal", host)
 
 
 def test_classify_scrubs_the_password_and_bounds_the_message() -> None:
