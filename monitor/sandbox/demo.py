@@ -1,15 +1,22 @@
 """``sentinel sandbox``: the whole story offline, in under a minute, with no AWS account.
 
-moto plays the AWS account (seeded by :mod:`monitor.sandbox.seed`), two HiveServer2 stubs on
-127.0.0.1 play the old and the new cluster's HiveServer2 (TLS verified, SASL PLAIN, the
-password read from credstash), and a TCP pass-through plays the load balancer: it sends each
-connection to whichever master the target group has registered. A simulated clock moves 10
-minutes per tick, as EventBridge would; nothing sleeps for real except the checks.
+The production topology, on loopback: ``client → hive.internal:443 (ELB, TLS) →
+master:10000 (HiveServer2, its own certificate)``. moto plays the AWS account (seeded by
+:mod:`monitor.sandbox.seed`); two HiveServer2 stubs on 127.0.0.1 play the old and the new
+cluster's HiveServer2 (TLS with the *master* certificate, ``*.ec2.internal`` from an EMR CA;
+SASL PLAIN, the password read from credstash); a TLS-terminating load balancer stand-in
+(:class:`~monitor.sandbox.elb.TlsTerminatingProxy`) answers on its own port with the *ELB's*
+certificate (another CA) and forwards to whichever master the target group has registered,
+on the registered port. With no live backend it completes TLS, then closes, as an ELB does.
+A simulated clock moves 10 minutes per tick, as EventBridge would; nothing sleeps for real
+except the checks.
 
-Story: two healthy ticks; the old HiveServer2 hangs (the seed's overloaded metastore); the
-failure is detected and confirmed; the runbook relaunches the cluster with its steps, waits
-for it, verifies the new master directly, re-points the target group and the DNS record,
-verifies through the load balancer, retires the old cluster; the pages on-call received.
+Story: two healthy ticks; the old HiveServer2 process dies; through the ELB the check sees
+TLS complete and the connection closed (CRITICAL ``no_backend``); the failure is confirmed;
+the runbook relaunches the cluster with its steps, waits for it, verifies the new master
+directly on its own port and certificate (``recovery.verify.master``), re-points the target
+group and the DNS record, verifies through the load balancer, retires the old cluster; the
+pages on-call received.
 """
 
 from __future__ import annotations
@@ -63,8 +70,16 @@ def _sandbox_env() -> Iterator[None]:
                 os.environ[key] = value
 
 
-def sandbox_config(seeded: Any, ca_file: str, aliases: dict[str, str]) -> dict[str, Any]:
+def sandbox_config(seeded: Any, ca_file: str, aliases: dict[str, str], *, master_port: int = 10000,
+                   master_ca_file: str | None = None) -> dict[str, Any]:
+    """``ca_file`` verifies the load balancer's certificate, ``master_ca_file`` the masters'
+    own (``*.ec2.internal``); ``master_port`` is where a master's HiveServer2 listens (the
+    target group's port, and VERIFY_NEW's)."""
     from monitor.sandbox.seed import CLUSTER_NAME, CREDSTASH_KEY, RECORD
+
+    master_tls: dict[str, Any] = {"verify": True, "server_hostname": "*.ec2.internal"}
+    if master_ca_file:
+        master_tls["ca_file"] = master_ca_file
 
     return {
         "version": 1, "region": "us-east-1", "state_table": "sentinel-state",
@@ -86,9 +101,9 @@ def sandbox_config(seeded: Any, ca_file: str, aliases: dict[str, str]) -> dict[s
                 "when": {"checks": ["hive-via-elb"], "consecutive_failures": 2},
                 "strategy": "replace",
                 "spec": {"source": "clone"},
-                "routing": {"target_group_arn": seeded.target_group_arn, "target_port": 10000,
+                "routing": {"target_group_arn": seeded.target_group_arn, "target_port": master_port,
                             "route53": {"zone_id": seeded.zone_id, "record": RECORD, "type": "CNAME", "ttl": 60}},
-                "verify": {"checks": ["hive-via-elb"], "master": {}},
+                "verify": {"checks": ["hive-via-elb"], "master": {"port": master_port, "tls": master_tls}},
                 "retire_old": "terminate",
                 "limits": {"max_recoveries": 1, "window_hours": 6, "launch_timeout_min": 45},
             },
@@ -117,20 +132,20 @@ def _progress_new_clusters(old_id: str) -> list[str]:
 
 
 def _elb_backend(seeded: Any, resolver: Any) -> Any:
-    """The TCP pass-through's routing: target group → registered instance → its private DNS
-    name (from EMR) → host_aliases (loopback only)."""
+    """The load balancer's routing: target group → registered instance and port → its private
+    DNS name (from EMR) → host_aliases (loopback only)."""
     clients = seeded.clients
 
     def backend() -> tuple[str, int] | None:
         health = clients.client("elbv2").describe_target_health(TargetGroupArn=seeded.target_group_arn)
-        ids = [d["Target"]["Id"] for d in health["TargetHealthDescriptions"]]
-        if not ids:
+        targets = [d["Target"] for d in health["TargetHealthDescriptions"]]
+        if not targets:
             return None
         emr = clients.client("emr")
         for summary in emr.list_clusters()["Clusters"]:
             for inst in emr.list_instances(ClusterId=summary["Id"], InstanceGroupTypes=["MASTER"])["Instances"]:
-                if inst.get("Ec2InstanceId") == ids[-1]:
-                    ep = resolver.resolve(inst["PrivateDnsName"], 10000)
+                if inst.get("Ec2InstanceId") == targets[-1]["Id"]:
+                    ep = resolver.resolve(inst["PrivateDnsName"], int(targets[-1].get("Port") or 10000))
                     return ep.host, ep.port
         return None
 
@@ -153,7 +168,7 @@ class DemoWorld:
     seeded: Any
     old: Any  # HiveServer2Stub of the old master
     new: Any  # HiveServer2Stub answering for any new master
-    elb: Any  # TcpProxy
+    elb: Any  # TlsTerminatingProxy
     services: Any
     clock: SimClock
 
@@ -170,7 +185,7 @@ def build_world(tmp: str) -> DemoWorld:
     from monitor.resolve import HostResolver
     from monitor.runtime import build_services
     from monitor.sandbox.certs import make_certs
-    from monitor.sandbox.elb import TcpProxy
+    from monitor.sandbox.elb import TlsTerminatingProxy
     from monitor.sandbox.hs2_server import HiveServer2Stub
     from monitor.sandbox.motolock import serialize_all
     from monitor.sandbox.seed import RECORD, seed
@@ -178,13 +193,21 @@ def build_world(tmp: str) -> DemoWorld:
     password = secrets.token_urlsafe(18)
     with contextlib.redirect_stdout(io.StringIO()):  # credstash prints its table creation
         seeded = seed(password)
-    certs = make_certs(tmp)
-    old = HiveServer2Stub(password=password, certfile=certs.cert_file, keyfile=certs.key_file).start()
-    new = HiveServer2Stub(password=password, certfile=certs.cert_file, keyfile=certs.key_file).start()
-    aliases = {seeded.master_dns: f"127.0.0.1:{old.port}", "ip-*.ec2.internal": f"127.0.0.1:{new.port}"}
-    elb = TcpProxy(_elb_backend(seeded, HostResolver(aliases))).start()
+    # Two CAs, as in production: the ELB's certificate for the record clients use, and the
+    # masters' own for *.ec2.internal.
+    elb_certs = make_certs(tmp, (RECORD, "localhost"), ca_name="sandbox ELB CA", prefix="elb-")
+    master_certs = make_certs(tmp, ("*.ec2.internal",), ca_name="sandbox EMR CA", prefix="master-")
+    old = HiveServer2Stub(password=password, certfile=master_certs.cert_file, keyfile=master_certs.key_file).start()
+    new = HiveServer2Stub(password=password, certfile=master_certs.cert_file, keyfile=master_certs.key_file).start()
+    # A new master listens on new.port (its "10000"): its name maps to loopback, the port is the
+    # one config gives (verify.master.port, routing.target_port). The old master was
+    # registered on 10000 by the seed, so its alias carries its port.
+    aliases = {seeded.master_dns: f"127.0.0.1:{old.port}", "ip-*.ec2.internal": "127.0.0.1"}
+    elb = TlsTerminatingProxy(_elb_backend(seeded, HostResolver(aliases)), certfile=elb_certs.cert_file,
+                              keyfile=elb_certs.key_file).start()
     aliases[RECORD] = f"127.0.0.1:{elb.port}"
-    config = parse_config(sandbox_config(seeded, certs.ca_file, aliases))
+    config = parse_config(sandbox_config(seeded, elb_certs.ca_file, aliases, master_port=new.port,
+                                         master_ca_file=master_certs.ca_file))
     clock = SimClock()
     serialize_all(seeded.clients)  # the load-balancer thread calls moto while ticks run
     return DemoWorld(seeded, old, new, elb, build_services(config, clients=seeded.clients, clock=clock), clock)
@@ -206,9 +229,9 @@ def _run(out: TextIO, tmp: str) -> int:
     try:
         for n in range(1, MAX_TICKS + 1):
             if n == 3:
-                old.mode = "hang_after_connect"
-                p.event(clock.now(), "the old cluster's HiveServer2 stops answering (metastore overload): "
-                                     "connections hang after login")
+                old.stop()
+                p.event(clock.now(), "the old cluster's HiveServer2 process dies: the load balancer still "
+                                     "completes TLS, then closes the connection (no healthy backend)")
             if n > 1:
                 clock.advance(TICK)
                 for line in _progress_new_clusters(seeded.cluster_id):

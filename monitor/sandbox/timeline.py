@@ -25,8 +25,10 @@ class Printer:
     def setup(self, seeded: Any, old_port: int, new_port: int, elb_port: int) -> None:
         self._w(f"moto account: EMR cluster {seeded.cluster_id} 'RC.HIVE.ADHOC' (master {seeded.master_dns}),")
         self._w("  credstash secret hive.rcapp.password, target group 'hive', Route 53 CNAME, SNS page topic -> SQS")
-        self._w(f"HiveServer2 stubs on 127.0.0.1: old master :{old_port}, new masters :{new_port} (TLS + SASL PLAIN)")
-        self._w(f"load balancer stand-in on 127.0.0.1:{elb_port}, following the target group's registration")
+        self._w(f"HiveServer2 stubs on 127.0.0.1: old master :{old_port}, new masters :{new_port} "
+                "(TLS with the masters' *.ec2.internal certificate + SASL PLAIN)")
+        self._w(f"load balancer stand-in on 127.0.0.1:{elb_port}: terminates TLS with the ELB's certificate, "
+                "forwards to the registered master's port")
         self._w("schedule: one tick every 10 simulated minutes; recovery after 2 consecutive failures")
         self._w()
 
