@@ -137,13 +137,16 @@ def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
 def _handle(event: Any, context: Any, request_id: str | None) -> dict[str, Any]:
     deadline = deadline_from(context)
     door = door_of(context)
+    source = config_source(None)
     try:
-        services = _WARM.services_for(config_source(None))
+        config = _WARM.configs.get(source)
     except ConfigError as exc:
         logger.error("config invalid", extra={"errors": exc.errors})
         return _error_report("config", request_id, "config: " + "; ".join(exc.errors))
+    # The event is judged before any AWS client exists: a malformed or refused request
+    # costs nothing and touches nothing.
     try:
-        req = parse_event(event, services.config)
+        req = parse_event(event, config)
     except UsageError as exc:
         logger.error("malformed event", extra={"error": str(exc), "door": door})
         return _error_report("event", request_id, str(exc))
@@ -151,6 +154,7 @@ def _handle(event: Any, context: Any, request_id: str | None) -> dict[str, Any]:
     if refused:
         logger.warning("refused", extra={"action": req.action, "door": door})
         return _error_report(req.action, request_id, refused)
+    services = _WARM.services_for(source)
     caller = caller_identity(context)
     requested_by = req.requested_by if req.source != "manual" else who(req.requested_by, door, request_id, caller)
     inv = new_invocation(services, request_id=request_id, dry_run=req.dry_run, emit_metrics=True,
