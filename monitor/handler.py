@@ -137,12 +137,13 @@ def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
 def _handle(event: Any, context: Any, request_id: str | None) -> dict[str, Any]:
     deadline = deadline_from(context)
     door = door_of(context)
-    source = config_source(None)
     try:
+        source = config_source(None)
         config = _WARM.configs.get(source)
     except ConfigError as exc:
         logger.error("config invalid", extra={"errors": exc.errors})
-        return _error_report("config", request_id, "config: " + "; ".join(exc.errors))
+        return _error_report("config", request_id,
+                             "config: " + "; ".join(e.removeprefix("config: ") for e in exc.errors))
     # The event is judged before any AWS client exists: a malformed or refused request
     # costs nothing and touches nothing.
     try:

@@ -152,3 +152,10 @@ class _StubServices:
         self.config = load_config(EXAMPLE)
         self.clients = NoClients()
         self.secrets = SecretResolver(self.clients)
+
+
+def test_no_config_named_is_a_config_error_not_an_internal_one(no_aws: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SENTINEL_CONFIG")
+    rep = handler.lambda_handler({"action": "status"}, Ctx())
+    assert rep["exit_code"] == 2
+    assert rep["errors"] == ["config: no config given (use -c CONFIG or set SENTINEL_CONFIG)"]
