@@ -64,6 +64,10 @@ class ClientFactory:
         retry could act twice (the caller decides what to do about a lost answer)."""
         return self._cached("client", service, region, retries)
 
+    def changing_client(self, service: str, region: str | None = None) -> Any:
+        """The client for calls that change the world (``recover.calls``): no retries."""
+        return self.client(service, region, retries=False)
+
     def resource(self, service: str, region: str | None = None) -> Any:
         """A boto3 resource (credstash wants a DynamoDB resource, not a client)."""
         return self._cached("resource", service, region, True)

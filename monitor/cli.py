@@ -91,14 +91,35 @@ def _default_services(config: Any, args: argparse.Namespace) -> Any:
 
 
 def _emit(report: TickReport, as_json: bool) -> int:
-    print(report.to_json() if as_json else render.text(report))
+    out(report.to_json() if as_json else render.text(report))
     return report.exit_code
+
+
+def out(text: str) -> None:
+    """Print to stdout; a reader that went away (``sentinel check --json | head``) is not an
+    error: the rest of the output is dropped quietly and the exit code stays the verdict's."""
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:
+        _drop_stdout()
+
+
+def _drop_stdout() -> None:
+    """Point stdout at /dev/null, so the interpreter's final flush cannot fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
 
 
 def main(argv: Sequence[str] | None = None, *, services_factory: ServicesFactory | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return _run(args, services_factory or _default_services)
+    except BrokenPipeError:  # output written elsewhere than out() (plan, invoke, sandbox)
+        _drop_stdout()
+        return EXIT_OK
     except ConfigError as exc:
         for line in exc.errors:
             print(f"config: {line}", file=sys.stderr)
@@ -163,7 +184,7 @@ def _run(args: argparse.Namespace, services_factory: ServicesFactory) -> int:
     report = dispatch(inv, req, Deadline.after(CLI_DEADLINE_S))
     if args.command == "check" and args.nagios:
         line, code = render.nagios(report)
-        print(line)
+        out(line)
         return code
     return _emit(report, args.json)
 

@@ -22,14 +22,31 @@ from monitor.notify import Notifier
 from monitor.state.base import TargetState
 from monitor.state.readonly import ReadOnlyStore
 from recover import sealed
+from recover.calls import TRANSIENT_CODES
 from recover.context import RecoveryContext
 from recover.runbook import build_plan
 
 PLAN_DEADLINE_S = 120.0
 
 
+# A read that failed with one of these says nothing about the plan, only that AWS could not
+# be read (network, timeout, throttling, credentials): sentinel cannot judge, exit 3.
+UNREADABLE_CODES = TRANSIENT_CODES | {
+    "AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "UnrecognizedClientException",
+    "InvalidClientTokenId", "ExpiredToken", "ExpiredTokenException", "NoCredentialsError",
+}
+
+
+def aws_unreadable(plan: dict[str, Any]) -> list[str]:
+    """The reads (sent, not changing) that failed because AWS could not be read."""
+    return [f"{c['call']}: {c['error']}" for c in plan.get("calls") or []
+            if c.get("sent") and not c.get("mutating") and c.get("error") in UNREADABLE_CODES]
+
+
 def print_plan(services: Any, target_name: str, *, as_json: bool) -> int:
-    """Exit 0 when the plan reaches DONE, 1 when it cannot be built or would fail, 2 on usage."""
+    """Exit 0 when the plan reaches DONE, 1 when it would fail, 3 when it could not be built
+    because AWS could not be read (a plan that "fails" on a timeout says nothing about the
+    recovery), 2 on usage."""
     cfg = services.config
     try:
         target = cfg.target(target_name)
@@ -53,9 +70,13 @@ def print_plan(services: Any, target_name: str, *, as_json: bool) -> int:
     )
     plan = build_plan(rctx, state, reason="sentinel plan")
     plan["warnings"] = warnings
+    unreadable = [] if plan["ok"] else aws_unreadable(plan)
+    plan["aws_unreadable"] = unreadable
     shown = mask(plan)
     print(json.dumps(shown, indent=2, default=str) if as_json else render(shown))
-    return 0 if plan["ok"] else 1
+    if plan["ok"]:
+        return 0
+    return 3 if unreadable else 1
 
 
 def _checks_not_run(names: Sequence[str], endpoint: EndpointOverride | None) -> list[CheckResult]:
@@ -105,6 +126,9 @@ def render(plan: dict[str, Any]) -> str:
     lines.append("\n(sim = a read about the cluster the dry run only pretended to launch: answered, not sent)")
     if plan["ok"]:
         lines.append(f"Plan OK: {reads} read(s) made now, {writes} change(s) it would make.")
+    elif plan.get("aws_unreadable"):
+        lines.append(f"\nNo plan: AWS could not be read ({'; '.join(plan['aws_unreadable'])}): "
+                     f"stopped in {plan['final_phase']}: {plan['error']}")
     else:
         lines.append(f"\nPlan FAILS in {plan['final_phase']}: {plan['error']}")
     return "\n".join(lines)
