@@ -109,3 +109,28 @@ def test_password_never_leaves_the_process(world: tuple[Account, io.StringIO], h
     everything = "\n".join([json.dumps(reports), json.dumps(messages), logs.getvalue(), out.out, out.err, caplog.text])
     assert "auth" in everything  # sanity: the texts are there
     assert PASSWORD not in everything
+
+
+def test_eof_after_tls_on_a_check_that_passed_last_tick_is_critical_no_backend(
+        world: tuple[Account, io.StringIO], hs2: HiveServer2Stub, certs: CertSet, tmp_path: Path) -> None:
+    """No load balancer in the config, so the check only knows one from history: the tick
+    hands it last tick's OK settings (from the state table), and the same EOF that would be
+    UNKNOWN ``config`` on a never-healthy check is CRITICAL ``no_backend``."""
+    from monitor.sandbox.elb import TlsTerminatingProxy
+
+    registered = [True]
+    elb = TlsTerminatingProxy(lambda: ("127.0.0.1", hs2.port) if registered[0] else None,
+                              certfile=certs.cert_file, keyfile=certs.key_file).start()
+    try:
+        cfg = tmp_path / "sentinel.yaml"
+        raw = yaml.safe_load(cfg.read_text())
+        raw["host_aliases"] = {"hive.internal.example.com": f"127.0.0.1:{elb.port}"}
+        cfg.write_text(yaml.safe_dump(raw))
+        first = tick("r1")["targets"][0]["checks"][0]
+        assert first["status"] == "OK", first["summary"]
+        registered[0] = False  # the HiveServer2 behind it is gone
+        second = tick("r2")["targets"][0]["checks"][0]
+    finally:
+        elb.stop()
+    assert (second["status"], second["error_kind"]) == ("CRITICAL", "no_backend"), second["summary"]
+    assert second["observed"]["load_balancer"] is False and second["observed"]["phase"] == "auth"
