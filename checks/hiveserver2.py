@@ -121,19 +121,19 @@ class HiveServer2Check(Check):
             return self._unknown(observed, ErrorKind.SECRET, f"cannot read the password: {exc}")
         # Name resolution: its own phase, bounded by the deadline (monitor.resolve).
         try:
-            address = ctx.resolver.addresses(endpoint, min(cfg.timeout_s, ctx.deadline.remaining()))[0]
+            addresses = ctx.resolver.addresses(endpoint, min(cfg.timeout_s, ctx.deadline.remaining()))
         except ResolutionError as exc:
             observed["phase"] = "dns"
             return self._done(Status.CRITICAL, f"dns: {exc} via {host}:{cfg.port}", observed, ErrorKind.DNS)
         except ConnectionPolicyError as exc:
             return self._unknown(observed, ErrorKind.CONFIG, str(exc))
-        if address != endpoint.host:
-            observed["address"] = address
+        if addresses != [endpoint.host]:
+            observed["addresses"] = addresses
 
         def target(timeout_s: float, password: str | None) -> Target:
-            return Target(address, endpoint.port, server_name, cfg.tls, cfg.auth, self._username(),
+            return Target(addresses[0], endpoint.port, server_name, cfg.tls, cfg.auth, self._username(),
                           password, cfg.query, cfg.database, timeout_s,
-                          eof_means_no_backend=behind_lb or passed_before)
+                          eof_means_no_backend=behind_lb or passed_before, addresses=tuple(addresses))
 
         min_attempt_s = min(cfg.timeout_s, MIN_ATTEMPT_S)
         attempts: list[dict[str, Any]] = observed["attempts"]

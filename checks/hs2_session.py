@@ -61,6 +61,7 @@ class Target:
     database: str
     timeout_s: float  # socket timeout; the watchdog adds WATCHDOG_SLACK_S
     eof_means_no_backend: bool = False  # see checks.hs2_errors.classify
+    addresses: tuple[str, ...] = ()  # resolved addresses of ``host``, tried in order (as create_connection does)
 
 
 @dataclass
@@ -195,6 +196,19 @@ def _login_transport(t: Target, sock: socket.socket) -> Any:
     return thrift_sasl.TSaslClientTransport(sasl_client, "PLAIN", raw)
 
 
+def _connect(t: Target) -> socket.socket:
+    """Connect to the first address that accepts. The addresses were resolved beforehand
+    (bounded, ``monitor.resolve``), so nothing here waits on a resolver."""
+    last: OSError | None = None
+    for address in t.addresses or (t.host,):
+        try:
+            return socket.create_connection((address, t.port), timeout=t.timeout_s)
+        except OSError as exc:
+            last = exc
+    assert last is not None
+    raise last
+
+
 def run_attempt(t: Target, a: Attempt) -> None:
     """Fill ``a`` in place (the watchdog may abandon it and abort its socket from another thread)."""
     started = time.monotonic()
@@ -202,7 +216,7 @@ def run_attempt(t: Target, a: Attempt) -> None:
         from pyhive import hive
 
         a.phase = "connect"
-        sock = socket.create_connection((t.host, t.port), timeout=t.timeout_s)
+        sock = _connect(t)
         a.track(sock)
         # thrift-sasl sends START and the PLAIN response as two small writes before reading:
         # with Nagle's algorithm and the server's delayed ACK that costs up to 40 ms per login.

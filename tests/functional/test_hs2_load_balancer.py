@@ -223,3 +223,18 @@ def test_stuck_lookups_are_bounded(tmp_path: Path) -> None:
     finally:
         release.set()
     assert len(started_lookups) == MAX_STUCK_LOOKUPS  # no thread started past the bound
+
+
+def test_every_resolved_address_is_tried_in_order(topo: Topology, master_certs: CertSet) -> None:
+    """A name with several addresses (localhost: ::1 and 127.0.0.1) connects to the first one
+    that accepts, as socket.create_connection would; here 127.0.0.2 refuses."""
+    def two_addresses(host: str, port: int, **_: Any) -> list[Any]:
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (ip, port)) for ip in ("127.0.0.2", "127.0.0.1")]
+
+    cfg = HiveServer2Config.model_validate({
+        "type": "hiveserver2", "name": "hive", "host": MASTER, "port": topo.master.port,
+        "tls": {"ca_file": master_certs.ca_file},
+        "credentials": {"provider": "env", "username": USERNAME, "key": "HIVE_PW"}, "timeout_s": 2.0})
+    r = run(cfg, HostResolver({MASTER: "master.local"}, loopback_only=False, lookup=two_addresses))
+    assert r.status is Status.OK, r.summary
+    assert r.observed["addresses"] == ["127.0.0.2", "127.0.0.1"]
