@@ -5,13 +5,17 @@ says whether that is a confirmed failure and whether automation may act on it. T
 decision is data (:class:`Decision`); the tick carries it out.
 
 Rules:
-- Trigger checks are ``recovery.when.checks`` (all checks when recovery has no ``when``).
-- A trigger check CRITICAL → the failure streak grows; all trigger checks OK/WARNING → it
-  resets; UNKNOWN (could not judge) → the streak holds. UNKNOWN never counts as a failure.
-- ``confirmed`` once the streak reaches ``consecutive_failures`` (``force`` needs only one).
-- Recovery is allowed only when enabled, not escalated, not vetoed (a ``veto_if_failing``
-  check is CRITICAL or UNKNOWN: we cannot tell that a relaunch would help), not silenced for
-  actions, and within the budget. Otherwise the decision says why, and a person is paged.
+- Trigger checks are ``recovery.when.checks`` (all checks when recovery has no ``when``: such
+  a target is monitor-only and can never be recovered, see :func:`start_blockers`).
+- Streaks are per trigger check: a check CRITICAL → its streak grows; OK/WARNING → it resets;
+  UNKNOWN (could not judge) → it holds. UNKNOWN never counts as a failure, and one check's
+  failure never adds to another's.
+- ``confirmed`` once one check's streak reaches ``consecutive_failures`` (``force`` needs one).
+- Recovery is allowed only when the config supports it (``when``, routing, verification of the
+  new master), enabled (or asked for by a person), not escalated, not already running, within
+  the budget, caused by an error kind a relaunch can fix (``when.kinds``), not vetoed (a
+  ``veto_if_failing`` check is CRITICAL or UNKNOWN), not silenced for actions. Otherwise the
+  decision says why, and a person is paged.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from typing import Any, Literal
 
 from checks.base import CheckResult, Status
 from monitor.clock import iso, parse_iso
-from monitor.config import Target
+from monitor.config import RELAUNCH_KINDS, Target, recovery_gaps
 from monitor.state.base import TargetState
 
 Verdict = Literal["ok", "degraded", "failing", "confirmed"]
@@ -49,6 +53,7 @@ class Decision:
     blocked_by: list[str] = field(default_factory=list)  # why a wanted recovery may not run
     silence: ActiveSilence | None = None
     reasons: list[str] = field(default_factory=list)
+    streaks: dict[str, int] = field(default_factory=dict)  # per trigger check
 
     @property
     def notifications_silenced(self) -> bool:
@@ -60,6 +65,7 @@ class Decision:
             "status": self.status.name,
             "consecutive_failures": self.consecutive_failures,
             "consecutive_unknown": self.consecutive_unknown,
+            "streaks": self.streaks,
             "failing_checks": self.failing_checks,
             "unknown_checks": self.unknown_checks,
             "recover": self.recover,
@@ -111,7 +117,8 @@ def evaluate(
     manual: bool = False,
 ) -> Decision:
     """``force`` skips only the streak threshold; ``manual`` (an on-call ``recover``) is not
-    blocked by ``recovery.enabled: false``, which governs *automatic* recovery only."""
+    blocked by ``recovery.enabled: false``, which governs *automatic* recovery only. Neither
+    skips the recoverability rules (:func:`monitor.config.recovery_gaps`)."""
     by_name = {r.name: r for r in results}
     rec = target.recovery
     trigger = list(rec.when.checks) if rec.when else [c.name for c in target.checks]
@@ -120,23 +127,21 @@ def evaluate(
     trig = [by_name[n] for n in trigger if n in by_name]
     failing = [r.name for r in trig if r.status == Status.CRITICAL]
     unknown = [r.name for r in results if r.status == Status.UNKNOWN]
-    missing = [n for n in trigger if n not in by_name]
 
-    streak = state.consecutive_failures
-    if failing:
-        streak += 1
-    elif trig and not missing and all(r.status in (Status.OK, Status.WARNING) for r in trig):
-        streak = 0
+    streaks = next_streaks(trigger, by_name, state.streaks)
+    streak = max(streaks.values(), default=0)
     unknown_streak = state.consecutive_unknown + 1 if unknown else 0
 
     reasons: list[str] = []
     if failing:
-        reasons.append(f"{', '.join(failing)} CRITICAL ({streak} consecutive, threshold {threshold})")
+        reasons.append(", ".join(f"{n} CRITICAL ({streaks[n]} consecutive)" for n in failing)
+                       + f", threshold {threshold}")
     if unknown:
         reasons.append(f"{', '.join(unknown)} UNKNOWN: cannot judge, failure count held")
 
     needed = 1 if force else threshold
-    if failing and streak >= needed:
+    confirmed = [n for n in failing if streaks[n] >= needed]
+    if confirmed:
         verdict: Verdict = "confirmed"
     elif failing:
         verdict = "failing"
@@ -149,26 +154,78 @@ def evaluate(
     decision = Decision(
         verdict=verdict, consecutive_failures=streak, consecutive_unknown=unknown_streak,
         status=worst(results), failing_checks=failing, unknown_checks=unknown,
-        silence=silence, reasons=reasons,
+        silence=silence, reasons=reasons, streaks=streaks,
     )
     if verdict == "confirmed":
-        decision.blocked_by = _blockers(target, results, state, now, silence, manual=manual)
+        decision.blocked_by = _blockers(target, [by_name[n] for n in confirmed], results, state, now, silence,
+                                        manual=manual)
         decision.recover = not decision.blocked_by
     return decision
 
 
+def next_streaks(trigger: Sequence[str], by_name: dict[str, CheckResult], before: dict[str, int]) -> dict[str, int]:
+    """Each trigger check's own run of consecutive CRITICAL results: CRITICAL grows it,
+    OK/WARNING resets it, UNKNOWN or not run holds it. Checks no longer listed in
+    ``when.checks`` are dropped (their old streak must not confirm anything)."""
+    out: dict[str, int] = {}
+    for name in trigger:
+        r = by_name.get(name)
+        held = int(before.get(name, 0))
+        if r is None or r.status == Status.UNKNOWN:
+            out[name] = held
+        elif r.status == Status.CRITICAL:
+            out[name] = held + 1
+        else:
+            out[name] = 0
+    return out
+
+
+def relaunch_fixes(target: Target, result: CheckResult) -> bool:
+    """Whether a relaunch can fix what this CRITICAL result saw (``recovery.when.kinds``). A
+    result without an error kind (route53_health, emr_state) counts."""
+    kinds = list(target.recovery.when.kinds) if target.recovery.when else list(RELAUNCH_KINDS)
+    return result.error_kind is None or result.error_kind in kinds
+
+
+def start_blockers(target: Target, state: TargetState, now: datetime, *, manual: bool) -> list[str]:
+    """The rules that hold for any recovery start, whatever the checks say: the config can
+    support a recovery, automation is not paused, no incident is running, the budget has
+    room. The tick asks before starting; the runbook asks again under the lease (the state
+    it starts from is the one it persists on) — one rule, one home."""
+    rec = target.recovery
+    out: list[str] = []
+    gaps = recovery_gaps(target)
+    if gaps:
+        out.append("not recoverable: " + "; ".join(gaps))
+    if not rec.enabled and not manual:
+        out.append("recovery is disabled for this target")
+    if state.escalated:
+        out.append(f"escalated at {state.escalated.get('at')}: automation paused until "
+                   f"`sentinel ack --target {target.name}`")
+    incident = state.incident or {}
+    if incident.get("phase") not in (None, "DONE", "ESCALATED"):
+        out.append(f"incident {incident.get('id')} is already in progress ({incident.get('phase')})")
+    used = recoveries_in_window(state, now, rec.limits.window_hours)
+    if len(used) >= rec.limits.max_recoveries:
+        out.append(
+            f"budget exhausted: {len(used)} recoveries in the last {rec.limits.window_hours:g} h "
+            f"(max {rec.limits.max_recoveries})"
+        )
+    return out
+
+
 def _blockers(
-    target: Target, results: Sequence[CheckResult], state: TargetState, now: datetime,
-    silence: ActiveSilence | None,
+    target: Target, confirmed: Sequence[CheckResult], results: Sequence[CheckResult], state: TargetState,
+    now: datetime, silence: ActiveSilence | None,
     *,
     manual: bool,
 ) -> list[str]:
     rec = target.recovery
-    out: list[str] = []
-    if not rec.enabled and not manual:
-        out.append("recovery is disabled for this target")
-    if state.escalated:
-        out.append(f"escalated at {state.escalated.get('at')}: automation paused until `sentinel ack`")
+    out = start_blockers(target, state, now, manual=manual)
+    fixable = [r for r in confirmed if relaunch_fixes(target, r)]
+    if not fixable:
+        kinds = ", ".join(sorted({str(r.error_kind) for r in confirmed}))
+        out.append(f"error kind {kinds}: a relaunch cannot fix it (recovery.when.kinds)")
     by_name = {r.name: r for r in results}
     for name in rec.veto_if_failing:
         r = by_name.get(name)
@@ -177,10 +234,4 @@ def _blockers(
             out.append(f"vetoed: {name} is {seen} (a relaunch would not fix it)")
     if silence is not None:
         out.append(f"silenced until {iso(silence.until)}: {silence.reason}")
-    used = recoveries_in_window(state, now, rec.limits.window_hours)
-    if len(used) >= rec.limits.max_recoveries:
-        out.append(
-            f"budget exhausted: {len(used)} recoveries in the last {rec.limits.window_hours:g} h "
-            f"(max {rec.limits.max_recoveries})"
-        )
     return out

@@ -96,6 +96,11 @@ class Incident:
     last_wait: str | None = None
     transient_errors: int = 0
     calls: dict[str, int] = field(default_factory=dict)  # AWS calls made, by phase (cumulative)
+    # Fenced changing calls: {key, call, phase, subject, lease_token, at, status, outcome}; the
+    # intent is persisted under the lease before the call is sent (status "pending"), then
+    # settled ("done" / "error" / "unknown"). A pending or unknown one may have taken effect.
+    intents: list[dict[str, Any]] = field(default_factory=list)
+    stall_paged: str | None = None  # the phase (and its start) a stall page was sent for
     timeline: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -128,6 +133,9 @@ class Incident:
     @property
     def new_cluster_id(self) -> str | None:
         return None if not self.new else self.new.get("cluster_id")
+
+    def intents_for(self, call: str) -> list[dict[str, Any]]:
+        return [i for i in self.intents if i.get("call") == call]
 
     def add_calls(self, by_phase: dict[str, int]) -> None:
         for phase, n in by_phase.items():

@@ -69,6 +69,9 @@ def escalated(target: Target, inc: Incident) -> tuple[str, str]:
         lines.append(f"Failed in {failed.get('phase')}: {failed.get('error')}")
     if inc.escalation:
         lines.append(inc.escalation)
+    if inc.recovered_at:
+        lines.append(f"Traffic STAYS on the new cluster {inc.new_cluster_id}: it passed verification through the "
+                     f"normal path at {inc.recovered_at}, so sentinel did not move clients back to the old master.")
     lines += ["", "Rolled back:" if inc.rollback else "Nothing was rolled back."]
     lines += [f"  {t['note']}" for t in inc.timeline if t.get("phase") == Phase.ESCALATED.value][-1:]
     lines += [f"  rollback error: {e}" for e in inc.rollback_errors]
@@ -83,6 +86,26 @@ def escalated(target: Target, inc: Incident) -> tuple[str, str]:
               f"  sentinel ack --target {target.name}      (resume automation)",
               f"  sentinel status --target {target.name}   (incident timeline)"]
     return "recovery ESCALATED: a person must act", "\n".join(lines)
+
+
+def stalled(target: Target, inc: Incident, note: str, why: str) -> tuple[str, str]:
+    lines = [f"Recovery of {target.name} is not advancing: {note}.", f"Why, as far as sentinel knows: {why}.",
+             f"Incident {inc.id}, phase {inc.phase} since {inc.phase_started_at}.", "",
+             "Decide:", f"  sentinel status --target {target.name}             (what it is waiting for)",
+             f"  sentinel abort --target {target.name} --reason \"...\"   (end it; rolls back what it can)"]
+    return f"recovery STALLED in {inc.phase}", "\n".join(lines)
+
+
+def aborted(target: Target, inc: Incident, who: str, reason: str) -> tuple[str, str]:
+    lines = [f"Recovery {inc.id} of {target.name} was aborted by {who} in {inc.phase}: {reason}"]
+    if inc.recovered_at:
+        lines.append(f"Clients were already on the new cluster {inc.new_cluster_id} (verified at {inc.recovered_at}): "
+                     "traffic stays there; nothing is rolled back.")
+    else:
+        lines.append("sentinel rolls back what this phase allows (routing moved back to a live old master, a new "
+                     "cluster that never passed verification terminated), then stops automation for this target.")
+    lines += ["", f"  sentinel status --target {target.name}", f"  sentinel ack --target {target.name}   (resume automation)"]
+    return f"recovery ABORTED by {who}", "\n".join(lines)
 
 
 def dry_run(target: Target, plan: dict[str, Any]) -> tuple[str, str]:

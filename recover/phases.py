@@ -15,7 +15,7 @@ from monitor.clock import iso, parse_iso
 from monitor.clusters import RETIRED_TAG, ClusterLookupError
 from monitor.config import MasterTls, Verify
 from recover import emr as emr_ops
-from recover import routing, spec
+from recover import routing, sealed, spec
 from recover.calls import AwsError
 from recover.incident import Phase
 from recover.run import Escalate, Fail, Next, Outcome, Run, Wait
@@ -26,6 +26,9 @@ PATH_POLLS = 9  # at most this many times,
 PATH_POLL_RESERVE_S = 60.0  # and only while this much time would be left for the checks
 SLEEP: Callable[[float], None] = time.sleep
 LAUNCH_SEARCH_SLACK = timedelta(hours=1)  # clock skew margin when looking for our own cluster
+# How long a RunJobFlow whose outcome nobody recorded may take to appear in ListClusters
+# (eventually consistent: seconds to a minute in practice) before the runbook sends it again.
+LAUNCH_LIST_LAG = timedelta(minutes=5)
 
 
 def snapshot(run: Run) -> Outcome:
@@ -53,6 +56,11 @@ def snapshot(run: Run) -> Outcome:
             and not rec.allow_termination_protected:
         return Fail(f"terminate_first would terminate {old_id}, which is termination-protected, and "
                     "allow_termination_protected is false")
+    if old.get("active") and old_id:
+        try:
+            emr_ops.require_owned(run.aws.client("emr").describe_cluster(ClusterId=old_id)["Cluster"], target.name)
+        except emr_ops.NotOwned as exc:
+            return Fail(str(exc))
     inc.routing_before = routing.snapshot(run.aws, rec.routing)
     kind = "instance fleets" if "InstanceFleets" in request.get("Instances", {}) else "instance groups"
     return Next(f"spec from {resolved.source}" + (f" of {old_id}" if old_id else "") +
@@ -61,22 +69,45 @@ def snapshot(run: Run) -> Outcome:
 
 
 def launch(run: Run) -> Outcome:
+    """RunJobFlow once. Before any send, look for what an earlier send (this invocation's
+    predecessor, or a botocore-level resend) may have launched: by the id an earlier settled
+    intent recorded, then by the incident tag. A send whose outcome nobody saw (a crash, a
+    timeout, a lease lost after the intent was written) is given ``LAUNCH_LIST_LAG`` for
+    EMR's eventually consistent ListClusters to show it before anything is resent."""
     inc = run.inc
     assert inc.spec is not None
     emr = run.aws.client("emr")
     name = str(inc.spec["Name"])
     since = parse_iso(inc.started_at) - LAUNCH_SEARCH_SLACK
     found = emr_ops.tagged_clusters(emr, inc.id, name, since)
+    known = {str(c["Id"]) for c in found}
+    sent = inc.intents_for("emr.run_job_flow")
+    for intent in sent:  # launched earlier, maybe not listed yet: describe needs no list
+        launched = str((intent.get("outcome") or {}).get("JobFlowId") or "")
+        if launched and launched not in known:
+            found.append(emr.describe_cluster(ClusterId=launched)["Cluster"])
+            known.add(launched)
     how = "adopted (launched earlier for this incident)"
     if not found:
-        launched = str(emr.run_job_flow(**inc.spec)["JobFlowId"])
+        unsettled = [i for i in sent if i.get("status") in ("pending", "unknown")]
+        if unsettled and not run.dry_run:
+            waited = run.now() - parse_iso(str(unsettled[-1]["at"]))
+            if waited < LAUNCH_LIST_LAG:
+                return Wait(f"RunJobFlow was sent at {unsettled[-1]['at']} with no recorded outcome; waiting "
+                            f"for EMR to list a cluster tagged {inc.id} before any resend "
+                            f"({waited.total_seconds():.0f} of {LAUNCH_LIST_LAG.total_seconds():.0f} s)")
+            inc.notes.append(f"RunJobFlow of {unsettled[-1]['at']} left no cluster after "
+                             f"{waited.total_seconds() / 60:.0f} min: sent again")
+        try:
+            request = _launch_request(run, inc.spec)
+        except sealed.SealError as exc:
+            return Fail(f"the RunJobFlow request cannot be completed: {exc}")
+        launched = str(emr.run_job_flow(**request)["JobFlowId"])
         how = "launched"
-        # RunJobFlow has no idempotency token: botocore may have retried it after a timeout,
-        # or an invocation whose lease expired may have launched at the same moment. Exactly
-        # one cluster may carry this incident's tag; every invocation keeps the oldest.
         found = [] if run.dry_run else emr_ops.tagged_clusters(emr, inc.id, name, since)
         if launched not in {str(c["Id"]) for c in found}:  # ListClusters may lag behind RunJobFlow
-            found = sorted([*found, emr.describe_cluster(ClusterId=launched)["Cluster"]], key=emr_ops.launch_order)
+            found = [*found, emr.describe_cluster(ClusterId=launched)["Cluster"]]
+    found = sorted(found, key=emr_ops.launch_order)
     keep = str(found[0]["Id"])
     for extra in found[1:]:
         inc.notes.append(f"duplicate launch {extra['Id']}: " +
@@ -84,6 +115,12 @@ def launch(run: Run) -> Outcome:
     inc.new = {"cluster_id": keep, "launched_at": iso(run.now()),
                "fleet": "InstanceFleets" in inc.spec.get("Instances", {})}
     return Next(f"{how} {keep}")
+
+
+def _launch_request(run: Run, request: dict[str, Any]) -> dict[str, Any]:
+    """The request as RunJobFlow must receive it: secret properties are stored sealed (or as
+    references) and opened only here, at the moment of sending."""
+    return sealed.unseal_spec(run.aws, request, secret_properties=run.rctx.target.recovery.spec.secret_properties)
 
 
 def wait_ready(run: Run) -> Outcome:
@@ -180,7 +217,7 @@ def retire_old(run: Run) -> Outcome:
         return Next("no old cluster to retire")
     emr = run.aws.client("emr")
     if inc.strategy == "replace":
-        ttl = rec.routing.route53.ttl if rec.routing.route53 else 0
+        ttl = dns_ttl(rec.routing.route53.ttl if rec.routing.route53 else 0, inc.routing_before or {})
         moved = (inc.repoint or {}).get("done_at")
         if ttl and moved and not run.dry_run and run.now() < parse_iso(moved) + timedelta(seconds=ttl):
             return Wait(f"clients may cache the old DNS answer for {ttl} s: {old_id} is retired after that")
@@ -190,7 +227,10 @@ def retire_old(run: Run) -> Outcome:
             inc.retired = {"action": "kept", "at": iso(run.now())}
             return Next(f"kept {old_id} (retire_old: keep), tagged {RETIRED_TAG}={inc.id}: terminate it when done with it")
     try:
-        what = emr_ops.terminate(emr, old_id, allow_protected=rec.allow_termination_protected)
+        what = emr_ops.terminate(emr, old_id, allow_protected=rec.allow_termination_protected,
+                                 owner=run.rctx.target.name)
+    except emr_ops.NotOwned as exc:
+        return Escalate(str(exc)) if inc.recovered_at else Fail(str(exc))
     except emr_ops.ProtectedCluster as exc:
         if inc.recovered_at:
             return Escalate(f"the new cluster serves, but {exc} and allow_termination_protected is false: "
@@ -208,7 +248,9 @@ def rollback(run: Run) -> Outcome:
     rec = run.rctx.target.recovery
     said: list[str] = []
     if "repoint_back" not in inc.rollback:
-        if (inc.repoint or {}).get("started_at"):
+        if inc.recovered_at:  # never undo a verified cut-over (the machine escalates instead of failing)
+            said.append(f"routing left on the new master: it was verified at {inc.recovered_at}")
+        elif (inc.repoint or {}).get("started_at"):
             old = inc.old or {}
             if inc.strategy == "replace" and old.get("active") and old.get("master"):
                 said += _guarded(inc, "re-point", lambda: routing.repoint_back(
@@ -231,6 +273,33 @@ def rollback(run: Run) -> Outcome:
                              lambda: [emr_ops.terminate(run.aws.client("emr"), new_id, allow_protected=True)])
         inc.rollback.append("terminate_new")
     return Next("rolled back: " + ("; ".join(said) or "nothing to roll back"))
+
+
+def dns_ttl(configured: int, before: dict[str, Any]) -> int:
+    """How long resolvers may keep handing out the old master: the larger of the TTL sentinel
+    writes and the TTL the replaced record had (a longer old TTL is still cached out there)."""
+    previous = ((before.get("route53") or {}).get("previous") or {}).get("TTL")
+    return max(configured, int(previous) if isinstance(previous, int | float | str) and str(previous).isdigit() else 0)
+
+
+def sweep(run: Run) -> list[str]:
+    """Every cluster carrying this incident's tag: the one kept as the new cluster (if it is
+    still wanted) stays; any other that is still active never passed VERIFY_NEW (only the kept
+    one can) and is terminated. Returns notes for the final page."""
+    inc = run.inc
+    if inc.spec is None:
+        return []
+    emr = run.aws.client("emr")
+    since = parse_iso(inc.started_at) - LAUNCH_SEARCH_SLACK
+    keep = inc.new_cluster_id if "terminate_new" not in inc.rollback or inc.verified_new_at else None
+    notes: list[str] = []
+    for cluster in emr_ops.tagged_clusters(emr, inc.id, str(inc.spec["Name"]), since):
+        cid = str(cluster["Id"])
+        if cid == keep or emr_ops.cluster_state(cluster) in emr_ops.ENDED_STATES:
+            continue
+        notes.append(f"sweep: {cid} also carries {inc.id} and never passed VERIFY_NEW: " +
+                     emr_ops.terminate(emr, cid, allow_protected=True, owner=run.rctx.target.name))
+    return notes
 
 
 def _guarded(inc: Any, what: str, step: Callable[[], list[str]]) -> list[str]:

@@ -19,7 +19,7 @@ from checks.base import EndpointOverride, Status
 from monitor.clock import iso
 from monitor.errors import ConflictError, StateError
 from monitor.state.base import Event, TargetState
-from recover.calls import AwsCalls, CallRecord
+from recover.calls import AwsCalls, CallRecord, Settle
 from recover.context import RecoveryContext
 from recover.incident import Incident
 
@@ -62,7 +62,7 @@ class Run:
         self.state = state
         self.inc = inc
         self.persist = persist
-        self.aws = AwsCalls(rctx.clients, dry_run=dry_run)
+        self.aws = AwsCalls(rctx.clients, dry_run=dry_run, fence=self._fence if persist and not dry_run else None)
         self.transitions: list[dict[str, Any]] = []
         self.stopped: str | None = None
         self._counted = 0
@@ -102,6 +102,29 @@ class Run:
         log.info("recovery %s", message, extra={"target": self.target, "incident": self.inc.id, "phase": self.inc.phase})
         self.rctx.log("recovery", target=self.target, incident=self.inc.id, phase=self.inc.phase, message=message)
 
+    def _fence(self, rec: CallRecord) -> Settle:
+        """Persist the intent of a changing call under the lease before it is sent (the state
+        store decides whether the lease is still ours, by its fencing token, not our clock);
+        :class:`Stop` when it is not, so the call is never sent. Returns how to settle it."""
+        lease = self.rctx.lease
+        intent: dict[str, Any] = {
+            "key": f"{self.inc.id}/{len(self.inc.intents) + 1}", "call": f"{rec.service}.{rec.op}",
+            "phase": rec.phase, "subject": intent_subject(rec.op, rec.params),
+            "lease_token": lease.token if lease else None, "at": iso(self.now()), "status": "pending",
+        }
+        self.inc.intents = [*self.inc.intents[-(MAX_INTENTS - 1):], intent]
+        self.save(f"intent: {intent['call']} {intent['subject']}", kind="intent")
+
+        def settle(status: str, response: dict[str, Any] | None, error: str | None) -> None:
+            intent.update(status=status, settled_at=iso(self.now()))
+            if error:
+                intent["error"] = error
+            if response is not None:
+                intent["outcome"] = outcome_of(rec.op, response)
+            self.save(f"{intent['call']} {status}" + (f" ({error})" if error else ""), kind="intent")
+
+        return settle
+
     def verify(self, names: list[str], endpoint: EndpointOverride | None) -> tuple[bool, str]:
         """Run the verify checks (against ``endpoint``, the new master, or the normal path
         when None). In dry run the checks are not run (the new master does not exist):
@@ -116,6 +139,39 @@ class Run:
         ok = bool(results) and all(r.status in (Status.OK, Status.WARNING) for r in results)
         summary = "; ".join(f"{r.name} {r.status.name}: {r.summary}" for r in results) or "no check ran"
         return ok, summary
+
+
+MAX_INTENTS = 60
+
+
+def intent_subject(op: str, params: dict[str, Any]) -> str:
+    """What a changing call is aimed at, without its payload (a RunJobFlow request carries
+    the whole cluster spec, which may hold secrets)."""
+    if op == "run_job_flow":
+        tags = {t.get("Key"): t.get("Value") for t in params.get("Tags", [])}
+        return f"{params.get('Name')} tagged {tags.get('sentinel:incident')}"
+    if "JobFlowIds" in params:
+        return ",".join(params["JobFlowIds"])
+    if op == "add_tags":
+        return str(params.get("ResourceId"))
+    if "TargetGroupArn" in params:
+        ids = ",".join(str(t.get("Id")) for t in params.get("Targets", []))
+        return f"{ids} @ {str(params['TargetGroupArn']).rsplit(':', 1)[-1]}"
+    if "LoadBalancerName" in params:
+        ids = ",".join(str(i.get("InstanceId")) for i in params.get("Instances", []))
+        return f"{ids} @ {params['LoadBalancerName']}"
+    if op == "change_resource_record_sets":
+        changes = (params.get("ChangeBatch") or {}).get("Changes", [])
+        return ", ".join(f"{c.get('Action')} {(c.get('ResourceRecordSet') or {}).get('Name')}" for c in changes)
+    return ""
+
+
+def outcome_of(op: str, response: dict[str, Any]) -> dict[str, Any]:
+    if op == "run_job_flow":
+        return {"JobFlowId": response.get("JobFlowId")}
+    if op == "change_resource_record_sets":
+        return {"ChangeId": (response.get("ChangeInfo") or {}).get("Id")}
+    return {}
 
 
 def _count(records: list[CallRecord]) -> dict[str, int]:

@@ -20,23 +20,28 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import replace
+from datetime import timedelta
 from typing import Any
 
 from monitor.clock import iso, parse_iso
 from monitor.errors import SentinelError
-from monitor.policy import active_silence, recoveries_in_window
+from monitor.policy import active_silence, recoveries_in_window, start_blockers
+from monitor.runner import check_budget
 from monitor.state.base import Event, TargetState
+from monitor.state.readonly import ReadOnlyStore
 from recover import messages
 from recover.calls import AwsError
 from recover.context import RecoveryContext, RecoveryResult
 from recover.incident import TERMINAL, Incident, Phase, next_phase
-from recover.phases import PHASES
-from recover.run import Fail, Next, Outcome, Run, Stop, Wait
+from recover.phases import PHASES, VERIFY_TIMEOUT, sweep
+from recover.run import Escalate, Fail, Next, Outcome, Run, Stop, Wait
 
 MAX_TRANSIENT_ERRORS = 5  # consecutive transient errors (throttling, 5xx, bugs) in one phase → FAILED
 MIN_PHASE_BUDGET_S = 5.0  # do not start a phase with less time than this left in the invocation
 KEEP_RECOVERIES = 50
 INFO_PHASES = frozenset({Phase.LAUNCH, Phase.WAIT_READY, Phase.REPOINT, Phase.RETIRE_OLD})
+DEFAULT_STALL = timedelta(minutes=30)
+STALL_SLACK = timedelta(minutes=10)
 
 
 class RecoveryUnavailable(SentinelError):
@@ -53,16 +58,10 @@ def start(rctx: RecoveryContext, state: TargetState, *, reason: str, force: bool
     target = rctx.target
     rec = target.recovery
     now = rctx.clock.now()
-    if is_active(state):
-        current = state.incident or {}
-        raise RecoveryUnavailable(f"incident {current.get('id')} is already in progress ({current.get('phase')})")
-    if state.escalated:
-        raise RecoveryUnavailable(f"escalated at {state.escalated.get('at')}: automation paused until "
-                                  f"`sentinel ack --target {target.name}`")
+    blockers = start_blockers(target, state, now, manual=True)  # the tick's policy decided on `enabled`
+    if blockers:
+        raise RecoveryUnavailable("; ".join(blockers))
     used = recoveries_in_window(state, now, rec.limits.window_hours)
-    if len(used) >= rec.limits.max_recoveries:
-        raise RecoveryUnavailable(f"budget exhausted: {len(used)} recoveries in the last "
-                                  f"{rec.limits.window_hours:g} h (max {rec.limits.max_recoveries})")
     if rctx.dry_run:
         return _dry_run_start(rctx, state, reason=reason, force=force)
     if rctx.lease is None:
@@ -87,9 +86,17 @@ def advance(rctx: RecoveryContext, state: TargetState) -> RecoveryResult:
         inc = Incident.from_dict(state.incident) if state.incident else None
         return RecoveryResult(state, _idle_report(inc))
     inc = Incident.from_dict(dict(state.incident or {}))
+    state, stalled = _stall_check(rctx, state, inc)
     if rctx.dry_run:  # e.g. `sentinel tick --dry-run` during a recovery: what the next phases would do
-        run = Run(rctx, state, inc, persist=False, dry_run=True)
-        return _continue(run)
+        result = _continue(Run(rctx, state, inc, persist=False, dry_run=True))
+        if rctx.target.recovery.dry_run:  # switched to dry run mid-incident: it does not advance
+            result.report["frozen"] = (f"incident {inc.id} is active in {inc.phase} but recovery.dry_run is true: it "
+                                       "does not advance. Set dry_run: false to continue, or run `sentinel abort "
+                                       f"--target {rctx.target.name} --reason ...` to end it")
+            result.report["summary"] = result.report["frozen"]
+        if stalled:
+            result.report["stalled"] = stalled
+        return result
     if rctx.lease is None:
         raise RecoveryUnavailable("no lease held: refusing to change anything")
     silence = active_silence(rctx.target, state, rctx.clock.now())
@@ -97,27 +104,77 @@ def advance(rctx: RecoveryContext, state: TargetState) -> RecoveryResult:
         report = _report(Run(rctx, state, inc, persist=False, dry_run=False))
         report.update(paused=True, summary=f"recovery {inc.id} paused in {inc.phase}: silenced until "
                                            f"{iso(silence.until)} ({silence.reason})")
+        if stalled:
+            report["stalled"] = stalled
         return RecoveryResult(state, report)
-    return _continue(Run(rctx, state, inc, persist=True, dry_run=False))
+    result = _continue(Run(rctx, state, inc, persist=True, dry_run=False))
+    if stalled:
+        result.report["stalled"] = stalled
+    return result
+
+
+def stall_limit(rctx: RecoveryContext, phase: Phase) -> timedelta:
+    """How long an incident may sit in one phase before a person is paged:
+    ``recovery.stall_after_min``, else the phase's own timeout (plus a tick of slack), else 30 min."""
+    rec = rctx.target.recovery
+    if rec.stall_after_min is not None:
+        return timedelta(minutes=rec.stall_after_min)
+    own = {Phase.WAIT_READY: timedelta(minutes=rec.limits.launch_timeout_min),
+           Phase.VERIFY_NEW: VERIFY_TIMEOUT, Phase.VERIFY_PATH: VERIFY_TIMEOUT}.get(phase)
+    return own + STALL_SLACK if own is not None else DEFAULT_STALL
+
+
+def _stall_check(rctx: RecoveryContext, state: TargetState, inc: Incident) -> tuple[TargetState, str | None]:
+    """Page once per phase when the incident has not moved for too long: whatever the reason
+    (dry run switched on, a silence, a lost lease, a phase that keeps waiting), a person
+    must know that automation is not getting anywhere."""
+    phase = inc.current
+    waited = rctx.clock.now() - parse_iso(inc.phase_started_at)
+    limit = stall_limit(rctx, phase)
+    if waited <= limit:
+        return state, None
+    note = (f"incident {inc.id} has been in {phase.value} for {waited.total_seconds() / 60:.0f} min "
+            f"(stall limit {limit.total_seconds() / 60:.0f} min)")
+    marker = f"{phase.value}@{inc.phase_started_at}"
+    if inc.stall_paged == marker or rctx.lease is None or isinstance(rctx.store, ReadOnlyStore):
+        return state, note
+    inc.stall_paged = marker
+    why = inc.last_wait or "no progress recorded"
+    if rctx.target.recovery.dry_run:
+        why = "recovery.dry_run is true, so the incident does not advance"
+    try:
+        state = rctx.store.put(rctx.target.name, replace(state, incident=inc.to_dict()), lease=rctx.lease, now=rctx.clock.now(),
+                               events=[Event(iso(rctx.clock.now()), "recovery-stalled", f"{note}: {why}",
+                                             {"incident": inc.id, "phase": phase.value}, "sentinel")])
+    except SentinelError as exc:
+        return state, f"{note} (stall page not recorded: {exc})"
+    rctx.notifier.page(rctx.target.name, "recovery-stalled", *messages.stalled(rctx.target, inc, note, why))
+    return state, note
 
 
 def abort(rctx: RecoveryContext, state: TargetState, *, reason: str) -> RecoveryResult:
-    """Stop an active recovery by hand: roll back what can be, then ESCALATED (for a future
-    ``sentinel abort``; not wired to the CLI yet)."""
+    """``sentinel abort`` / the Lambda ``abort`` action: end an active recovery by hand under
+    the lease. Before the cut-over was verified: FAILED → rollback → ESCALATED. After it: straight
+    to ESCALATED with traffic left on the new cluster. Paged (page topic) with who and why."""
     if not is_active(state):
         raise RecoveryUnavailable("no recovery in progress")
     if rctx.lease is None:
         raise RecoveryUnavailable("no lease held: refusing to change anything")
     inc = Incident.from_dict(dict(state.incident or {}))
+    who = rctx.requested_by or "a person"
     run = Run(rctx, state, inc, persist=True, dry_run=False)
-    if inc.current is not Phase.FAILED:
-        inc.failed = {"phase": inc.phase, "error": f"aborted by {rctx.requested_by or 'a person'}: {reason}",
-                      "at": iso(rctx.clock.now())}
-        try:
-            _enter(run, Phase.FAILED, inc.failed["error"])
-        except Stop as exc:
-            run.stopped = str(exc)
-            return RecoveryResult(run.state, _report(run))
+    rctx.notifier.page(rctx.target.name, "recovery-aborted", *messages.aborted(rctx.target, inc, who, reason))
+    error = f"aborted by {who}: {reason}"
+    try:
+        if inc.recovered_at:  # clients are on the verified new cluster: stop here, undo nothing
+            inc.escalation = f"{error}. Clients stay on the new cluster {inc.new_cluster_id}"
+            _enter(run, Phase.ESCALATED, inc.escalation)
+        elif inc.current is not Phase.FAILED:
+            inc.failed = {"phase": inc.phase, "error": error, "at": iso(rctx.clock.now())}
+            _enter(run, Phase.FAILED, error)
+    except Stop as exc:
+        run.stopped = str(exc)
+        return RecoveryResult(run.state, _report(run))
     return _continue(run)
 
 
@@ -199,14 +256,38 @@ def _drive(run: Run) -> None:
             return
         run.inc.transient_errors = 0
         run.inc.last_wait = None
+        if isinstance(outcome, Fail) and run.inc.recovered_at:
+            # Clients are on the new cluster and it passed through the normal path: moving them
+            # back to the old (broken) master would undo the recovery. A person finishes it.
+            outcome = Escalate(f"{outcome.error}. Clients stay on the new cluster {run.inc.new_cluster_id} (verified at "
+                               f"{run.inc.recovered_at}); nothing was rolled back")
         if isinstance(outcome, Next):
-            _enter(run, next_phase(run.inc.strategy, phase), outcome.note)
+            nxt = next_phase(run.inc.strategy, phase)
+            if nxt in TERMINAL:
+                _sweep(run)
+            _enter(run, nxt, outcome.note)
         elif isinstance(outcome, Fail):
             run.inc.failed = {"phase": phase.value, "error": outcome.error, "at": iso(run.now())}
             _enter(run, Phase.FAILED, outcome.error)
         else:
             run.inc.escalation = outcome.error
+            _sweep(run)
             _enter(run, Phase.ESCALATED, outcome.error)
+
+
+def _sweep(run: Run) -> None:
+    """Before DONE or ESCALATED: exactly one cluster of this incident may remain (the verified
+    one), or none. Extras are terminated; what cannot be is in the notes of the final page.
+    Best effort: a sweep error never keeps the incident open."""
+    if run.dry_run:
+        return
+    try:
+        run.inc.notes.extend(sweep(run))
+    except Stop:
+        raise
+    except Exception as exc:
+        run.inc.notes.append(f"sweep for clusters tagged {run.inc.id} failed ({exc}): check by hand "
+                             f"(aws emr list-clusters --active; tag sentinel:incident={run.inc.id})")
 
 
 def _on_error(run: Run, phase: Phase, exc: Exception, *, transient: bool) -> Outcome:
@@ -223,11 +304,9 @@ def _on_error(run: Run, phase: Phase, exc: Exception, *, transient: bool) -> Out
 def _budget_s(run: Run, phase: Phase) -> float:
     if phase not in (Phase.VERIFY_NEW, Phase.VERIFY_PATH) or run.dry_run:
         return MIN_PHASE_BUDGET_S
-    need = MIN_PHASE_BUDGET_S
-    for name in run.rctx.target.recovery.verify.checks:
-        c = run.rctx.target.check(name)
-        attempts = int(getattr(c, "attempts", 1) or 1)
-        need = max(need, c.timeout_s * attempts + float(getattr(c, "retry_delay_s", 0) or 0) * (attempts - 1))
+    verify = run.rctx.target.recovery.verify
+    names = verify.master_checks if phase is Phase.VERIFY_NEW else verify.checks
+    need = max([MIN_PHASE_BUDGET_S, *(check_budget(run.rctx.target.check(n)) for n in names)])
     return need + MIN_PHASE_BUDGET_S
 
 
@@ -244,7 +323,8 @@ def _enter(run: Run, phase: Phase, note: str) -> None:
         inc.finished_at = iso(now)
         inc.ttr_s = round(((parse_iso(inc.recovered_at) if inc.recovered_at else now)
                            - parse_iso(inc.started_at)).total_seconds(), 1)
-        changes = {"consecutive_failures": 0, "consecutive_unknown": 0, "failing_since": None, "last_page": None}
+        changes = {"consecutive_failures": 0, "streaks": {}, "consecutive_unknown": 0, "failing_since": None,
+                   "last_page": None}
     elif phase is Phase.ESCALATED:
         inc.finished_at = iso(now)
         reason = inc.escalation or (inc.failed or {}).get("error") or note

@@ -89,7 +89,9 @@ SEED_REQUEST: dict[str, Any] = {
     "CustomAmiId": "ami-0123456789abcdef0",
     "StepConcurrencyLevel": 1,
     "VisibleToAllUsers": True,
-    "Tags": [{"Key": "team", "Value": "rc"}, {"Key": "env", "Value": "test"}],
+    # sentinel:target marks the cluster as the target's to change (the operator tags the first
+    # one by hand; sentinel tags every cluster it launches).
+    "Tags": [{"Key": "team", "Value": "rc"}, {"Key": "env", "Value": "test"}, {"Key": "sentinel:target", "Value": "prod-hive"}],
 }
 
 
@@ -168,7 +170,7 @@ def moto_world(**kw: Any) -> Iterator[World]:
             os.environ["MOTO_EC2_LOAD_DEFAULT_AMIS"] = before
 
 
-def seed_world(*, protected: bool = False, request: dict[str, Any] | None = None) -> World:
+def seed_world(*, protected: bool = False, request: dict[str, Any] | None = None, record_ttl: int = 0) -> World:
     clients = shared_clients()
     pager = Pager.create(clients)
 
@@ -208,7 +210,7 @@ def seed_world(*, protected: bool = False, request: dict[str, Any] | None = None
     zone = r53.create_hosted_zone(Name="internal.example.com", CallerReference=uuid.uuid4().hex)["HostedZone"]["Id"]
     zone_id = zone.split("/")[-1]
     r53.change_resource_record_sets(HostedZoneId=zone_id, ChangeBatch={"Changes": [{"Action": "UPSERT", "ResourceRecordSet": {
-        "Name": RECORD, "Type": "CNAME", "TTL": 60, "ResourceRecords": [{"Value": master["PrivateDnsName"]}]}}]})
+        "Name": RECORD, "Type": "CNAME", "TTL": record_ttl, "ResourceRecords": [{"Value": master["PrivateDnsName"]}]}}]})
     return World(clients, cluster_id, master["Ec2InstanceId"], master["PrivateDnsName"], tg, "hive-classic",
                  zone_id, pager, subnet)
 
@@ -331,6 +333,11 @@ def real_now_clock() -> FakeClock:
 
 # ------------------------------------------------------------------ call counting and crashes
 
+def both_clients(clients: ClientFactory, service: str) -> list[Any]:
+    """The reading client and the one changing calls go through (no botocore retries)."""
+    return [clients.client(service), clients.changing_client(service)]
+
+
 class CallLog:
     """Every AWS API call made through ``clients`` that reached AWS (botocore ``after-call``
     hooks: a call a crash prevented is not counted)."""
@@ -340,7 +347,7 @@ class CallLog:
     def __init__(self, clients: ClientFactory, *, event: str = "after-call") -> None:
         self.calls: list[tuple[str, str]] = []
         self._event = event  # "before-call" also counts calls that failed before reaching AWS
-        self._clients = [clients.client(service) for service in self.SERVICES]
+        self._clients = [c for service in self.SERVICES for c in both_clients(clients, service)]
         for client in self._clients:
             client.meta.events.register(event, self._record)
 
@@ -376,9 +383,9 @@ class CrashOnCall:
         event = "after-call" if after else "before-call"
         self._handlers: list[tuple[Any, Callable[..., None]]] = []
         for service in CallLog.SERVICES:
-            client = clients.client(service)
-            client.meta.events.register(event, self._hook)
-            self._handlers.append((client, self._hook))
+            for client in both_clients(clients, service):
+                client.meta.events.register(event, self._hook)
+                self._handlers.append((client, self._hook))
         self._event = event
 
     def _hook(self, model: Any, **_: Any) -> None:
@@ -408,8 +415,9 @@ class FailCalls:
     def __init__(self, clients: ClientFactory, service: str, op: str, code: str = "ThrottlingException",
                  times: int = 1) -> None:
         self.op, self.code, self.left = op, code, times
-        self._client = clients.client(service)
-        self._client.meta.events.register("before-call", self._hook)
+        self._clients = both_clients(clients, service)
+        for client in self._clients:
+            client.meta.events.register("before-call", self._hook)
 
     def _hook(self, model: Any, **_: Any) -> Any:
         if model.name != self.op or self.left <= 0:
@@ -423,7 +431,8 @@ class FailCalls:
                  "ResponseMetadata": {"HTTPStatusCode": status}})
 
     def close(self) -> None:
-        self._client.meta.events.unregister("before-call", self._hook)
+        for client in self._clients:
+            client.meta.events.unregister("before-call", self._hook)
 
     def __enter__(self) -> FailCalls:
         return self

@@ -38,8 +38,10 @@ class TargetState:
     """Everything sentinel remembers about one target between ticks."""
 
     version: int = 0
-    consecutive_failures: int = 0
+    consecutive_failures: int = 0  # the longest of ``streaks`` (kept for reports and metrics)
     consecutive_unknown: int = 0
+    # Consecutive CRITICAL results per trigger check (``recovery.when.checks``).
+    streaks: dict[str, int] = field(default_factory=dict)
     last_tick_at: str | None = None
     last_decision: str | None = None
     last_results: list[dict[str, Any]] = field(default_factory=list)

@@ -30,7 +30,10 @@ from tests.recover_fixtures import (
 )
 
 CHANGING_CALLS = 7  # RunJobFlow, Register/Deregister (ELBv2, ELB), UPSERT, TerminateJobFlows
-STATE_WRITES = 10  # start, 7 phase moves, 1 WAIT_READY wait, the REPOINT checkpoint
+# start, 7 phase moves, 1 WAIT_READY wait, the REPOINT checkpoint, and for each changing call
+# its intent (before) and its outcome (after)
+STATE_WRITES = 10 + 2 * CHANGING_CALLS
+TICK_EVERY_MIN = 2  # a re-check cadence; a RunJobFlow with no recorded outcome is resent after 5 min
 
 
 class CrashingStore(MemoryStateStore):
@@ -52,7 +55,7 @@ class CrashingStore(MemoryStateStore):
         return result
 
 
-def run_to_the_end(h: Harness, world: World, *, max_ticks: int = 12) -> list[str]:
+def run_to_the_end(h: Harness, world: World, *, max_ticks: int = 20) -> list[str]:
     """Tick until the incident is finished; every tick is a new invocation with a new lease."""
     crashes = []
     for _ in range(max_ticks):
@@ -66,6 +69,7 @@ def run_to_the_end(h: Harness, world: World, *, max_ticks: int = 12) -> list[str
             crashes.append(str(exc))
         for cid in new_clusters(world):
             set_steps(cid, "COMPLETED")  # a new cluster's setup steps finish between ticks
+        h.clock.advance(minutes=TICK_EVERY_MIN)
         inc = h.store.get(TARGET).incident
         if inc and inc["phase"] in ("DONE", "ESCALATED"):
             return crashes

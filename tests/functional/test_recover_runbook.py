@@ -370,7 +370,7 @@ def test_escalation_blocks_automation_until_ack(world: World, fake_checks: Scrip
 
     critical = [CheckResult("hive", "fake", Status.CRITICAL, "down"), CheckResult("dns", "fake", Status.OK, "ok")]
     state = h.store.get(TARGET)
-    state.consecutive_failures = 5
+    state.consecutive_failures, state.streaks = 5, {"hive": 5}
     decision = policy.evaluate(h.config.targets[0], critical, state, h.clock.now())
     assert not decision.recover and any("escalated" in b for b in decision.blocked_by)
 
@@ -494,7 +494,8 @@ def test_spec_file_source(world: World, fake_checks: Script, tmp_path: Path) -> 
     path = tmp_path / "spec.json"
     path.write_text(json.dumps(request))
     h = make(world, spec={"source": "file", "path": str(path)})
-    start(h)
+    report = start(h)
+    assert len(new_clusters(world)) == 1, report["summary"]
     [new] = new_clusters(world)
     d = _describe(world, new)
     assert d["Ec2InstanceAttributes"]["Ec2KeyName"] == "from-file"
@@ -516,16 +517,19 @@ def test_aws_calls_per_phase_and_iam_coverage(h: Harness, world: World) -> None:
     with CallLog(world.clients, event="before-call") as log2:
         second = advance(h)
     inc = incident(h)
-    # SNAPSHOT 11 = ListClusters, DescribeCluster, ListInstanceGroups, ListBootstrapActions, ListSteps,
-    #   GetManagedScalingPolicy, GetAutoTerminationPolicy, ListInstances, DescribeTargetHealth,
-    #   DescribeLoadBalancers, ListResourceRecordSets
-    # LAUNCH 6 = ListClusters + DescribeCluster x1 (same-name clusters), RunJobFlow, then the same 3 again
+    # SNAPSHOT 12 = ListClusters, DescribeCluster, ListInstanceGroups, ListBootstrapActions, ListSteps,
+    #   GetManagedScalingPolicy, GetAutoTerminationPolicy, ListInstances, DescribeCluster (is the old
+    #   cluster tagged sentinel:target=<target>?), DescribeTargetHealth, DescribeLoadBalancers,
+    #   ListResourceRecordSets
+    # LAUNCH 7 = ListClusters + DescribeCluster x1 (same-name clusters), DescribeCluster of the source cluster
+    #   (its secret property is stored as a reference, opened at send), RunJobFlow, then the same 3 again
     # WAIT_READY 2 per waiting tick (DescribeCluster, ListSteps) + ListInstances when ready
     # REPOINT 7 = DescribeTargetHealth, RegisterTargets, DeregisterTargets, DescribeLoadBalancers,
     #   RegisterInstancesWithLoadBalancer, DeregisterInstancesFromLoadBalancer, ChangeResourceRecordSets
-    # VERIFY_PATH 2 = DescribeTargetHealth, GetChange; RETIRE_OLD 2 = DescribeCluster, TerminateJobFlows
-    assert inc["calls"] == {"SNAPSHOT": 11, "LAUNCH": 6, "WAIT_READY": 2 + 3, "REPOINT": 7, "VERIFY_PATH": 2,
-                            "RETIRE_OLD": 2}
+    # VERIFY_PATH 2 = DescribeTargetHealth, GetChange; RETIRE_OLD 5 = DescribeCluster, TerminateJobFlows,
+    #   then the sweep before DONE: ListClusters + DescribeCluster x2 (same-name clusters)
+    assert inc["calls"] == {"SNAPSHOT": 12, "LAUNCH": 7, "WAIT_READY": 2 + 3, "REPOINT": 7, "VERIFY_PATH": 2,
+                            "RETIRE_OLD": 5}
     assert sum(inc["calls"].values()) == len(log1.calls) + len(log2.calls)
     recorded = {f"{IAM_PREFIX[r['call'].split('.')[0]]}:{_api_name(r['call'].split('.')[1])}"
                 for r in first["calls"] + second["calls"]}
@@ -559,7 +563,7 @@ def test_a_concurrent_duplicate_launch_leaves_exactly_one_cluster(h: Harness, wo
         if not seen:
             seen.append(other.run_job_flow(**params)["JobFlowId"])
 
-    with BeforeCall(world.clients.client("emr"), "RunJobFlow", race):
+    with BeforeCall(world.clients.changing_client("emr"), "RunJobFlow", race):
         start(h)
     states = {c["Id"]: c["Status"]["State"] for c in world.clusters() if c["Id"] != world.cluster_id}
     assert len(states) == 2 and sorted(states.values()) == ["TERMINATED", "WAITING"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -43,6 +45,7 @@ def r(name: str, status: Status, kind: str | None = None) -> CheckResult:
 def tick(t: Target, state: TargetState, hive: Status, dns: Status = Status.OK, **kw: Any):
     decision = evaluate(t, [r("hive", hive), r("dns", dns)], state, datetime.now(timezone.utc), **kw)
     state.consecutive_failures = decision.consecutive_failures
+    state.streaks = decision.streaks
     state.consecutive_unknown = decision.consecutive_unknown
     return decision
 
@@ -84,7 +87,7 @@ def test_warning_is_degraded_not_failing() -> None:
 
 @freeze_time(T0)
 def test_veto_check_failing_blocks_recovery() -> None:
-    t, s = target(), TargetState(consecutive_failures=1)
+    t, s = target(), TargetState(streaks={"hive": 1}, consecutive_failures=1)
     d = tick(t, s, Status.CRITICAL, dns=Status.CRITICAL)
     assert d.verdict == "confirmed"
     assert d.recover is False
@@ -93,7 +96,7 @@ def test_veto_check_failing_blocks_recovery() -> None:
 
 @freeze_time(T0)
 def test_veto_check_unknown_also_blocks() -> None:
-    d = tick(target(), TargetState(consecutive_failures=1), Status.CRITICAL, dns=Status.UNKNOWN)
+    d = tick(target(), TargetState(streaks={"hive": 1}, consecutive_failures=1), Status.CRITICAL, dns=Status.UNKNOWN)
     assert not d.recover
     assert any("vetoed: dns is UNKNOWN" in b for b in d.blocked_by)
 
@@ -112,17 +115,17 @@ def test_force_skips_only_the_threshold() -> None:
 @freeze_time(T0)
 def test_budget_counts_recoveries_in_the_window() -> None:
     t = target(limits={"max_recoveries": 1, "window_hours": 6})
-    recent = TargetState(consecutive_failures=1, recoveries=[iso(T0 - timedelta(hours=5))])
+    recent = TargetState(streaks={"hive": 1}, consecutive_failures=1, recoveries=[iso(T0 - timedelta(hours=5))])
     d = tick(t, recent, Status.CRITICAL)
     assert d.recover is False
     assert any(b.startswith("budget exhausted: 1 recoveries in the last 6 h") for b in d.blocked_by)
-    old = TargetState(consecutive_failures=1, recoveries=[iso(T0 - timedelta(hours=7))])
+    old = TargetState(streaks={"hive": 1}, consecutive_failures=1, recoveries=[iso(T0 - timedelta(hours=7))])
     assert tick(t, old, Status.CRITICAL).recover is True
 
 
 @freeze_time(T0)
 def test_escalated_target_is_not_recovered_until_ack() -> None:
-    s = TargetState(consecutive_failures=1, escalated={"at": iso(T0), "reason": "launch failed"})
+    s = TargetState(streaks={"hive": 1}, consecutive_failures=1, escalated={"at": iso(T0), "reason": "launch failed"})
     d = tick(target(), s, Status.CRITICAL)
     assert not d.recover
     assert any("sentinel ack" in b for b in d.blocked_by)
@@ -130,7 +133,7 @@ def test_escalated_target_is_not_recovered_until_ack() -> None:
 
 @freeze_time(T0)
 def test_disabled_recovery_blocks() -> None:
-    d = tick(target(enabled=False), TargetState(consecutive_failures=1), Status.CRITICAL)
+    d = tick(target(enabled=False), TargetState(streaks={"hive": 1}, consecutive_failures=1), Status.CRITICAL)
     assert d.verdict == "confirmed" and not d.recover
 
 
@@ -140,17 +143,17 @@ def test_silences_expire_with_time() -> None:
         "silences": [{"until": iso(T0 + timedelta(hours=1)), "reason": "maintenance", "actions_only": True}],
     })
     with freeze_time(T0):
-        d = tick(t, TargetState(consecutive_failures=1), Status.CRITICAL)
+        d = tick(t, TargetState(streaks={"hive": 1}, consecutive_failures=1), Status.CRITICAL)
         assert not d.recover
         assert d.silence is not None and d.silence.actions_only
         assert not d.notifications_silenced
     with freeze_time(T0 + timedelta(hours=2)):
-        d = tick(t, TargetState(consecutive_failures=1), Status.CRITICAL)
+        d = tick(t, TargetState(streaks={"hive": 1}, consecutive_failures=1), Status.CRITICAL)
         assert d.recover and d.silence is None
 
 
 def test_manual_full_silence_wins_over_actions_only() -> None:
-    s = TargetState(consecutive_failures=1, silences=[
+    s = TargetState(streaks={"hive": 1}, consecutive_failures=1, silences=[
         {"until": iso(T0 + timedelta(hours=3)), "reason": "deploy", "actions_only": True},
         {"until": iso(T0 + timedelta(hours=1)), "reason": "quiet", "actions_only": False},
     ])
@@ -162,6 +165,62 @@ def test_manual_full_silence_wins_over_actions_only() -> None:
 
 @freeze_time(T0)
 def test_missing_trigger_result_holds_streak() -> None:
-    t, s = target(), TargetState(consecutive_failures=1)
+    t, s = target(), TargetState(streaks={"hive": 1}, consecutive_failures=1)
     d = evaluate(t, [r("dns", Status.OK)], s, datetime.now(timezone.utc))
     assert d.consecutive_failures == 1
+
+
+def two_triggers(**recovery: Any) -> Target:
+    return target(when={"checks": ["hive", "dns"], "consecutive_failures": 2}, veto_if_failing=[], **recovery)
+
+
+@freeze_time(T0)
+def test_streaks_are_per_check_one_failure_of_each_confirms_nothing() -> None:
+    """hive CRITICAL then dns CRITICAL: two failures in a row, but neither check confirmed one."""
+    t, s = two_triggers(), TargetState()
+    tick(t, s, Status.CRITICAL, dns=Status.OK)
+    d = tick(t, s, Status.OK, dns=Status.CRITICAL)
+    assert d.verdict == "failing" and not d.recover and d.streaks == {"hive": 0, "dns": 1}
+    d = tick(t, s, Status.OK, dns=Status.CRITICAL)
+    assert d.verdict == "confirmed" and d.recover and d.streaks["dns"] == 2
+
+
+@freeze_time(T0)
+def test_a_check_dropped_from_when_checks_loses_its_streak() -> None:
+    s = TargetState(streaks={"hive": 1, "dns": 1}, consecutive_failures=1)
+    t = target(when={"checks": ["hive"], "consecutive_failures": 2}, veto_if_failing=[])
+    d = evaluate(t, [r("hive", Status.OK), r("dns", Status.CRITICAL)], s, datetime.now(timezone.utc))
+    assert d.streaks == {"hive": 0} and d.verdict == "degraded"
+
+
+@freeze_time(T0)
+def test_an_error_kind_a_relaunch_cannot_fix_pages_instead_of_recovering() -> None:
+    t, s = target(), TargetState(streaks={"hive": 1}, consecutive_failures=1)
+    d = evaluate(t, [r("hive", Status.CRITICAL, "dns"), r("dns", Status.OK)], s, datetime.now(timezone.utc))
+    assert d.verdict == "confirmed" and not d.recover
+    assert any("error kind dns" in b for b in d.blocked_by)
+    d = evaluate(t, [r("hive", Status.CRITICAL, "no_backend"), r("dns", Status.OK)], s, datetime.now(timezone.utc))
+    assert d.recover
+
+
+@pytest.mark.parametrize(("recovery", "missing"), [
+    ({"when": None, "enabled": False}, "recovery.when"),
+    ({"routing": {}}, "recovery.routing"),
+    ({"verify": {"checks": []}, "enabled": False}, "recovery.verify.checks"),
+    ({"routing": {"target_group_arn": "arn:aws:elasticloadbalancing:us-east-1:1:targetgroup/x/1"}},
+     "recovery.verify.master"),
+])
+@freeze_time(T0)
+def test_a_target_that_cannot_be_recovered_safely_is_never_recovered_even_by_force(
+        recovery: dict[str, Any], missing: str) -> None:
+    raw = {"enabled": False, "when": {"checks": ["hive"], "consecutive_failures": 2},
+           "routing": {"route53": {"zone_id": "Z1", "record": "hive.example.com"}}, "verify": {"checks": ["hive"]}}
+    raw.update(recovery)
+    raw = {k: v for k, v in raw.items() if v is not None}
+    t = Target.model_validate({"name": "prod-hive", "cluster": {"name": "RC.HIVE"},
+                               "checks": [{"type": "emr_state", "name": "hive"}, {"type": "emr_state", "name": "dns"}],
+                               "recovery": raw})
+    d = evaluate(t, [r("hive", Status.CRITICAL), r("dns", Status.OK)], TargetState(), datetime.now(timezone.utc),
+                 force=True, manual=True)
+    assert d.verdict == "confirmed" and not d.recover
+    assert any(missing in b for b in d.blocked_by), d.blocked_by
