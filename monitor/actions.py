@@ -122,7 +122,7 @@ def ack(inv: Invocation, target: str | None) -> TickReport:
         # FAILED is mid-rollback: leave it to the runbook, which ends in ESCALATED.
         if incident and incident.get("phase") in ("ESCALATED", "DONE"):
             incident = None
-        new = replace(state, escalated=None, incident=incident, consecutive_failures=0, last_page=None)
+        new = replace(state, escalated=None, incident=incident, consecutive_failures=0, streaks={}, last_page=None)
         return new, Event(iso(inv.services.clock.now()), "ack",
                           "escalation acknowledged; automation resumed" if state.escalated else "acknowledged",
                           {"escalated": state.escalated}, who)

@@ -18,7 +18,7 @@ from typing import Any
 from checks.base import CheckContext, CheckResult, Deadline, EndpointOverride, Status
 from monitor import policy
 from monitor.clock import iso
-from monitor.config import Target
+from monitor.config import Target, recovery_gaps
 from monitor.errors import ConflictError, LeaseHeld, StateError
 from monitor.notify import Message
 from monitor.report import TargetReport, TickReport
@@ -53,6 +53,12 @@ def run_tick(
         report.errors.append(f"usage: unknown target(s): {', '.join(unknown)} (configured: "
                              f"{', '.join(t.name for t in cfg.targets)})")
         return _finish(inv, report, started)
+
+    if action == "recover":  # refused before any AWS call: a person asked for something unsafe
+        gaps = [f"{t.name}: {gap}" for t in selected for gap in recovery_gaps(t)]
+        if gaps:
+            report.errors.append("usage: cannot recover " + "; ".join(gaps))
+            return _finish(inv, report, started)
 
     workers = max(1, min(cfg.max_workers, len(selected)))
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="target") as pool:
@@ -219,6 +225,7 @@ class TargetTick:
         return replace(
             state,
             consecutive_failures=decision.consecutive_failures,
+            streaks=decision.streaks,
             consecutive_unknown=decision.consecutive_unknown,
             last_tick_at=now,
             last_decision=decision.verdict,

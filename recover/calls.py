@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +35,10 @@ TRANSIENT_CODES = THROTTLING_CODES | {
     "ServiceUnavailableException", "RequestTimeout", "RequestTimeoutException",
     "EndpointConnectionError", "ConnectTimeoutError", "ReadTimeoutError", "ConnectionClosedError",
 }
+# Errors after which nobody knows whether the request reached AWS and took effect.
+# (A connect error never reached AWS: that call definitely did not happen.)
+UNANSWERED_CODES = frozenset({"RequestTimeout", "RequestTimeoutException", "ReadTimeoutError", "ConnectionClosedError",
+                              "ReadTimeout", "InternalServerError", "InternalFailure", "ServiceUnavailable"})
 IAM_PREFIX = {"emr": "elasticmapreduce", "elbv2": "elasticloadbalancing", "elb": "elasticloadbalancing",
               "route53": "route53"}
 
@@ -84,6 +88,14 @@ def _api_name(op: str) -> str:
     return "".join(part.capitalize() for part in op.split("_"))
 
 
+# fence(record) is called before a changing call is sent; it persists the intent under the
+# lease (raising to stop when the lease is no longer ours) and returns settle(outcome), which
+# records what happened: "done" (with the response), "error" (the call definitely failed) or
+# "unknown" (no answer: it may or may not have taken effect).
+Settle = Callable[[str, dict[str, Any] | None, str | None], None]
+Fence = Callable[["CallRecord"], Settle]
+
+
 @dataclass
 class AwsCalls:
     clients: Any
@@ -92,6 +104,8 @@ class AwsCalls:
     records: list[CallRecord] = field(default_factory=list)
     # Dry run: the request RunJobFlow would have sent, to answer reads about that cluster.
     launched_request: dict[str, Any] | None = None
+    # Set by the runbook when it persists: every changing call is fenced (see Fence).
+    fence: Fence | None = None
 
     def client(self, service: str) -> RecordingClient:
         return RecordingClient(self, service)
@@ -121,18 +135,29 @@ class AwsCalls:
             self.records.append(rec)
             return self._pretend_read(op, params)
         self.records.append(rec)
+        settle = self.fence(rec) if mutating and self.fence is not None else None
         started = time.monotonic()
         try:
-            response: dict[str, Any] = getattr(self.clients.client(service), op)(**params)
+            response: dict[str, Any] = getattr(self._client(service, mutating=mutating), op)(**params)
         except Exception as exc:  # translated once, here
             code = error_code(exc)
             if isinstance(exc, NotImplementedError):  # moto: action not implemented
                 code = "NotImplemented"
             rec.error = code
-            raise AwsError(service, op, code, str(exc), transient=code in TRANSIENT_CODES) from exc
-        finally:
             rec.ms = (time.monotonic() - started) * 1000
+            if settle is not None:  # no answer (timeout, connection): it may have taken effect
+                settle("unknown" if code in UNANSWERED_CODES else "error", None, code)
+            raise AwsError(service, op, code, str(exc), transient=code in TRANSIENT_CODES) from exc
+        rec.ms = (time.monotonic() - started) * 1000
+        if settle is not None:
+            settle("done", response, None)
         return response
+
+    def _client(self, service: str, *, mutating: bool) -> Any:
+        """Changing calls go through a client that never retries (when the factory has one):
+        whether to resend is the runbook's decision, after it looked."""
+        changing = getattr(self.clients, "changing_client", None) if mutating else None
+        return changing(service) if callable(changing) else self.clients.client(service)
 
     def service_model_shape(self, service: str, operation: str) -> Any:
         """The botocore input shape of an operation (to validate a request before sending)."""

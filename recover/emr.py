@@ -115,12 +115,16 @@ def readiness(emr: RecordingClient, cluster_id: str, *, fleet: bool) -> Readines
                      master=running[0])
 
 
-def terminate(emr: RecordingClient, cluster_id: str, *, allow_protected: bool) -> str:
-    """Terminate once: a cluster already ending is left alone. Returns what happened."""
+def terminate(emr: RecordingClient, cluster_id: str, *, allow_protected: bool, owner: str | None = None) -> str:
+    """Terminate once: a cluster already ending is left alone. With ``owner``, a cluster not
+    tagged ``sentinel:target=<owner>`` is refused (:class:`NotOwned`) before any change.
+    Returns what happened."""
     cluster = emr.describe_cluster(ClusterId=cluster_id)["Cluster"]
     state = cluster_state(cluster)
     if state in ENDED_STATES:
         return f"{cluster_id} already {state}"
+    if owner is not None:
+        require_owned(cluster, owner)
     lifted = ""
     if cluster.get("TerminationProtected"):
         if not allow_protected:

@@ -98,11 +98,10 @@ def launch(run: Run) -> Outcome:
                             f"({waited.total_seconds():.0f} of {LAUNCH_LIST_LAG.total_seconds():.0f} s)")
             inc.notes.append(f"RunJobFlow of {unsettled[-1]['at']} left no cluster after "
                              f"{waited.total_seconds() / 60:.0f} min: sent again")
-        try:
-            request = _launch_request(run, inc.spec)
+        try:  # secrets are opened only for this call; its record keeps the sealed form
+            launched = emr_ops.run_job_flow(run.aws, inc.spec)
         except sealed.SealError as exc:
             return Fail(f"the RunJobFlow request cannot be completed: {exc}")
-        launched = str(emr.run_job_flow(**request)["JobFlowId"])
         how = "launched"
         found = [] if run.dry_run else emr_ops.tagged_clusters(emr, inc.id, name, since)
         if launched not in {str(c["Id"]) for c in found}:  # ListClusters may lag behind RunJobFlow
@@ -115,12 +114,6 @@ def launch(run: Run) -> Outcome:
     inc.new = {"cluster_id": keep, "launched_at": iso(run.now()),
                "fleet": "InstanceFleets" in inc.spec.get("Instances", {})}
     return Next(f"{how} {keep}")
-
-
-def _launch_request(run: Run, request: dict[str, Any]) -> dict[str, Any]:
-    """The request as RunJobFlow must receive it: secret properties are stored sealed (or as
-    references) and opened only here, at the moment of sending."""
-    return sealed.unseal_spec(run.aws, request, secret_properties=run.rctx.target.recovery.spec.secret_properties)
 
 
 def wait_ready(run: Run) -> Outcome:

@@ -120,7 +120,8 @@ def seed(password: str, *, state_table: str = "sentinel-state") -> Seeded:
         JobFlowRole="EMR_EC2_DefaultRole",
         ServiceRole="EMR_DefaultRole",
         VisibleToAllUsers=True,
-        Tags=[{"Key": "team", "Value": "rc"}, {"Key": "env", "Value": "sandbox"}],
+        Tags=[{"Key": "team", "Value": "rc"}, {"Key": "env", "Value": "sandbox"},
+              {"Key": "sentinel:target", "Value": "prod-hive"}],  # how an operator marks the first cluster
     )["JobFlowId"]
     master = emr.list_instances(ClusterId=cluster_id, InstanceGroupTypes=["MASTER"])["Instances"][0]
 
