@@ -12,7 +12,12 @@ stopped here by ``tests/integration/realhs2/server.py``):
 1. the check in-process (connect + TLS + SASL + session + ``SHOW DATABASES`` + close), ~20 runs;
 2. ``bin/beeline -u jdbc:hive2://…;ssl=true;sslTrustStore=… -e 'SHOW DATABASES'``, ~5 runs;
 3. the check against the SIGSTOPped JVM with ``timeout_s`` 3 and 5: wall time / timeout_s;
-4. for contrast, beeline against the frozen server, cut off at ``BEELINE_FROZEN_CAP_S``.
+4. for contrast, beeline against the frozen server, cut off at ``BEELINE_FROZEN_CAP_S``;
+5. the production topology's two hops: the check through a TLS-terminating load-balancer
+   stand-in (``monitor.sandbox.elb.TlsTerminatingProxy``: TLS with its own certificate, then
+   re-encrypted TLS to the server) vs the same check direct, alternated run by run in the
+   same process: the ratio says what the extra hop costs a verdict (loopback, so it is the
+   proxy's TLS work, not network latency).
 
 Run: ``.venv/bin/python -m bench.hs2_latency`` (or ``python bench/hs2_latency.py``); needs
 ``pip install -r requirements-integration.txt`` and Java 17. Bounded: ~1–2 minutes.
@@ -40,11 +45,15 @@ from checks.hiveserver2 import HiveServer2Check, HiveServer2Config
 from monitor.clock import SystemClock
 from monitor.config import ClusterRef
 from monitor.resolve import HostResolver
+from monitor.sandbox.certs import make_certs
+from monitor.sandbox.elb import TlsTerminatingProxy
 from monitor.secrets import SecretResolver
 from monitor.state.memory import MemoryStateStore
 from tests.integration.realhs2.server import RealHiveServer2, ServerUnavailable
 
 IN_PROCESS_RUNS = 20
+TWO_HOP_RUNS = 20  # each: one direct, one through the proxy
+ELB_NAME = "hive.internal.example.com"
 BEELINE_RUNS = 5
 FROZEN_TIMEOUTS_S = (3.0, 5.0)
 FROZEN_RUNS = 2
@@ -73,10 +82,20 @@ def make_check(server: RealHiveServer2, timeout_s: float) -> HiveServer2Check:
     }))
 
 
-def run_check(check: HiveServer2Check) -> tuple[CheckResult, float]:
+def make_elb_check(ca_file: str, timeout_s: float) -> HiveServer2Check:
+    return HiveServer2Check(HiveServer2Config.model_validate({
+        "type": "hiveserver2", "name": "hive-via-elb", "host": ELB_NAME, "port": 443, "query": "SHOW DATABASES",
+        "tls": {"verify": True, "ca_file": ca_file}, "auth": "CUSTOM",
+        "credentials": {"provider": "env", "username": os.environ.get("SENTINEL_BENCH_HIVE_USER", "rcapp"),
+                        "key": PASSWORD_ENV},
+        "timeout_s": timeout_s, "attempts": 1,
+    }))
+
+
+def run_check(check: HiveServer2Check, aliases: dict[str, str] | None = None) -> tuple[CheckResult, float]:
     clients = _NoClients()
     ctx = CheckContext(target="bench", cluster=ClusterRef(name="RC.HIVE"), clients=clients,
-                       secrets=SecretResolver(clients), resolver=HostResolver({}), store=MemoryStateStore(),
+                       secrets=SecretResolver(clients), resolver=HostResolver(aliases or {}), store=MemoryStateStore(),
                        clock=SystemClock(), deadline=Deadline.after(60))
     started = time.perf_counter()
     result = check.run(ctx)
@@ -129,6 +148,26 @@ def main() -> int:
                 raise RuntimeError(f"check not OK against a healthy server: {result.summary}")
             in_proc.append(took)
 
+        # 5. two hops (through a TLS-terminating load balancer) vs direct, alternated
+        os.environ["SENTINEL_BENCH_HIVE_USER"] = server.username
+        elb_certs = make_certs(workdir / "elb", (ELB_NAME, "localhost"), ca_name="bench ELB CA", prefix="elb-")
+        proxy = TlsTerminatingProxy(lambda: (server.host, server.port), certfile=elb_certs.cert_file,
+                                    keyfile=elb_certs.key_file, backend_tls=True).start()
+        try:
+            via_elb = make_elb_check(elb_certs.ca_file, timeout_s=10.0)
+            aliases = {ELB_NAME: f"127.0.0.1:{proxy.port}"}
+            run_check(via_elb, aliases)  # warm-up
+            direct: list[float] = []
+            two_hop: list[float] = []
+            for _ in range(TWO_HOP_RUNS):
+                for runs, chk, al in ((direct, check, None), (two_hop, via_elb, aliases)):
+                    result, took = run_check(chk, al)
+                    if result.status is not Status.OK:
+                        raise RuntimeError(f"check not OK ({chk.name}): {result.summary}")
+                    runs.append(took)
+        finally:
+            proxy.stop()
+
         # 2. beeline, the Nagios way
         bl = []
         for _ in range(BEELINE_RUNS):
@@ -158,6 +197,8 @@ def main() -> int:
 
     ip, b = summary(in_proc), summary(bl)
     ratio = b["median"] / ip["median"]
+    d, th = summary(direct), summary(two_hop)
+    hop_ratio = th["median"] / d["median"]
     rows: list[list[Any]] = [
         ["server start → first query (s)", startup, "", ""],
         [f"check in-process, healthy (ms, n={ip['n']})", ip["median"] * 1000, ip["p95"] * 1000, ""],
@@ -168,6 +209,9 @@ def main() -> int:
                      f"ratio {f['ratio']:.3f} {', '.join(f['verdicts'])}"])
     hung = "still hung, killed" if bl_frozen_code is None else f"exit {bl_frozen_code}"
     rows.append(["beeline, frozen server (s)", bl_frozen, "", hung])
+    rows.append([f"check direct, alternated (ms, n={d['n']})", d["median"] * 1000, d["p95"] * 1000, ""])
+    rows.append([f"check via TLS-terminating LB (ms, n={th['n']})", th["median"] * 1000, th["p95"] * 1000,
+                 f"ratio {hop_ratio:.2f} to direct"])
     print(table(rows, ["what", "median", "p95", "note"]))
     worst = max(f["ratio"] for f in frozen.values())
     verdict_ok = all(v == ["CRITICAL/timeout"] for v in (f["verdicts"] for f in frozen.values()))
@@ -181,6 +225,9 @@ def main() -> int:
         "frozen_worst_ratio": worst,
         "frozen_goal_ratio": GOAL_RATIO,
         "beeline_frozen": {"wall_s": bl_frozen, "exit": bl_frozen_code, "cap_s": BEELINE_FROZEN_CAP_S},
+        "direct_alternated_s": d,
+        "two_hop_s": th,
+        "two_hop_over_direct": hop_ratio,
     })
     print(f"wrote {path}")
     return 0 if worst <= GOAL_RATIO and verdict_ok else 1
