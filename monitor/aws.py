@@ -21,11 +21,14 @@ from typing import Any
 from botocore.config import Config as BotoConfig
 
 CONNECT_TIMEOUT_S = 3.0
-READ_TIMEOUT_S = 10.0
+READ_TIMEOUT_S = 5.0
 MAX_ATTEMPTS = 2  # the first call included (botocore ``total_max_attempts``): one retry
 # Per service (read timeout, attempts): reads whose answer is small and normally takes
-# milliseconds, on the path of every verdict.
-SERVICE_LIMITS: dict[str, tuple[float, int]] = {"dynamodb": (2.0, 2)}
+# milliseconds, on the path of every verdict (the state table; the password: credstash reads
+# DynamoDB and decrypts with KMS, or Secrets Manager / SSM).
+SERVICE_LIMITS: dict[str, tuple[float, int]] = {
+    "dynamodb": (2.0, 2), "kms": (3.0, 2), "secretsmanager": (3.0, 2), "ssm": (3.0, 2),
+}
 
 
 class ClientFactory:

@@ -124,7 +124,7 @@ def test_every_client_has_bounded_timeouts_and_a_no_retry_variant() -> None:
     for service in ("dynamodb", "emr", "elbv2", "route53", "sns", "cloudwatch", "kms"):
         cfg = factory.config(service)
         assert cfg.connect_timeout <= 3
-        assert cfg.read_timeout <= 10
+        assert cfg.read_timeout <= 5
         assert cfg.retries["total_max_attempts"] <= 2  # the first call included
     assert factory.config("dynamodb").read_timeout <= 2  # on the path of every verdict
     assert factory.config("emr", retries=False).retries["total_max_attempts"] == 1
