@@ -9,9 +9,14 @@ handshake, every read) and a watchdog on the whole attempt. A hung server theref
 CRITICAL ``timeout`` within ``timeout_s`` (+0.2 s), never a hung Lambda, and no attempt runs
 past the context's deadline.
 
-Error kinds (DESIGN §3, ``checks.hs2_errors``): ``timeout | refused | query`` mean the server
-is broken (CRITICAL) and are retried up to ``attempts`` times; ``auth | tls | config | secret``
-mean a person must look (UNKNOWN) and are not retried: a relaunch would not fix a wrong
+Error kinds (DESIGN §3 and §10, ``checks.hs2_errors``): ``timeout | refused | no_backend |
+query`` mean the server or the path to it is broken (CRITICAL) and are retried up to
+``attempts`` times; ``no_backend`` (EOF right after TLS) needs a load balancer known to be in
+the path (``load_balancer``, default from the target's routing) or a pass last tick with the
+same settings (``CheckContext.last_ok_settings``), else the same EOF is a settings mismatch.
+``dns`` (the name did not resolve within the deadline: resolution is its own phase, before any
+connection) is CRITICAL and not retried. ``auth | tls | config | secret`` mean a person must
+look (UNKNOWN) and are not retried: a relaunch would not fix a wrong
 password or certificate. One exception: after a rejected login the password is fetched again
 once, bypassing the cache, and tried once more if it changed (it may just have been rotated).
 
