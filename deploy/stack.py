@@ -102,22 +102,38 @@ def _credentials(creds: Any, where: str, env: str, params: Mapping[str, str], re
 
 
 def _recovery(target: Any, env: str, params: Mapping[str, str]) -> list[str]:
+    """The policy allows changes only to what the parameters name (deploy/iam.py): the
+    target's clusters (RecoveryTargets), its DNS record and its load balancers."""
     where = f"targets[{target.name}].recovery"
     if params.get("EnableRecovery", "true") != "true":
         return [f"{where}.enabled: the stack is monitor-only (EnableRecovery=false)"]
     out = []
+    if target.name not in _listed(params, "RecoveryTargets"):
+        out.append(f"{where}: {target.name} is not in RecoveryTargets: the policy allows no change to its clusters")
     routing = target.recovery.routing
-    zone = params.get("HostedZoneId", "*")
-    if routing.route53 is not None and zone not in ("*", routing.route53.zone_id):
-        out.append(f"{where}.routing.route53.zone_id {routing.route53.zone_id}: the policy allows {zone}")
-    allowed = [a.strip() for a in params.get("LoadBalancerArns", "*").split(",")]
-    if "*" not in allowed:
-        if routing.target_group_arn and routing.target_group_arn not in allowed:
-            out.append(f"{where}.routing.target_group_arn is not in LoadBalancerArns")
-        if routing.load_balancer_name and not any(a.endswith(f":loadbalancer/{routing.load_balancer_name}")
-                                                  for a in allowed):
-            out.append(f"{where}.routing.load_balancer_name is not in LoadBalancerArns")
+    zone = params.get("HostedZoneId", "")
+    if routing.route53 is not None:
+        if zone != routing.route53.zone_id:
+            out.append(f"{where}.routing.route53.zone_id {routing.route53.zone_id}: the policy allows "
+                       f"{zone or 'no zone'} (HostedZoneId)")
+        record = routing.route53.record.lower().rstrip(".")
+        if record not in _listed(params, "DnsRecordNames"):
+            out.append(f"{where}.routing.route53.record {record}: not in DnsRecordNames")
+    allowed = _listed(params, "LoadBalancerArns")
+    if routing.target_group_arn and routing.target_group_arn not in allowed:
+        out.append(f"{where}.routing.target_group_arn is not in LoadBalancerArns")
+    if routing.load_balancer_name and not any(a.endswith(f":loadbalancer/{routing.load_balancer_name}")
+                                              for a in allowed):
+        out.append(f"{where}.routing.load_balancer_name is not in LoadBalancerArns")
+    key = target.recovery.spec.kms_key_id
+    if key and key != params.get("SpecKeyArn"):
+        out.append(f"{where}.spec.kms_key_id {key}: the policy allows kms:Encrypt/Decrypt on SpecKeyArn="
+                   f"{params.get('SpecKeyArn') or '(empty)'} only (use the key's ARN)")
     return out
+
+
+def _listed(params: Mapping[str, str], name: str) -> list[str]:
+    return [a.strip() for a in params.get(name, "").split(",") if a.strip()]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -41,6 +41,10 @@ PERMISSIONS: dict[str, tuple[str, ...]] = {
         "route53:ChangeResourceRecordSets",
         "route53:GetChange",
     ),
+    "seal": (  # recover/sealed.py, with recovery.spec.kms_key_id: secret properties in stored specs
+        "kms:Encrypt",
+        "kms:Decrypt",
+    ),
     "retire": (
         "elasticmapreduce:DescribeCluster",
         "elasticmapreduce:SetTerminationProtection",

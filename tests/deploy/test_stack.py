@@ -66,9 +66,11 @@ def config_for(env: str, **changes: Any) -> Any:
                         "credentials": {"provider": "credstash", "username": "rcapp", "key": "hive.rcapp.password",
                                         "table": "credential-store", "context": {"env": env}}}],
             "recovery": {"enabled": True, "when": {"checks": ["hive"]},
+                         "verify": {"checks": ["hive"], "master": {"port": 10000}},
                          "routing": {"target_group_arn": "arn:aws:elasticloadbalancing:us-east-1:123456789012:"
                                                          "targetgroup/hive/0123456789abcdef",
-                                     "route53": {"zone_id": "Z0123456789ABCDEFGHIJ", "record": "hive.example.com"}}},
+                                     "route53": {"zone_id": "Z0123456789ABCDEFGHIJ",
+                                                 "record": "Hive.Internal.Example.com."}}},
         }],
     }
     for key, value in changes.items():
@@ -95,6 +97,20 @@ def test_preflight_catches_secrets_and_routing_the_policy_refuses() -> None:
     params = {**stack.parameters("prod"), "HostedZoneId": "ZOTHER", "LoadBalancerArns": "arn:aws:x"}
     problems = stack.preflight(config_for("prod"), "prod", params)
     assert len(problems) == 2 and "zone_id" in problems[0] and "target_group_arn" in problems[1]
+
+
+def test_preflight_names_the_ownership_record_and_key_parameters_the_policy_needs() -> None:
+    params = {**stack.parameters("prod"), "RecoveryTargets": "other-hive", "DnsRecordNames": "other.example.com"}
+    cfg = config_for("prod")
+    rec = cfg.targets[0].recovery.model_copy(update={"spec": cfg.targets[0].recovery.spec.model_copy(
+        update={"kms_key_id": "alias/sentinel"})})
+    cfg = cfg.model_copy(update={"targets": [cfg.targets[0].model_copy(update={"recovery": rec})]})
+    problems = stack.preflight(cfg, "prod", params)
+    assert problems == [
+        "targets[prod-hive].recovery: prod-hive is not in RecoveryTargets: the policy allows no change to its clusters",
+        "targets[prod-hive].recovery.routing.route53.record hive.internal.example.com: not in DnsRecordNames",
+        "targets[prod-hive].recovery.spec.kms_key_id alias/sentinel: the policy allows kms:Encrypt/Decrypt on "
+        "SpecKeyArn=(empty) only (use the key's ARN)"]
 
 
 def test_recovery_in_a_monitor_only_stack_is_flagged() -> None:

@@ -211,6 +211,12 @@ PROD_LIKE = {
     "EmrInstanceRoleArn": "arn:aws:iam::123456789012:role/EMR_EC2_DefaultRole",
     "CredstashKeyArn": "arn:aws:kms:us-east-1:123456789012:key/0000-1111",
     "CredstashContextEnv": "test",
+    "RecoveryTargets": "prod-hive,stage-hive",
+    "LoadBalancerArns": "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/hive/0123456789abcdef,"
+                        "arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbalancer/hive-classic",
+    "HostedZoneId": "Z0123456789ABCDEFGHIJ",
+    "DnsRecordNames": "hive.internal.example.com",
+    "SpecKeyArn": "arn:aws:kms:us-east-1:123456789012:key/2222-3333",
 }
 
 
