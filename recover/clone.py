@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from recover.calls import AwsError, RecordingClient, collect
-from recover.emr import ACTIVE_STATES, master_of
+from recover.emr import ACTIVE_STATES, master_of, owner_of
 
 NotCopied = dict[str, Any]
 
@@ -57,12 +57,13 @@ class ClusterSnapshot:
     master: dict[str, Any] | None = None
     termination_protected: bool = False
     fleet: bool = False
+    owner: str | None = None  # its sentinel:target tag (recover.emr.require_owned)
 
     def old_record(self) -> dict[str, Any]:
         """What the incident remembers about the cluster being replaced."""
         return {"cluster_id": self.cluster_id, "name": self.name, "state": self.state, "master": self.master,
                 "termination_protected": self.termination_protected, "fleet": self.fleet,
-                "active": self.state in ACTIVE_STATES}
+                "active": self.state in ACTIVE_STATES, "owner": self.owner}
 
 
 def read_cluster(emr: RecordingClient, cluster: dict[str, Any]) -> ClusterSnapshot:
@@ -84,7 +85,7 @@ def read_cluster(emr: RecordingClient, cluster: dict[str, Any]) -> ClusterSnapsh
     return ClusterSnapshot(
         cluster_id=cid, name=str(cluster.get("Name", "")), state=str((cluster.get("Status") or {}).get("State", "")),
         request=request, not_copied=gaps + not_copied, master=masters[0] if masters else None,
-        termination_protected=bool(cluster.get("TerminationProtected")), fleet=fleet,
+        termination_protected=bool(cluster.get("TerminationProtected")), fleet=fleet, owner=owner_of(cluster),
     )
 
 

@@ -141,21 +141,31 @@ class NotOwned(SentinelError):
     """The cluster does not carry ``sentinel:target=<target>``: sentinel may not change it."""
 
 
+def owner_of(cluster: dict[str, Any]) -> str | None:
+    """The ``sentinel:target`` tag of a DescribeCluster ``Cluster``, None when it has none."""
+    for tag in cluster.get("Tags") or []:
+        if tag.get("Key") == TARGET_TAG:
+            return str(tag.get("Value"))
+    return None
+
+
 def require_owned(cluster: dict[str, Any], target: str) -> None:
     """Refuse to change (terminate, unprotect, tag) a cluster that is not the target's.
 
     Why: the IAM policy allows TerminateJobFlows, SetTerminationProtection and AddTags only
     on clusters tagged ``sentinel:target=<target>`` (DESIGN §10), so whoever can edit the
     config cannot point a target at any ``j-…`` in the account and have it terminated. This
-    check says so before AWS answers AccessDenied, with what to do: the first cluster gets
-    the tag by hand (``aws emr add-tags``); every cluster sentinel launches carries it.
-    ``cluster`` is a DescribeCluster ``Cluster`` (with ``Tags``).
+    check says so before AWS answers AccessDenied (and before a ``replace`` launches a new
+    cluster it could not retire the old one for), with what to do: the first cluster gets the
+    tag by hand (``aws emr add-tags``); every cluster sentinel launches carries it.
+
+    ``cluster`` is a DescribeCluster ``Cluster`` (its ``Tags``) or an incident's ``old``
+    record (its ``owner``, read at SNAPSHOT: no AWS call needed). Raises :class:`NotOwned`.
     """
-    tags = {str(t.get("Key")): str(t.get("Value")) for t in cluster.get("Tags") or []}
-    have = tags.get(TARGET_TAG)
+    have = cluster["owner"] if "owner" in cluster else owner_of(cluster)
     if have == target:
         return
-    cid = cluster.get("Id", "?")
+    cid = cluster.get("Id") or cluster.get("cluster_id") or "?"
     found = f"it is tagged {TARGET_TAG}={have}" if have is not None else f"it has no {TARGET_TAG} tag"
     raise NotOwned(f"refusing to change {cid}: {found}, not {TARGET_TAG}={target}. If {cid} is this target's "
                    f"cluster, tag it: aws emr add-tags --resource-id {cid} --tags {TARGET_TAG}={target}")

@@ -33,7 +33,7 @@ from monitor.clusters import find_cluster
 from monitor.config import Target
 from recover.calls import AwsCalls, RecordingClient
 from recover.clone import ClusterSnapshot, NotCopied, read_cluster
-from recover.emr import ENDED_STATES, cluster_state, master_of
+from recover.emr import ENDED_STATES, cluster_state, master_of, owner_of
 from recover.incident import INCIDENT_TAG, REPLACES_TAG, TARGET_TAG
 from recover.sealed import SealError, seal_spec
 
@@ -121,7 +121,7 @@ def _old_record(emr: RecordingClient, cluster: dict[str, Any]) -> dict[str, Any]
     return {"cluster_id": cluster["Id"], "name": cluster.get("Name"), "state": state,
             "master": masters[0] if masters else None,
             "termination_protected": bool(cluster.get("TerminationProtected")), "fleet": fleet,
-            "active": state not in ENDED_STATES}
+            "active": state not in ENDED_STATES, "owner": owner_of(cluster)}
 
 
 def _newest_ended(emr: RecordingClient, name: str | None, now: datetime) -> dict[str, Any] | None:
