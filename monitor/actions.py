@@ -149,6 +149,17 @@ def status(inv: Invocation, targets: list[str] | None, *, events: int = 20) -> T
         except Exception as exc:  # corrupt or hostile state: say so, never a traceback
             rep.errors.append(f"state: {name}: cannot show its state ({type(exc).__name__}: {str(exc)[:200]})")
     rep.data = {"targets": out}
+    if not targets:  # incidents nobody advances: their target left the config
+        try:
+            running = inv.services.store.active_incidents()
+        except Exception as exc:
+            rep.errors.append(f"state: cannot list running incidents ({type(exc).__name__})")
+            running = {}
+        orphans = {n: inc for n, inc in running.items() if n not in {t.name for t in inv.config.targets}}
+        if orphans:
+            rep.data["orphaned_incidents"] = orphans
+            rep.errors.extend(f"incident {inc.get('id')} of removed target {n} is stuck in {inc.get('phase')}"
+                              for n, inc in orphans.items())
     return rep
 
 
@@ -163,6 +174,7 @@ def _status_of(inv: Invocation, name: str, now: datetime, events: int) -> dict[s
         "last_tick_at": state.last_tick_at,
         "verdict": state.last_decision,
         "consecutive_failures": state.consecutive_failures,
+        "streaks": state.streaks,
         "consecutive_unknown": state.consecutive_unknown,
         "failing_since": state.failing_since,
         "silenced": None if silence is None else {"until": iso(silence.until), "reason": silence.reason,

@@ -57,6 +57,10 @@ def _parser() -> argparse.ArgumentParser:
     sil.add_argument("--actions-only", action="store_true", help="keep paging, only stop automatic actions")
     add("unsilence", "remove manual silences", target="required")
     add("ack", "clear an escalation and resume automation", target="required")
+    abt = add("abort", "end a running recovery: roll back what its phase allows, page, pause automation",
+              target="required")
+    abt.add_argument("--reason", required=True, help="why (audited and paged)")
+    abt.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     inv = sub.add_parser("invoke", help="run an action in the deployed Lambda")
     inv.add_argument("--function", required=True)
     inv.add_argument("--region")
@@ -169,6 +173,11 @@ def _run(args: argparse.Namespace, services_factory: ServicesFactory) -> int:
         answer = input(f"Start a recovery of {args.target} (relaunch its cluster)? [y/N] ")
         if answer.strip().lower() not in ("y", "yes"):
             print("aborted")
+            return EXIT_USAGE
+    if args.command == "abort" and not args.yes and sys.stdin.isatty():
+        answer = input(f"Abort the recovery of {args.target} (roll back what it can)? [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            print("aborted nothing")
             return EXIT_USAGE
     req = Request.model_validate({
         "action": args.command,

@@ -30,7 +30,7 @@ from monitor.state.readonly import ReadOnlyStore
 log = logging.getLogger("sentinel.cycle")
 
 LEASE_SLACK_S = 30.0
-TICK_ACTIONS = ("tick", "check", "recover")
+TICK_ACTIONS = ("tick", "check", "recover", "abort")
 
 
 def run_tick(
@@ -40,7 +40,9 @@ def run_tick(
     targets: Sequence[str] | None = None,
     action: str = "tick",
     force: bool = False,
+    reason: str = "",
 ) -> TickReport:
+    """``abort`` ends a running recovery (``reason`` says why); it takes the same lease."""
     if action not in TICK_ACTIONS:
         raise ValueError(f"run_tick handles {TICK_ACTIONS}, not {action!r}")
     started = time.monotonic()
@@ -62,11 +64,47 @@ def run_tick(
 
     workers = max(1, min(cfg.max_workers, len(selected)))
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="target") as pool:
-        futures = [pool.submit(_guarded, inv, t, action, force, deadline) for t in selected]
+        futures = [pool.submit(_guarded, inv, t, action, force, deadline, reason) for t in selected]
         report.targets = [f.result() for f in futures]
+    if action == "tick" and not targets:
+        _report_orphans(inv, report)
     if action == "tick" and not inv.dry_run:
         inv.metrics.put("Heartbeat", 1)
     return _finish(inv, report, started)
+
+
+def _report_orphans(inv: Invocation, report: TickReport) -> None:
+    """An incident whose target was removed from the config is advanced by nobody: say so in
+    every full tick's report and page once, so it cannot stall silently."""
+    store = inv.services.store
+    configured = {t.name for t in inv.config.targets}
+    try:
+        running = store.active_incidents()
+    except StateError as exc:
+        report.data = {**(report.data or {}), "orphaned_incidents_unknown": str(exc)}
+        return
+    orphans = {name: inc for name, inc in running.items() if name not in configured}
+    if not orphans:
+        return
+    report.data = {**(report.data or {}), "orphaned_incidents": orphans}
+    for name, inc in orphans.items():
+        report.errors.append(f"incident {inc.get('id')} of {name} is in {inc.get('phase')} but {name} is no longer in "
+                             "the config: nobody advances it (put the target back, then `sentinel abort`)")
+        if inv.dry_run:
+            continue
+        with contextlib.suppress(StateError, ConflictError):
+            state = store.get(name)
+            if (state.last_page or {}).get("kind") == "orphaned":
+                continue
+            now = inv.services.clock.now()
+            store.put(name, replace(state, last_page={"kind": "orphaned", "at": iso(now)}), lease=None, now=now,
+                      events=[Event(iso(now), "orphaned", "target removed from the config during an incident",
+                                    dict(inc), "sentinel")])
+            inv.notifier.page(name, "incident-orphaned", f"incident {inc.get('id')} orphaned in {inc.get('phase')}",
+                              f"Target {name} was removed from the config while incident {inc.get('id')} was in "
+                              f"{inc.get('phase')}. Nothing advances or rolls it back now: clusters and routing "
+                              "may be half-moved.\n\nNext:\n  put the target back in the config, then\n"
+                              f"  sentinel abort --target {name} --reason \"target removed\"")
 
 
 def _finish(inv: Invocation, report: TickReport, started: float) -> TickReport:
@@ -77,18 +115,21 @@ def _finish(inv: Invocation, report: TickReport, started: float) -> TickReport:
     return report
 
 
-def _guarded(inv: Invocation, target: Target, action: str, force: bool, deadline: Deadline) -> TargetReport:
+def _guarded(inv: Invocation, target: Target, action: str, force: bool, deadline: Deadline,
+             reason: str = "") -> TargetReport:
     """A bug in one target's tick must not take the others down with it."""
     try:
-        return TargetTick(inv, target, action, force, deadline).run()
+        return TargetTick(inv, target, action, force, deadline, reason).run()
     except Exception as exc:
         log.exception("target tick crashed", extra={"target": target.name})
         return TargetReport(target.name, status=Status.UNKNOWN, error=f"internal error: {type(exc).__name__}: {exc}")
 
 
 class TargetTick:
-    def __init__(self, inv: Invocation, target: Target, action: str, force: bool, deadline: Deadline) -> None:
+    def __init__(self, inv: Invocation, target: Target, action: str, force: bool, deadline: Deadline,
+                 reason: str = "") -> None:
         self.inv = inv
+        self.reason = reason
         self.target = target
         self.action = action
         self.force = force
@@ -134,6 +175,8 @@ class TargetTick:
 
         from recover import runbook
 
+        if self.action == "abort":
+            return self._abort(state)
         if runbook.is_active(state) and self.action != "check":
             return self._advance_recovery(state)
 
@@ -354,10 +397,45 @@ class TargetTick:
             result = runbook.advance(self._recovery_context(), state)
         except runbook.RecoveryUnavailable as exc:
             self.rep.error = str(exc)
+            self._recovery_metrics(state.incident or {})
             return self.rep
-        self.rep.recovery = result.report
-        self.rep.state_version = result.state.version
-        self.rep.status = Status[str(result.report.get("status", "UNKNOWN"))] \
-            if str(result.report.get("status", "")) in Status.__members__ else Status.WARNING
+        return self._recovery_done(result.state, result.report)
+
+    def _abort(self, state: TargetState) -> TargetReport:
+        from recover import runbook
+
+        if self.inv.dry_run:
+            self.rep.error = "usage: abort has no dry run (it only rolls back; see `sentinel status`)"
+            return self.rep
+        if not runbook.is_active(state):
+            self.rep.error = f"usage: no recovery in progress for {self.target.name}"
+            return self.rep
+        try:
+            result = runbook.abort(self._recovery_context(), state, reason=self.reason)
+        except runbook.RecoveryUnavailable as exc:
+            self.rep.error = str(exc)
+            return self.rep
+        return self._recovery_done(result.state, result.report)
+
+    def _recovery_done(self, state: TargetState, report: dict[str, Any]) -> TargetReport:
+        self.rep.recovery = report
+        self.rep.state_version = state.version
+        self.rep.status = Status[str(report.get("status", "UNKNOWN"))] \
+            if str(report.get("status", "")) in Status.__members__ else Status.WARNING
+        self._recovery_metrics(state.incident or {})
         return self.rep
+
+    def _recovery_metrics(self, incident: dict[str, Any]) -> None:
+        """Every tick during a recovery says how the target is: CRITICAL until clients are
+        back (VERIFY_PATH passed), so the unhealthy alarm does not go OK mid-outage for lack
+        of data; and which phase the runbook is in."""
+        from recover.incident import Phase
+
+        name = self.target.name
+        served = bool(incident.get("recovered_at")) and incident.get("phase") != "FAILED"
+        status = self.rep.status if served else Status.CRITICAL
+        self.inv.metrics.put("TargetStatus", int(status), "None", target=name)
+        phase = str(incident.get("phase") or "")
+        if phase in Phase.__members__:
+            self.inv.metrics.put("RecoveryPhase", Phase(phase).number, "None", target=name)
 

@@ -57,6 +57,14 @@ class TargetState:
     # What was paged last (to page on change, not on every tick).
     last_page: dict[str, Any] | None = None
 
+    @property
+    def active_incident(self) -> dict[str, Any] | None:
+        """{id, phase} of an incident still running (not DONE/ESCALATED), else None."""
+        inc = self.incident
+        if not isinstance(inc, dict) or inc.get("phase") in (None, "DONE", "ESCALATED"):
+            return None
+        return {"id": inc.get("id"), "phase": inc.get("phase"), "since": inc.get("phase_started_at")}
+
     def to_json(self) -> str:
         data = asdict(self)
         data.pop("version")
@@ -120,6 +128,11 @@ class StateStore(abc.ABC):
 
     @abc.abstractmethod
     def put_item(self, target: str, sk: str, data: dict[str, Any], *, lease: Lease | None) -> None: ...
+
+    @abc.abstractmethod
+    def active_incidents(self) -> dict[str, dict[str, Any]]:
+        """Every target with an incident that is not DONE/ESCALATED: {target: {id, phase}}.
+        Finds incidents of targets no longer in the config (orphans)."""
 
     # Convenience names used by checks and recovery.
     def get_sample(self, target: str, check: str) -> dict[str, Any] | None:

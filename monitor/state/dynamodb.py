@@ -23,6 +23,7 @@ PERMISSIONS = (
     "dynamodb:PutItem",
     "dynamodb:UpdateItem",
     "dynamodb:Query",
+    "dynamodb:Scan",  # active_incidents: incidents of targets removed from the config
     "dynamodb:ConditionCheckItem",
 )
 
@@ -80,6 +81,9 @@ class DynamoStateStore(StateStore):
             },
             "ConditionExpression": condition,
         }
+        active = state.active_incident
+        if active:  # a small top-level attribute, so finding running incidents needs no JSON
+            put["Item"]["active_incident"] = {"S": json.dumps(active, default=str)}
         if state.version:
             put["ExpressionAttributeNames"] = {"#v": "version"}
             put["ExpressionAttributeValues"] = {":v": {"N": str(state.version)}}
@@ -101,6 +105,24 @@ class DynamoStateStore(StateStore):
                 raise ConflictError(f"{target}: state version or lease moved on") from exc
             raise StateError(f"state table {self.table!r}: write failed ({code})") from exc
         return TargetState.from_json(state.to_json(), new_version)
+
+    def active_incidents(self) -> dict[str, dict[str, Any]]:
+        """A filtered Scan: only state items of targets with a running incident come back
+        (it still reads the table; fine at one call per scheduled tick)."""
+        out: dict[str, dict[str, Any]] = {}
+        kwargs: dict[str, Any] = {"FilterExpression": "attribute_exists(active_incident)",
+                                  "ProjectionExpression": "pk, active_incident"}
+        while True:
+            resp = self._call("scan", **kwargs)
+            for item in resp.get("Items", []):
+                pk = str(item["pk"]["S"])
+                try:
+                    out[pk.removeprefix("target#")] = dict(json.loads(item["active_incident"]["S"]))
+                except (KeyError, ValueError, TypeError):
+                    out[pk.removeprefix("target#")] = {"id": None, "phase": "unreadable"}
+            if not resp.get("LastEvaluatedKey"):
+                return out
+            kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
 
     # ------------------------------------------------------------ lease
     def acquire_lease(self, target: str, owner: str, ttl_s: float, now: datetime) -> Lease:

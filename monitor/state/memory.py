@@ -27,6 +27,16 @@ class MemoryStateStore(StateStore):
             return TargetState()
         return TargetState.from_json(stored[1], stored[0])
 
+    def active_incidents(self) -> dict[str, dict[str, Any]]:
+        with self._lock:
+            stored = dict(self._states)
+        out = {}
+        for target, (version, text) in stored.items():
+            active = TargetState.from_json(text, version).active_incident
+            if active:
+                out[target] = active
+        return out
+
     def _check_fence(self, target: str, lease: Lease | None) -> None:
         if lease is None:
             return

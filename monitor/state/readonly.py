@@ -32,6 +32,9 @@ class ReadOnlyStore(StateStore):
     def events(self, target: str, limit: int = 50) -> list[Event]:
         return self._inner.events(target, limit)
 
+    def active_incidents(self) -> dict[str, dict[str, Any]]:
+        return self._inner.active_incidents()
+
     def get_item(self, target: str, sk: str) -> dict[str, Any] | None:
         return self._inner.get_item(target, sk)
 
