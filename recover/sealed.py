@@ -331,7 +331,8 @@ class _LazyTable(dict[tuple[tuple[str, ...], str], str]):
 def _properties_of(node: Any) -> dict[tuple[tuple[str, ...], str], str]:
     table: dict[tuple[tuple[str, ...], str], str] = {}
     for conf, path in _configurations(node):
-        for k, v in (conf.get("Properties") or {}).items():
+        props = conf.get("Properties")
+        for k, v in (props.items() if isinstance(props, dict) else ()):
             if isinstance(v, str):
                 table.setdefault((path, str(k)), v)
     return table
