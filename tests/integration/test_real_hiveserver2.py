@@ -93,6 +93,7 @@ def tick_config(server: RealHiveServer2, *, topic: str = "arn:aws:sns:us-east-1:
             "recovery": {
                 "enabled": True, "when": {"checks": ["hive"], "consecutive_failures": 2},
                 "routing": {"route53": {"zone_id": zone_id, "record": "hive.sentinel.test"}},
+                "verify": {"checks": ["hive"]},  # a recoverable target must say how a new cluster is verified
             },
         }],
     })
