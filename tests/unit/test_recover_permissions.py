@@ -27,6 +27,12 @@ def _operations_in_source() -> dict[str, set[str]]:
             snake = xform_name(op)
             if re.search(rf"[.\"']{snake}[\"'(]", source):
                 found.setdefault(snake, set()).add(f"{prefix}:{op}")
+    # KMS: only recover/sealed.py calls it (sealed specs), and only there are its names calls
+    # (``run.verify`` elsewhere is sentinel's own verify step, not kms:Verify).
+    sealed = (RECOVER / "sealed.py").read_text()
+    for op in session.get_service_model("kms").operation_names:
+        if re.search(rf"\.{xform_name(op)}\(", sealed):
+            found.setdefault(xform_name(op), set()).add(f"kms:{op}")
     return found
 
 
