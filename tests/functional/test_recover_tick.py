@@ -105,3 +105,21 @@ def test_eight_concurrent_invocations_relaunch_exactly_once(fake_checks: Script,
         assert all(t.error is None for t in targets), [t.error for t in targets]
         state = store.get(TARGET)
         assert len(state.recoveries) == 1 and state.incident and state.incident["phase"] == "WAIT_READY"
+
+
+def test_every_tick_during_a_recovery_says_the_target_is_critical_until_traffic_is_back(fake_checks: Script) -> None:
+    """The unhealthy alarm must not go OK mid-outage for lack of TargetStatus data."""
+    with moto_world() as world:
+        svc = services(recovery_config(world), store=MemoryStateStore(), clients=world.clients, clock=real_now_clock())
+        fake_checks.set("hive", Status.CRITICAL, "refused")
+        tick(svc)
+        tick(svc)  # confirmed: recovery started, now waiting for the new cluster
+        waiting = tick(svc)
+        points = {(p["name"], p["value"]) for p in waiting.metrics if p["dimensions"].get("target") == TARGET}
+        assert ("TargetStatus", int(Status.CRITICAL)) in points and ("RecoveryPhase", 3) in points, points
+        [new] = new_clusters(world)
+        set_steps(new, "COMPLETED")
+        fake_checks.set("hive", Status.OK)
+        done = tick(svc)
+        points = {(p["name"], p["value"]) for p in done.metrics if p["dimensions"].get("target") == TARGET}
+        assert ("TargetStatus", int(Status.OK)) in points, points
