@@ -64,7 +64,7 @@ def run_tick(
 
     workers = max(1, min(cfg.max_workers, len(selected)))
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="target") as pool:
-        futures = [pool.submit(_guarded, inv, t, action, force, deadline, reason) for t in selected]
+        futures = [pool.submit(_guarded, inv, t, action, force, deadline, reason=reason) for t in selected]
         report.targets = [f.result() for f in futures]
     if action == "tick" and not targets:
         _report_orphans(inv, report)
@@ -115,18 +115,18 @@ def _finish(inv: Invocation, report: TickReport, started: float) -> TickReport:
     return report
 
 
-def _guarded(inv: Invocation, target: Target, action: str, force: bool, deadline: Deadline,
+def _guarded(inv: Invocation, target: Target, action: str, force: bool, deadline: Deadline, *,
              reason: str = "") -> TargetReport:
     """A bug in one target's tick must not take the others down with it."""
     try:
-        return TargetTick(inv, target, action, force, deadline, reason).run()
+        return TargetTick(inv, target, action, force, deadline, reason=reason).run()
     except Exception as exc:
         log.exception("target tick crashed", extra={"target": target.name})
         return TargetReport(target.name, status=Status.UNKNOWN, error=f"internal error: {type(exc).__name__}: {exc}")
 
 
 class TargetTick:
-    def __init__(self, inv: Invocation, target: Target, action: str, force: bool, deadline: Deadline,
+    def __init__(self, inv: Invocation, target: Target, action: str, force: bool, deadline: Deadline, *,
                  reason: str = "") -> None:
         self.inv = inv
         self.reason = reason

@@ -157,8 +157,8 @@ def evaluate(
         silence=silence, reasons=reasons, streaks=streaks,
     )
     if verdict == "confirmed":
-        decision.blocked_by = _blockers(target, [by_name[n] for n in confirmed], results, state, now, silence,
-                                        manual=manual)
+        decision.blocked_by = _blockers(target, [by_name[n] for n in confirmed], results, state, now,
+                                        silence=silence, manual=manual)
         decision.recover = not decision.blocked_by
     return decision
 
@@ -216,8 +216,8 @@ def start_blockers(target: Target, state: TargetState, now: datetime, *, manual:
 
 def _blockers(
     target: Target, confirmed: Sequence[CheckResult], results: Sequence[CheckResult], state: TargetState,
-    now: datetime, silence: ActiveSilence | None,
-    *,
+    now: datetime, *,
+    silence: ActiveSilence | None,
     manual: bool,
 ) -> list[str]:
     rec = target.recovery

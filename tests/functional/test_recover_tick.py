@@ -107,7 +107,8 @@ def test_eight_concurrent_invocations_relaunch_exactly_once(fake_checks: Script,
         assert len(state.recoveries) == 1 and state.incident and state.incident["phase"] == "WAIT_READY"
 
 
-def test_every_tick_during_a_recovery_says_the_target_is_critical_until_traffic_is_back(fake_checks: Script) -> None:
+def test_every_tick_during_a_recovery_says_the_target_is_critical_until_traffic_is_back(
+        fake_checks: Script) -> None:
     """The unhealthy alarm must not go OK mid-outage for lack of TargetStatus data."""
     with moto_world() as world:
         svc = services(recovery_config(world), store=MemoryStateStore(), clients=world.clients, clock=real_now_clock())

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import pytest
-
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+import pytest
 from freezegun import freeze_time
 
 from checks.base import CheckResult, Status
