@@ -83,7 +83,8 @@ def test_eight_concurrent_invocations_relaunch_exactly_once(fake_checks: Script,
         store = _store(store_kind, world)
         clock = real_now_clock()
         svc = services(recovery_config(world), store=store, clients=world.clients, clock=clock)
-        store.put(TARGET, TargetState(streaks={"hive": 1}, consecutive_failures=1, last_decision="failing"), lease=None, now=clock.now())
+        store.put(TARGET, TargetState(streaks={"hive": 1}, consecutive_failures=1, last_decision="failing"),
+                  lease=None, now=clock.now())
         fake_checks.set("hive", Status.CRITICAL, "timeout")
         barrier = threading.Barrier(8)
 
