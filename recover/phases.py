@@ -56,9 +56,9 @@ def snapshot(run: Run) -> Outcome:
             and not rec.allow_termination_protected:
         return Fail(f"terminate_first would terminate {old_id}, which is termination-protected, and "
                     "allow_termination_protected is false")
-    if old.get("active") and old_id:
+    if old.get("active") and old_id:  # the old record carries its sentinel:target tag (owner)
         try:
-            emr_ops.require_owned(run.aws.client("emr").describe_cluster(ClusterId=old_id)["Cluster"], target.name)
+            emr_ops.require_owned(old, target.name)
         except emr_ops.NotOwned as exc:
             return Fail(str(exc))
     inc.routing_before = routing.snapshot(run.aws, rec.routing)

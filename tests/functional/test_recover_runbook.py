@@ -517,10 +517,9 @@ def test_aws_calls_per_phase_and_iam_coverage(h: Harness, world: World) -> None:
     with CallLog(world.clients, event="before-call") as log2:
         second = advance(h)
     inc = incident(h)
-    # SNAPSHOT 12 = ListClusters, DescribeCluster, ListInstanceGroups, ListBootstrapActions, ListSteps,
-    #   GetManagedScalingPolicy, GetAutoTerminationPolicy, ListInstances, DescribeCluster (is the old
-    #   cluster tagged sentinel:target=<target>?), DescribeTargetHealth, DescribeLoadBalancers,
-    #   ListResourceRecordSets
+    # SNAPSHOT 11 = ListClusters, DescribeCluster, ListInstanceGroups, ListBootstrapActions, ListSteps,
+    #   GetManagedScalingPolicy, GetAutoTerminationPolicy, ListInstances, DescribeTargetHealth,
+    #   DescribeLoadBalancers, ListResourceRecordSets
     # LAUNCH 7 = ListClusters + DescribeCluster x1 (same-name clusters), DescribeCluster of the source cluster
     #   (its secret property is stored as a reference, opened at send), RunJobFlow, then the same 3 again
     # WAIT_READY 2 per waiting tick (DescribeCluster, ListSteps) + ListInstances when ready
@@ -528,7 +527,7 @@ def test_aws_calls_per_phase_and_iam_coverage(h: Harness, world: World) -> None:
     #   RegisterInstancesWithLoadBalancer, DeregisterInstancesFromLoadBalancer, ChangeResourceRecordSets
     # VERIFY_PATH 2 = DescribeTargetHealth, GetChange; RETIRE_OLD 5 = DescribeCluster, TerminateJobFlows,
     #   then the sweep before DONE: ListClusters + DescribeCluster x2 (same-name clusters)
-    assert inc["calls"] == {"SNAPSHOT": 12, "LAUNCH": 7, "WAIT_READY": 2 + 3, "REPOINT": 7, "VERIFY_PATH": 2,
+    assert inc["calls"] == {"SNAPSHOT": 11, "LAUNCH": 7, "WAIT_READY": 2 + 3, "REPOINT": 7, "VERIFY_PATH": 2,
                             "RETIRE_OLD": 5}
     assert sum(inc["calls"].values()) == len(log1.calls) + len(log2.calls)
     recorded = {f"{IAM_PREFIX[r['call'].split('.')[0]]}:{_api_name(r['call'].split('.')[1])}"
