@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-ACTIVE_STATES = ["STARTING", "BOOTSTRAPPING", "RUNNING", "WAITING"]
+ACTIVE_STATES = ("STARTING", "BOOTSTRAPPING", "RUNNING", "WAITING")  # the one definition
 # Set by the runbook on an old cluster it kept (``retire_old: keep``): no longer "the" cluster.
 RETIRED_TAG = "sentinel:retired-by"
 PERMISSIONS = ("elasticmapreduce:ListClusters", "elasticmapreduce:DescribeCluster")
@@ -27,7 +27,7 @@ def find_cluster(emr: Any, ref: Any, *, exclude_ids: tuple[str, ...] = ()) -> di
     if getattr(ref, "id", None):
         return dict(emr.describe_cluster(ClusterId=ref.id)["Cluster"])
     matches = []
-    for page in emr.get_paginator("list_clusters").paginate(ClusterStates=ACTIVE_STATES):
+    for page in emr.get_paginator("list_clusters").paginate(ClusterStates=list(ACTIVE_STATES)):
         for summary in page.get("Clusters", []):
             if summary.get("Name") == ref.name and summary["Id"] not in exclude_ids:
                 matches.append(summary["Id"])

@@ -13,7 +13,7 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from checks.base import CheckContext, CheckResult, Deadline, EndpointOverride, Status
 from monitor import policy
@@ -26,6 +26,9 @@ from monitor.runner import run_checks
 from monitor.runtime import Invocation
 from monitor.state.base import Event, Lease, StateStore, TargetState
 from monitor.state.readonly import ReadOnlyStore
+
+if TYPE_CHECKING:
+    from recover.context import RecoveryContext
 
 log = logging.getLogger("sentinel.cycle")
 
@@ -365,7 +368,7 @@ class TargetTick:
         return self.rep
 
     # ------------------------------------------------------------------ recovery
-    def _recovery_context(self) -> Any:
+    def _recovery_context(self) -> RecoveryContext:
         from recover.context import RecoveryContext
 
         svc = self.inv.services

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from checks.base import ClientSource
 from monitor.aws import THROTTLING_CODES, error_code
 from monitor.errors import SentinelError
 from recover.sealed import mask
@@ -98,7 +99,7 @@ Fence = Callable[["CallRecord"], Settle]
 
 @dataclass
 class AwsCalls:
-    clients: Any
+    clients: ClientSource
     dry_run: bool = False
     phase: str = "-"
     records: list[CallRecord] = field(default_factory=list)

@@ -19,8 +19,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from monitor.clusters import ACTIVE_STATES
 from recover.calls import AwsError, RecordingClient, collect
-from recover.emr import ACTIVE_STATES, master_of, owner_of
+from recover.emr import master_of, owner_of
 
 NotCopied = dict[str, Any]
 

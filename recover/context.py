@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from checks.base import CheckResult, Deadline, EndpointOverride
+from checks.base import CheckResult, ClientSource, Deadline, EndpointOverride
 from monitor.clock import Clock
 from monitor.config import Config, Target
 from monitor.metrics import MetricsRecorder
@@ -24,7 +24,7 @@ RunChecks = Callable[[Sequence[str], EndpointOverride | None], list[CheckResult]
 class RecoveryContext:
     config: Config
     target: Target
-    clients: Any
+    clients: ClientSource
     store: StateStore
     lease: Lease | None
     clock: Clock

@@ -17,7 +17,6 @@ from recover.calls import AwsCalls, RecordingClient, collect
 from recover.incident import INCIDENT_TAG, TARGET_TAG
 from recover.sealed import unseal_spec
 
-ACTIVE_STATES = ("STARTING", "BOOTSTRAPPING", "RUNNING", "WAITING")
 READY_STATES = ("WAITING", "RUNNING")
 ENDED_STATES = ("TERMINATING", "TERMINATED", "TERMINATED_WITH_ERRORS")
 BAD_STEP_STATES = ("FAILED", "CANCELLED", "CANCEL_PENDING", "INTERRUPTED")

@@ -16,14 +16,14 @@ from __future__ import annotations
 from typing import Any
 
 from monitor.config import Routing
-from recover.calls import RecordingClient
+from recover.calls import AwsCalls, RecordingClient
 
 
 def _norm(name: str) -> str:
     return name.rstrip(".").lower()
 
 
-def snapshot(aws: Any, routing: Routing) -> dict[str, Any]:
+def snapshot(aws: AwsCalls, routing: Routing) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if routing.target_group_arn:
         out["target_group"] = {"arn": routing.target_group_arn,
@@ -70,7 +70,7 @@ def target_port(routing: Routing, before: dict[str, Any], old_instance: str | No
     return None
 
 
-def repoint(aws: Any, routing: Routing, before: dict[str, Any], old: dict[str, Any] | None,
+def repoint(aws: AwsCalls, routing: Routing, before: dict[str, Any], old: dict[str, Any] | None,
             new: dict[str, Any]) -> dict[str, Any]:
     """Send traffic to ``new`` (a master: instance_id, private_dns, private_ip). Returns what changed."""
     done: dict[str, Any] = {"changes": []}
@@ -113,7 +113,7 @@ def repoint(aws: Any, routing: Routing, before: dict[str, Any], old: dict[str, A
     return done
 
 
-def repoint_back(aws: Any, routing: Routing, before: dict[str, Any], old: dict[str, Any] | None,
+def repoint_back(aws: AwsCalls, routing: Routing, before: dict[str, Any], old: dict[str, Any] | None,
                  new: dict[str, Any] | None) -> list[str]:
     """Rollback: restore the registrations and the record as SNAPSHOT saw them."""
     out: list[str] = []
@@ -158,7 +158,7 @@ def repoint_back(aws: Any, routing: Routing, before: dict[str, Any], old: dict[s
     return out
 
 
-def path_ready(aws: Any, routing: Routing, repointed: dict[str, Any], new: dict[str, Any]) -> str | None:
+def path_ready(aws: AwsCalls, routing: Routing, repointed: dict[str, Any], new: dict[str, Any]) -> str | None:
     """None when the load balancer calls the new target healthy and the DNS change is in
     sync; else what we are still waiting for (VERIFY_PATH waits, then runs the checks)."""
     if routing.target_group_arn:
