@@ -190,7 +190,7 @@ def seal_spec(kms: Any, request: dict[str, Any], *, target: str, secret_properti
     out = copy.deepcopy(request)
     for slot in secret_slots(out, secret_properties):
         value = slot.holder[slot.key]
-        if is_sealed(value):
+        if is_sealed(value) and (value != MASK or dry_run):  # a literal "****" is sealed like any value
             continue
         if dry_run:
             slot.holder[slot.key] = MASK
@@ -225,9 +225,11 @@ def _code(exc: Exception) -> str:
 # ------------------------------------------------------------------ unseal
 
 
-def unseal_spec(aws: AwsCalls, request: dict[str, Any], *, secret_properties: Collection[str] = ()) -> dict[str, Any]:
+def unseal_spec(aws: AwsCalls, request: dict[str, Any]) -> dict[str, Any]:
     """The request with every sealed value and reference replaced by the clear value: what
     RunJobFlow must send. In a dry run the request is returned unchanged (nothing is sent).
+    Every sealed form is opened whatever its key (the rule or the list may have changed
+    since it was sealed).
 
     References are read back from the source cluster through ``aws`` (one recorded
     DescribeCluster per cluster, plus ListInstanceGroups/Fleets when a property is not in
@@ -239,7 +241,7 @@ def unseal_spec(aws: AwsCalls, request: dict[str, Any], *, secret_properties: Co
         return request
     out = copy.deepcopy(request)
     sources: dict[str, dict[tuple[tuple[str, ...], str], str]] = {}
-    for slot in _sealed_slots(out, secret_properties):
+    for slot in _sealed_slots(out):
         value = str(slot.holder[slot.key])
         if value.startswith(SEALED_PREFIX):
             slot.holder[slot.key] = _decrypt(aws.clients.client("kms"), value, slot.label)
@@ -258,8 +260,8 @@ def unseal_spec(aws: AwsCalls, request: dict[str, Any], *, secret_properties: Co
     return out
 
 
-def _sealed_slots(request: dict[str, Any], extra: Collection[str]) -> list[Slot]:
-    """Every slot holding a sealed form, whatever its key (the rule may have changed since)."""
+def _sealed_slots(request: dict[str, Any]) -> list[Slot]:
+    """Every slot holding a sealed form, whatever its key."""
     slots = []
     for conf, path in _configurations(request):
         props = conf.get("Properties")

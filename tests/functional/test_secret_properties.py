@@ -189,6 +189,10 @@ def test_without_a_key_the_spec_refers_to_its_source_and_launch_reads_it_again(w
         "javax.jdo.option.ConnectionPassword"] == MASK
     with pytest.raises(SealError, match="masked"):
         unseal_spec(AwsCalls(world.clients), seal_spec(None, planted_request(), target=TARGET, dry_run=True))
+    literal = planted_request()
+    hive_site(literal)["javax.jdo.option.ConnectionPassword"] = MASK  # a real value that looks like the mask
+    assert hive_site(seal_spec(None, literal, target=TARGET, source_cluster_id="j-1"))[
+        "javax.jdo.option.ConnectionPassword"] == REF_PREFIX + "j-1"
 
 
 def test_a_cluster_without_the_ownership_tag_is_refused_with_the_command_that_fixes_it() -> None:
