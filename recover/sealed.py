@@ -11,10 +11,11 @@ by LAUNCH right before the call; the call record keeps the sealed form).
 **The rule** (one home: :func:`is_secret_key`; ``sentinel plan`` and every call record use
 it through :func:`mask`). A key is secret when it is in ``recovery.spec.secret_properties``,
 or when one of its words (split on ``.``, ``_``, ``-`` and camelCase) is or contains
-password/passwd/passphrase/secret/credential, is ``pwd``/``pass``, or is/ends with
+password/passwd/passphrase/secret/credential, is ``pwd``/``pw``/``pass``, or is/ends with
 ``token``/``key`` — unless its *last* word says the value is only about the secret
-(``...credential.provider.path``, ``...keystore.type`` never match anyway, ``...secret.file``,
-``...key.provider.uri``, ``Ec2KeyName``, ``...KeyId``). Over-sealing a harmless value costs
+(``...credential.provider.path``, ``...secret.file``, ``...key.provider.uri``,
+``Ec2KeyName``, ``...KeyId``; ``...keystore.type`` has no such word at all, and neither has
+``hive.server2.authentication``). Over-sealing a harmless value costs
 nothing but readability (it is restored at LAUNCH); under-sealing leaks, so the rule leans
 to sealing and the explicit list adds what it misses.
 
