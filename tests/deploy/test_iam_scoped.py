@@ -297,6 +297,41 @@ def test_sealing_is_denied_with_another_key_or_encryption_context(audit: Audit) 
     assert not audit.allowed(replace(dec, context={"kms:EncryptionContext:env": "prod"}))
 
 
+def resolve(value: Any, params: dict[str, Any]) -> Any:
+    """Enough of CloudFormation for one generated statement: Ref, Fn::Sub, Fn::If dropped."""
+    if isinstance(value, dict) and "Ref" in value:
+        return params[value["Ref"]]
+    if isinstance(value, dict) and "Fn::Sub" in value:
+        text = value["Fn::Sub"]
+        for k, v in params.items():
+            text = text.replace("${" + k + "}", str(v))
+        return text
+    if isinstance(value, dict):
+        return {k: resolve(v, params) for k, v in value.items()}
+    if isinstance(value, list):
+        return [resolve(v, params) for v in value]
+    return value
+
+
+def test_a_restart_command_is_allowed_only_on_the_targets_instances_with_the_shell_document() -> None:
+    """ssm:SendCommand (the restart rung) touches two resources that need different
+    conditions: the generator puts one action in two statements."""
+    from deploy import iam
+
+    statements = [s["Fn::If"][1] for s in iam.policy_statements({"recover:restart": ["ssm:SendCommand"]})]
+    assert [s["Sid"] for s in statements] == ["RestartOnOwnedInstances", "RestartDocument"]
+    params = {"AWS::Partition": "aws", "AWS::Region": REGION, "AWS::AccountId": ACCOUNT, "RecoveryTargets": [TARGET]}
+    policy = resolve(statements, params)
+    owned = {f"aws:ResourceTag/{TARGET_TAG}": TARGET}
+    instance = f"arn:aws:ec2:{REGION}:{ACCOUNT}:instance/i-0abc"
+    document = f"arn:aws:ssm:{REGION}::document/AWS-RunShellScript"
+    assert evaluate(policy, Request("ssm:SendCommand", instance, owned))
+    assert evaluate(policy, Request("ssm:SendCommand", document))
+    assert not evaluate(policy, Request("ssm:SendCommand", instance, {f"aws:ResourceTag/{TARGET_TAG}": "other"}))
+    assert not evaluate(policy, Request("ssm:SendCommand", instance))
+    assert not evaluate(policy, Request("ssm:SendCommand", f"arn:aws:ssm:{REGION}::document/AWS-RunPowerShellScript"))
+
+
 # ------------------------------------------------------------------ the template's defaults and the evaluator
 
 
