@@ -128,11 +128,29 @@ class ClusterRef(Strict):
         return self
 
 
+def _iana_zone(name: str) -> str:
+    """An IANA zone name Python's zoneinfo knows (``Europe/Berlin``), else a config error.
+    ``UTC`` needs no time zone database (a minimal runtime may have none)."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    if name == "UTC":
+        return name
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise PydanticCustomError("timezone", "unknown IANA time zone '{name}' (e.g. Europe/Berlin, UTC; "
+                                  "without a system time zone database: pip install tzdata)",
+                                  {"name": name}) from exc
+    return name
+
+
 class Notify(Strict):
     page_topic_arn: str = Field(pattern=r"^arn:aws[a-z-]*:sns:")
     info_topic_arn: str | None = Field(default=None, pattern=r"^arn:aws[a-z-]*:sns:")
     # Pages for a persistent UNKNOWN are sent after this many consecutive UNKNOWN ticks.
     unknown_after: int = Field(default=3, ge=1, le=1000)
+    # Every page says "since when" in this IANA zone (on-call's clock) and in UTC (logs, AWS).
+    timezone: Annotated[str, AfterValidator(_iana_zone)] = "UTC"
 
 
 # Error kinds a relaunch can fix (DESIGN §10). ``dns``, ``auth``, ``tls``... cannot be fixed by
@@ -231,6 +249,37 @@ class Limits(Strict):
     launch_timeout_min: float = Field(default=45, gt=0, le=240)
 
 
+DEFAULT_RESTART_COMMAND = "sudo systemctl restart hive-server2"  # EMR 5.30+ / 6.x / 7.x
+
+
+class ReplaceRung(Strict):
+    """Relaunch the cluster (the runbook of ``strategy``). Its budget defaults to
+    ``limits.max_recoveries``."""
+
+    rung: Literal["replace"]
+    max_per_window: int | None = Field(default=None, ge=0, le=20)
+
+
+class RestartRung(Strict):
+    """Restart HiveServer2 on the current master (SSM Run Command or an EMR step), then verify
+    through the normal path; touches nothing else."""
+
+    rung: Literal["restart_service"]
+    via: Literal["ssm", "step"] = "ssm"
+    command: str = Field(default=DEFAULT_RESTART_COMMAND, min_length=1, max_length=2000)
+    timeout_min: float = Field(default=10, gt=0, le=120)  # the command/step must finish within this
+    warmup_s: float = Field(default=60, ge=0, le=1800)  # wait before verifying (HiveServer2 start-up)
+    verify_timeout_min: float = Field(default=5, gt=0, le=60)  # healthy again within this, else next rung
+    max_per_window: int = Field(default=2, ge=0, le=20)
+
+
+Rung = Annotated[ReplaceRung | RestartRung, Field(discriminator="rung")]
+
+
+def _default_ladder() -> list[ReplaceRung | RestartRung]:
+    return [ReplaceRung(rung="replace")]  # existing configs keep their meaning
+
+
 class Recovery(Strict):
     enabled: bool = False
     dry_run: bool = False
@@ -246,6 +295,14 @@ class Recovery(Strict):
     # An incident that has not changed phase for this long pages (default: the phase's own
     # timeout, or 30 min).
     stall_after_min: float | None = Field(default=None, gt=0, le=1440)
+    # Remedies tried in order (DESIGN §10); a rung that fails or is over its budget hands the
+    # incident to the next one; the last one failing escalates.
+    ladder: list[Rung] = Field(default_factory=lambda: _default_ladder(), min_length=1, max_length=5)
+
+    def rung_budget(self, rung: ReplaceRung | RestartRung) -> int:
+        if isinstance(rung, ReplaceRung):
+            return self.limits.max_recoveries if rung.max_per_window is None else rung.max_per_window
+        return rung.max_per_window
 
 
 
@@ -330,6 +387,15 @@ def _cross_field_errors(raw: dict[str, Any], config: Config) -> list[str]:
                 if name not in names:
                     errors.append(f"{tp}.recovery.verify.master.checks[{i}]: no check named {name!r} "
                                   f"in target {target.name!r}")
+        seen_rungs: set[str] = set()
+        for i, rung in enumerate(rec.ladder):
+            key = rung.rung + (f":{rung.via}" if isinstance(rung, RestartRung) else "")
+            if key in seen_rungs:
+                errors.append(f"{tp}.recovery.ladder[{i}]: {key} is already a rung")
+            seen_rungs.add(key)
+            if isinstance(rung, ReplaceRung) and i != len(rec.ladder) - 1:
+                errors.append(f"{tp}.recovery.ladder[{i}]: replace must be the last rung (a relaunch that fails "
+                              "rolls back and escalates)")
         if rec.enabled:
             errors.extend(f"{tp}.{gap}" for gap in recovery_gaps(target))
     errors.extend(_shared_resource_errors(config))
@@ -345,6 +411,8 @@ def recovery_gaps(target: Target) -> list[str]:
     gaps: list[str] = []
     if rec.when is None:
         gaps.append("recovery.when: required to recover (which checks, how many consecutive failures)")
+    if not any(isinstance(r, ReplaceRung) for r in rec.ladder):
+        return gaps  # restarts only: nothing moves traffic; VERIFY re-runs the trigger checks
     if not rec.routing.routed:
         gaps.append("recovery.routing: give target_group_arn, load_balancer_name or route53 "
                     "(nothing would point clients at the new cluster)")

@@ -27,7 +27,7 @@ from typing import Any, Literal
 
 from checks.base import CheckResult, Status
 from monitor.clock import iso, parse_iso
-from monitor.config import RELAUNCH_KINDS, Target, recovery_gaps
+from monitor.config import RELAUNCH_KINDS, ReplaceRung, Target, recovery_gaps
 from monitor.state.base import TargetState
 
 Verdict = Literal["ok", "degraded", "failing", "confirmed"]
@@ -205,13 +205,36 @@ def start_blockers(target: Target, state: TargetState, now: datetime, *, manual:
     incident = state.incident or {}
     if incident.get("phase") not in (None, "DONE", "ESCALATED"):
         out.append(f"incident {incident.get('id')} is already in progress ({incident.get('phase')})")
-    used = recoveries_in_window(state, now, rec.limits.window_hours)
-    if len(used) >= rec.limits.max_recoveries:
-        out.append(
-            f"budget exhausted: {len(used)} recoveries in the last {rec.limits.window_hours:g} h "
-            f"(max {rec.limits.max_recoveries})"
-        )
+    if not usable_rungs(target, state, now):
+        out.append("budget exhausted: " + "; ".join(rung_budget_notes(target, state, now)))
     return out
+
+
+def rung_uses(target: Target, state: TargetState, now: datetime, index: int) -> list[str]:
+    """Starts of ladder rung ``index`` within ``limits.window_hours``."""
+    rung = target.recovery.ladder[index]
+    if isinstance(rung, ReplaceRung):
+        return recoveries_in_window(state, now, target.recovery.limits.window_hours)
+    since = now - timedelta(hours=target.recovery.limits.window_hours)
+    return [ts for ts in state.rung_uses.get(rung.rung, []) if parse_iso(ts) > since]
+
+
+def usable_rungs(target: Target, state: TargetState, now: datetime, *, after: int = -1) -> list[int]:
+    """Ladder rungs (indices, after ``after``) whose own budget has room now."""
+    rec = target.recovery
+    return [i for i, rung in enumerate(rec.ladder)
+            if i > after and len(rung_uses(target, state, now, i)) < rec.rung_budget(rung)]
+
+
+def rung_budget_notes(target: Target, state: TargetState, now: datetime) -> list[str]:
+    rec = target.recovery
+    notes = []
+    for i, rung in enumerate(rec.ladder):
+        what = "recoveries" if isinstance(rung, ReplaceRung) else f"{rung.rung} ({rung.via})"
+        prefix = "" if len(rec.ladder) == 1 else f"{rung.rung}: "
+        notes.append(f"{prefix}{len(rung_uses(target, state, now, i))} {what} in the last "
+                     f"{rec.limits.window_hours:g} h (max {rec.rung_budget(rung)})")
+    return notes
 
 
 def _blockers(

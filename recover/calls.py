@@ -30,6 +30,7 @@ MUTATING = frozenset({
     "register_targets", "deregister_targets",
     "register_instances_with_load_balancer", "deregister_instances_from_load_balancer",
     "change_resource_record_sets",
+    "send_command", "cancel_command", "add_job_flow_steps", "cancel_steps",
 })
 TRANSIENT_CODES = THROTTLING_CODES | {
     "InternalServerError", "InternalServerException", "InternalFailure", "ServiceUnavailable",
@@ -41,7 +42,7 @@ TRANSIENT_CODES = THROTTLING_CODES | {
 UNANSWERED_CODES = frozenset({"RequestTimeout", "RequestTimeoutException", "ReadTimeoutError", "ConnectionClosedError",
                               "ReadTimeout", "InternalServerError", "InternalFailure", "ServiceUnavailable"})
 IAM_PREFIX = {"emr": "elasticmapreduce", "elbv2": "elasticloadbalancing", "elb": "elasticloadbalancing",
-              "route53": "route53"}
+              "route53": "route53", "ssm": "ssm"}
 
 # What a dry run's pretend cluster is called (valid ids, so parameter validation passes).
 DRY_CLUSTER_ID = "j-DRYRUN0NEWCLUSTER"
@@ -49,6 +50,8 @@ DRY_INSTANCE_ID = "i-0dryrun0new0master"
 DRY_MASTER_DNS = "new-master.dry-run.invalid"
 DRY_MASTER_IP = "192.0.2.10"  # TEST-NET-1: never routable
 DRY_CHANGE_ID = "/change/DRYRUN"
+DRY_COMMAND_ID = "00000000-dry0-run0-0000-000000000000"
+DRY_STEP_ID = "s-DRYRUNRESTART"
 
 
 class AwsError(SentinelError):
@@ -171,6 +174,10 @@ class AwsCalls:
             return {"JobFlowId": DRY_CLUSTER_ID}
         if op == "change_resource_record_sets":
             return {"ChangeInfo": {"Id": DRY_CHANGE_ID, "Status": "PENDING"}}
+        if op == "send_command":
+            return {"Command": {"CommandId": DRY_COMMAND_ID, "Status": "Pending"}}
+        if op == "add_job_flow_steps":
+            return {"StepIds": [DRY_STEP_ID]}
         return {}
 
     def _pretend_read(self, op: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -190,12 +197,16 @@ class AwsCalls:
                                                  for t in params.get("Targets", [])]}
         if op == "get_change":
             return {"ChangeInfo": {"Id": DRY_CHANGE_ID, "Status": "INSYNC"}}
+        if op == "get_command_invocation":
+            return {"CommandId": DRY_COMMAND_ID, "Status": "Success"}
+        if op == "describe_step":
+            return {"Step": {"Id": DRY_STEP_ID, "Status": {"State": "COMPLETED"}}}
         return {}
 
 
 def _mentions_pretend(params: dict[str, Any]) -> bool:
     text = repr(params)
-    return DRY_CLUSTER_ID in text or DRY_INSTANCE_ID in text or DRY_CHANGE_ID in text
+    return any(d in text for d in (DRY_CLUSTER_ID, DRY_INSTANCE_ID, DRY_CHANGE_ID, DRY_COMMAND_ID, DRY_STEP_ID))
 
 
 class RecordingClient:

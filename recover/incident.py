@@ -34,6 +34,9 @@ class Phase(str, enum.Enum):
     DONE = "DONE"
     FAILED = "FAILED"  # rolling back; still active until ESCALATED
     ESCALATED = "ESCALATED"
+    # The restart_service rung (numbers 11, 12: the ones above keep theirs).
+    RESTART = "RESTART"
+    VERIFY = "VERIFY"
 
     @property
     def number(self) -> int:
@@ -48,7 +51,9 @@ ORDER: dict[str, tuple[Phase, ...]] = {
                 Phase.VERIFY_PATH, Phase.RETIRE_OLD, Phase.DONE),
     "terminate_first": (Phase.SNAPSHOT, Phase.RETIRE_OLD, Phase.LAUNCH, Phase.WAIT_READY, Phase.VERIFY_NEW,
                         Phase.REPOINT, Phase.VERIFY_PATH, Phase.DONE),
+    "restart_service": (Phase.RESTART, Phase.VERIFY, Phase.DONE),
 }
+RESTART_PHASES = frozenset({Phase.RESTART, Phase.VERIFY})
 TERMINAL = frozenset({Phase.DONE, Phase.ESCALATED})
 
 
@@ -57,6 +62,10 @@ def next_phase(strategy: str, phase: Phase) -> Phase:
         return Phase.ESCALATED
     order = ORDER[strategy]
     return order[order.index(phase) + 1]
+
+
+def rung_name(strategy: str) -> str:
+    return "restart_service" if strategy == "restart_service" else "replace"
 
 
 def new_incident_id(target: str, now: datetime) -> str:
@@ -100,18 +109,28 @@ class Incident:
     # intent is persisted under the lease before the call is sent (status "pending"), then
     # settled ("done" / "error" / "unknown"). A pending or unknown one may have taken effect.
     intents: list[dict[str, Any]] = field(default_factory=list)
+    # The remediation ladder: index of the rung working now, and each rung tried
+    # ({rung, via, started_at, finished_at, outcome, note}).
+    rung: int = 0
+    rungs: list[dict[str, Any]] = field(default_factory=list)
+    # restart_service: cluster_id, instance_id, via, sent_at, command_id | step_id, done_at, status
+    restart: dict[str, Any] | None = None
     stall_paged: str | None = None  # the phase (and its start) a stall page was sent for
     timeline: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
     @classmethod
     def create(cls, target: str, strategy: str, now: datetime, *, reason: str, requested_by: str | None,
-            force: bool, incident_id: str | None = None) -> Incident:
+            force: bool, incident_id: str | None = None, rung: int = 0) -> Incident:
+        """``strategy`` is the phase order of the first rung: ``replace``/``terminate_first``
+        (a relaunch) or ``restart_service``."""
         ts = iso(now)
+        first = ORDER[strategy][0]
         inc = cls(id=incident_id or new_incident_id(target, now), target=target, strategy=strategy,
-                  phase=Phase.SNAPSHOT.value, started_at=ts, phase_started_at=ts, reason=reason,
-                  requested_by=requested_by, force=force)
-        inc.timeline.append({"at": ts, "phase": Phase.SNAPSHOT.value, "note": f"recovery started: {reason}"})
+                  phase=first.value, started_at=ts, phase_started_at=ts, reason=reason,
+                  requested_by=requested_by, force=force, rung=rung)
+        inc.rungs.append({"rung": rung_name(strategy), "index": rung, "started_at": ts})
+        inc.timeline.append({"at": ts, "phase": first.value, "note": f"recovery started: {reason}"})
         return inc
 
     @classmethod

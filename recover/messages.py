@@ -16,6 +16,8 @@ WHAT_EACH_PHASE_DOES = {
     Phase.VERIFY_PATH: "run the verify checks through the normal path",
     Phase.RETIRE_OLD: "terminate (or keep) the old cluster",
     Phase.DONE: "done: automation resumes",
+    Phase.RESTART: "restart HiveServer2 on the current master (SSM Run Command or an EMR step)",
+    Phase.VERIFY: "after a warm-up, run the trigger checks through the normal path",
 }
 
 
@@ -32,6 +34,10 @@ def started(target: Target, inc: Incident, attempt: int) -> tuple[str, str]:
              "What will happen (each phase is persisted; a crash or timeout resumes where it stopped):"]
     for i, phase in enumerate(ORDER[inc.strategy], start=1):
         lines.append(f"  {i}. {phase.value:<12} {WHAT_EACH_PHASE_DOES[phase].replace('<incident>', inc.id)}")
+    if len(rec.ladder) > 1:
+        lines.append("Ladder: " + " -> ".join(
+            f"{'[' if i == inc.rung else ''}{r.rung}{']' if i == inc.rung else ''}" for i, r in enumerate(rec.ladder))
+            + " (a rung that fails or is over budget hands over to the next)")
     r = rec.routing
     routes = [f"target group {r.target_group_arn}" if r.target_group_arn else "",
               f"classic ELB {r.load_balancer_name}" if r.load_balancer_name else "",
@@ -51,15 +57,32 @@ def phase_done(target: Target, inc: Incident, phase: Phase, note: str) -> tuple[
     return f"recovery: {phase.value} done", "\n".join(body)
 
 
+def climbing(target: Target, inc: Incident, phase: Phase, why: str) -> tuple[str, str]:
+    rung = target.recovery.ladder[inc.rung]
+    lines = [f"Recovery {inc.id} of {target.name}: {phase.value} did not help: {why}",
+             f"Next rung ({inc.rung + 1} of {len(target.recovery.ladder)}): {rung.rung}, starting with {inc.phase}.",
+             *_next_steps(target.name)]
+    return f"recovery climbing to {rung.rung}", "\n".join(lines)
+
+
 def succeeded(target: Target, inc: Incident) -> tuple[str, str]:
     ttr = f"{inc.ttr_s / 60:.1f} min" if inc.ttr_s is not None else "unknown"
+    if inc.strategy == "restart_service":
+        r = inc.restart or {}
+        lines = [f"Restarted HiveServer2 on {r.get('cluster_id')}/{r.get('instance_id')} (via {r.get('via')}): "
+                 f"{target.name} is healthy again in {ttr}. No cluster was changed.",
+                 f"Incident {inc.id} (started {inc.started_at})."]
+        lines += [f"Note: {n}" for n in inc.notes]
+        lines += ["", "Automation continues as usual. Review:", f"  sentinel status --target {target.name}"]
+        return f"restarted HiveServer2: healthy again in {ttr}", "\n".join(lines)
     lines = [f"Recovered {target.name}: clients are served by the new cluster {inc.new_cluster_id}.",
-             f"Incident {inc.id}: time to recover {ttr} (started {inc.started_at}).",
+             f"Incident {inc.id}: time to recover {ttr}, from the recovery's start ({inc.started_at}) to "
+             f"clients served again ({inc.recovered_at or 'not recorded'}, VERIFY_PATH passed).",
              f"Old cluster: {inc.old_cluster_id or 'none'} "
              f"({(inc.retired or {}).get('detail') or (inc.retired or {}).get('action') or 'nothing to retire'})."]
     lines += [f"Note: {n}" for n in inc.notes]
     lines += ["", "Automation continues as usual. Review:", f"  sentinel status --target {target.name}"]
-    return f"recovered in {ttr}", "\n".join(lines)
+    return f"recovered in {ttr} from recovery start", "\n".join(lines)
 
 
 def escalated(target: Target, inc: Incident) -> tuple[str, str]:

@@ -45,6 +45,19 @@ PERMISSIONS: dict[str, tuple[str, ...]] = {
         "kms:Encrypt",
         "kms:Decrypt",
     ),
+    "restart": (  # the restart_service rung (recovery.ladder)
+        "elasticmapreduce:ListClusters",
+        "elasticmapreduce:DescribeCluster",
+        "elasticmapreduce:ListInstances",
+        "elasticmapreduce:AddJobFlowSteps",  # via: step (owned clusters only)
+        "elasticmapreduce:DescribeStep",
+        "elasticmapreduce:ListSteps",
+        "elasticmapreduce:CancelSteps",
+        "ssm:SendCommand",  # via: ssm (AWS-RunShellScript, instances of owned clusters only)
+        "ssm:GetCommandInvocation",
+        "ssm:ListCommands",
+        "ssm:CancelCommand",
+    ),
     "retire": (
         "elasticmapreduce:DescribeCluster",
         "elasticmapreduce:SetTerminationProtection",

@@ -152,6 +152,10 @@ def intent_subject(op: str, params: dict[str, Any]) -> str:
         return f"{params.get('Name')} tagged {tags.get('sentinel:incident')}"
     if "JobFlowIds" in params:
         return ",".join(params["JobFlowIds"])
+    if op in ("send_command", "cancel_command"):
+        return ",".join(params.get("InstanceIds", [])) + (f" {params['CommandId']}" if "CommandId" in params else "")
+    if op in ("add_job_flow_steps", "cancel_steps"):
+        return str(params.get("JobFlowId") or params.get("ClusterId"))
     if op == "add_tags":
         return str(params.get("ResourceId"))
     if "TargetGroupArn" in params:
@@ -169,6 +173,10 @@ def intent_subject(op: str, params: dict[str, Any]) -> str:
 def outcome_of(op: str, response: dict[str, Any]) -> dict[str, Any]:
     if op == "run_job_flow":
         return {"JobFlowId": response.get("JobFlowId")}
+    if op == "send_command":
+        return {"id": (response.get("Command") or {}).get("CommandId")}
+    if op == "add_job_flow_steps":
+        return {"id": (response.get("StepIds") or [None])[0]}
     if op == "change_resource_record_sets":
         return {"ChangeId": (response.get("ChangeInfo") or {}).get("Id")}
     return {}

@@ -20,26 +20,27 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from monitor.clock import iso, parse_iso
+from monitor.config import Recovery, RestartRung
 from monitor.errors import SentinelError
-from monitor.policy import active_silence, recoveries_in_window, start_blockers
+from monitor.policy import active_silence, recoveries_in_window, start_blockers, usable_rungs
 from monitor.runner import check_budget
 from monitor.state.base import Event, TargetState
 from monitor.state.readonly import ReadOnlyStore
 from recover import messages
 from recover.calls import AwsError
 from recover.context import RecoveryContext, RecoveryResult
-from recover.incident import TERMINAL, Incident, Phase, next_phase
+from recover.incident import ORDER, RESTART_PHASES, TERMINAL, Incident, Phase, next_phase
 from recover.phases import PHASES, VERIFY_TIMEOUT, sweep
 from recover.run import Escalate, Fail, Next, Outcome, Run, Stop, Wait
 
 MAX_TRANSIENT_ERRORS = 5  # consecutive transient errors (throttling, 5xx, bugs) in one phase → FAILED
 MIN_PHASE_BUDGET_S = 5.0  # do not start a phase with less time than this left in the invocation
 KEEP_RECOVERIES = 50
-INFO_PHASES = frozenset({Phase.LAUNCH, Phase.WAIT_READY, Phase.REPOINT, Phase.RETIRE_OLD})
+INFO_PHASES = frozenset({Phase.LAUNCH, Phase.WAIT_READY, Phase.REPOINT, Phase.RETIRE_OLD, Phase.RESTART})
 DEFAULT_STALL = timedelta(minutes=30)
 STALL_SLACK = timedelta(minutes=10)
 
@@ -61,24 +62,73 @@ def start(rctx: RecoveryContext, state: TargetState, *, reason: str, force: bool
     blockers = start_blockers(target, state, now, manual=True)  # the tick's policy decided on `enabled`
     if blockers:
         raise RecoveryUnavailable("; ".join(blockers))
-    used = recoveries_in_window(state, now, rec.limits.window_hours)
     if rctx.dry_run:
         return _dry_run_start(rctx, state, reason=reason, force=force)
     if rctx.lease is None:
         raise RecoveryUnavailable("no lease held: refusing to change anything")
 
-    inc = Incident.create(target.name, rec.strategy, now, reason=reason, requested_by=rctx.requested_by, force=force)
+    first = usable_rungs(target, state, now)[0]  # start_blockers made sure there is one
+    inc = Incident.create(target.name, order_of(rec, first), now, reason=reason, requested_by=rctx.requested_by,
+                          force=force, rung=first)
+    skipped = [rec.ladder[i].rung for i in range(first)]
+    if skipped:
+        inc.notes.append(f"rung(s) {', '.join(skipped)} skipped: over their budget")
     run = Run(rctx, state, inc, persist=True, dry_run=False)
-    recoveries = [*state.recoveries[-KEEP_RECOVERIES:], iso(now)]
     try:
-        run.save(f"recovery {inc.id} started ({inc.strategy}): {reason}", recoveries=recoveries)
+        run.save(f"recovery {inc.id} started ({inc.strategy}): {reason}", **_budget_use(rec, state, first, now))
     except Stop as exc:
         return RecoveryResult(state, {"status": "UNKNOWN", "phase": None, "summary": f"recovery not started: {exc}"})
     rctx.metrics.put("RecoveryStarted", 1, "Count", target=target.name)
-    rctx.metrics.put("RecoveryPhase", Phase.SNAPSHOT.number, "None", target=target.name)
+    rctx.metrics.put("RecoveryPhase", inc.current.number, "None", target=target.name)
+    rctx.metrics.put("RemediationRung", first + 1, "None", target=target.name)
+    used = recoveries_in_window(state, now, rec.limits.window_hours)
     subject, body = messages.started(target, inc, attempt=len(used) + 1)
     rctx.notifier.page(target.name, "recovery-started", subject, body)
     return _continue(run)
+
+
+def order_of(rec: Recovery, index: int) -> str:
+    """The phase order (ORDER key) of ladder rung ``index``."""
+    return "restart_service" if isinstance(rec.ladder[index], RestartRung) else rec.strategy
+
+
+def _budget_use(rec: Recovery, state: TargetState, index: int, now: datetime) -> dict[str, Any]:
+    """The state change that counts one use of rung ``index`` against its budget."""
+    rung = rec.ladder[index]
+    if isinstance(rung, RestartRung):
+        uses = dict(state.rung_uses)
+        uses[rung.rung] = [*uses.get(rung.rung, [])[-KEEP_RECOVERIES:], iso(now)]
+        return {"rung_uses": uses}
+    return {"recoveries": [*state.recoveries[-KEEP_RECOVERIES:], iso(now)]}
+
+
+def _climb(run: Run, phase: Phase, why: str) -> Fail | None:
+    """A restart rung failed: hand the incident to the next rung with budget (None: there is
+    none, the incident fails and escalates)."""
+    inc, rctx = run.inc, run.rctx
+    rec = rctx.target.recovery
+    now = run.now()
+    if inc.rungs:
+        inc.rungs[-1].update(finished_at=iso(now), outcome="failed", note=why)
+    nxt = usable_rungs(rctx.target, run.state, now, after=inc.rung)
+    if not nxt:
+        skipped = [rec.ladder[i].rung for i in range(inc.rung + 1, len(rec.ladder))]
+        return Fail(why + (f"; next rung(s) {', '.join(skipped)} over budget" if skipped else "; no rung left"))
+    index = nxt[0]
+    inc.rung, inc.strategy = index, order_of(rec, index)
+    inc.rungs.append({"rung": rec.ladder[index].rung, "index": index, "started_at": iso(now)})
+    inc.restart = None if inc.strategy != "restart_service" else inc.restart
+    first = ORDER[inc.strategy][0]
+    inc.phase, inc.phase_started_at = first.value, iso(now)
+    inc.timeline.append({"at": iso(now), "phase": first.value,
+                         "note": f"{phase.value} did not help ({why}): rung {index + 1} {rec.ladder[index].rung}"})
+    run.save(f"{phase.value} -> {first.value}: climbing to {rec.ladder[index].rung}: {why}",
+             **_budget_use(rec, run.state, index, now))
+    run.transitions.append({"from": phase.value, "to": first.value, "at": iso(now), "note": why})
+    rctx.metrics.put("RemediationRung", index + 1, "None", target=rctx.target.name)
+    rctx.metrics.put("RecoveryPhase", first.number, "None", target=rctx.target.name)
+    rctx.notifier.page(rctx.target.name, "recovery-climbing", *messages.climbing(rctx.target, inc, phase, why))
+    return None
 
 
 def advance(rctx: RecoveryContext, state: TargetState) -> RecoveryResult:
@@ -113,14 +163,20 @@ def advance(rctx: RecoveryContext, state: TargetState) -> RecoveryResult:
     return result
 
 
-def stall_limit(rctx: RecoveryContext, phase: Phase) -> timedelta:
+def stall_limit(rctx: RecoveryContext, inc: Incident) -> timedelta:
     """How long an incident may sit in one phase before a person is paged:
     ``recovery.stall_after_min``, else the phase's own timeout (plus a tick of slack), else 30 min."""
     rec = rctx.target.recovery
+    phase = inc.current
     if rec.stall_after_min is not None:
         return timedelta(minutes=rec.stall_after_min)
     own = {Phase.WAIT_READY: timedelta(minutes=rec.limits.launch_timeout_min),
            Phase.VERIFY_NEW: VERIFY_TIMEOUT, Phase.VERIFY_PATH: VERIFY_TIMEOUT}.get(phase)
+    rung = rec.ladder[min(inc.rung, len(rec.ladder) - 1)]
+    if isinstance(rung, RestartRung) and phase is Phase.RESTART:
+        own = timedelta(minutes=rung.timeout_min)
+    elif isinstance(rung, RestartRung) and phase is Phase.VERIFY:
+        own = timedelta(seconds=rung.warmup_s, minutes=rung.verify_timeout_min)
     return own + STALL_SLACK if own is not None else DEFAULT_STALL
 
 
@@ -130,7 +186,7 @@ def _stall_check(rctx: RecoveryContext, state: TargetState, inc: Incident) -> tu
     must know that automation is not getting anywhere."""
     phase = inc.current
     waited = rctx.clock.now() - parse_iso(inc.phase_started_at)
-    limit = stall_limit(rctx, phase)
+    limit = stall_limit(rctx, inc)
     if waited <= limit:
         return state, None
     note = (f"incident {inc.id} has been in {phase.value} for {waited.total_seconds() / 60:.0f} min "
@@ -179,38 +235,59 @@ def abort(rctx: RecoveryContext, state: TargetState, *, reason: str) -> Recovery
 
 
 def build_plan(rctx: RecoveryContext, state: TargetState, *, reason: str = "plan") -> dict[str, Any]:
-    """The whole runbook from SNAPSHOT in dry run: every AWS call with its parameters.
-    Nothing is persisted, sent or launched; reads are real."""
+    """Every rung of the ladder in dry run, in order: every AWS call with its parameters.
+    Nothing is persisted, sent or launched; reads are real. The top-level keys describe the
+    relaunch rung when the ladder has one (else the last rung)."""
     rec = rctx.target.recovery
-    inc = Incident.create(rctx.target.name, rec.strategy, rctx.clock.now(), reason=reason,
-                       requested_by=rctx.requested_by, force=False, incident_id=f"{rctx.target.name}-DRYRUN")
-    run = Run(rctx, state, inc, persist=False, dry_run=True)
-    try:
-        _drive(run)
-    except Stop as exc:  # cannot happen without persistence; kept for symmetry
-        run.stopped = str(exc)
+    rungs: list[dict[str, Any]] = []
+    calls: list[dict[str, Any]] = []
+    main: tuple[Incident, Run] | None = None
+    for index, rung in enumerate(rec.ladder):
+        inc = Incident.create(rctx.target.name, order_of(rec, index), rctx.clock.now(), reason=reason,
+                              requested_by=rctx.requested_by, force=False, incident_id=f"{rctx.target.name}-DRYRUN",
+                              rung=index)
+        run = Run(rctx, state, inc, persist=False, dry_run=True)
+        try:
+            _drive(run)
+        except Stop as exc:  # cannot happen without persistence; kept for symmetry
+            run.stopped = str(exc)
+        rung_calls = [{**r.to_dict(), "rung": rung.rung} for r in run.aws.records]
+        calls.extend(rung_calls)
+        entry: dict[str, Any] = {"rung": rung.rung, "ok": inc.current is Phase.DONE, "phases": list(inc.timeline),
+                                 "calls": rung_calls, "budget": rec.rung_budget(rung)}
+        if isinstance(rung, RestartRung):
+            entry.update(via=rung.via, command=rung.command, timeout_min=rung.timeout_min,
+                         note=("an EMR step waits behind running steps when the cluster's step concurrency is 1: "
+                               f"the rung gives up after timeout_min ({rung.timeout_min:g} min), cancels it and "
+                               "moves on") if rung.via == "step" else
+                              f"SSM Run Command (AWS-RunShellScript) on the master instance; "
+                              f"timeout_min {rung.timeout_min:g}")
+        rungs.append(entry)
+        if main is None or not isinstance(rung, RestartRung):
+            main = (inc, run)
+    assert main is not None
+    inc, run = main
     now = rctx.clock.now()
-    blockers = []
-    if state.escalated:
-        blockers.append(f"escalated at {state.escalated.get('at')}: run `sentinel ack` first")
-    if is_active(state):
-        blockers.append(f"incident {(state.incident or {}).get('id')} is in progress")
-    used = recoveries_in_window(state, now, rec.limits.window_hours)
-    if len(used) >= rec.limits.max_recoveries:
-        blockers.append(f"budget exhausted ({len(used)} of {rec.limits.max_recoveries} in {rec.limits.window_hours:g} h)")
+    blockers = start_blockers(rctx.target, state, now, manual=True)
     if not rec.enabled:
         blockers.append("recovery.enabled is false: only `sentinel recover` would start it")
+    by_phase: dict[str, int] = {}
+    for c in calls:
+        if not c["call"].startswith("sentinel."):
+            by_phase[c["phase"]] = by_phase.get(c["phase"], 0) + 1
     return {
         "target": rctx.target.name,
         "strategy": inc.strategy,
+        "ladder": [r.rung for r in rec.ladder],
+        "rungs": rungs,
         "spec_source": inc.spec_source or rec.spec.source,
         "old_cluster": inc.old,
         "ok": inc.current is Phase.DONE,
         "error": (inc.failed or {}).get("error") or inc.escalation,
         "final_phase": inc.phase,
-        "phases": list(inc.timeline),
-        "calls": [r.to_dict() for r in run.aws.records],
-        "calls_by_phase": run.aws.by_phase(),
+        "phases": [p for r in rungs for p in r["phases"]],
+        "calls": calls,
+        "calls_by_phase": by_phase,
         "request": inc.spec,
         "not_copied": inc.not_copied,
         "notes": inc.notes,
@@ -256,6 +333,11 @@ def _drive(run: Run) -> None:
             return
         run.inc.transient_errors = 0
         run.inc.last_wait = None
+        if isinstance(outcome, Fail) and phase in RESTART_PHASES:
+            climbed = _climb(run, phase, outcome.error)
+            if climbed is None:
+                continue
+            outcome = climbed
         if isinstance(outcome, Fail) and run.inc.recovered_at:
             # Clients are on the new cluster and it passed through the normal path: moving them
             # back to the old (broken) master would undo the recovery. A person finishes it.
@@ -302,10 +384,13 @@ def _on_error(run: Run, phase: Phase, exc: Exception, *, transient: bool) -> Out
 
 
 def _budget_s(run: Run, phase: Phase) -> float:
-    if phase not in (Phase.VERIFY_NEW, Phase.VERIFY_PATH) or run.dry_run:
+    if phase not in (Phase.VERIFY_NEW, Phase.VERIFY_PATH, Phase.VERIFY) or run.dry_run:
         return MIN_PHASE_BUDGET_S
-    verify = run.rctx.target.recovery.verify
-    names = verify.master_checks if phase is Phase.VERIFY_NEW else verify.checks
+    rec = run.rctx.target.recovery
+    if phase is Phase.VERIFY:
+        names = list(rec.when.checks) if rec.when else []
+    else:
+        names = rec.verify.master_checks if phase is Phase.VERIFY_NEW else rec.verify.checks
     need = max([MIN_PHASE_BUDGET_S, *(check_budget(run.rctx.target.check(n)) for n in names)])
     return need + MIN_PHASE_BUDGET_S
 
@@ -321,6 +406,8 @@ def _enter(run: Run, phase: Phase, note: str) -> None:
     changes: dict[str, Any] = {}
     if phase is Phase.DONE:
         inc.finished_at = iso(now)
+        if inc.rungs:
+            inc.rungs[-1].update(finished_at=iso(now), outcome="recovered")
         inc.ttr_s = round(((parse_iso(inc.recovered_at) if inc.recovered_at else now)
                            - parse_iso(inc.started_at)).total_seconds(), 1)
         changes = {"consecutive_failures": 0, "streaks": {}, "consecutive_unknown": 0, "failing_since": None,
@@ -339,6 +426,8 @@ def _enter(run: Run, phase: Phase, note: str) -> None:
     if phase is Phase.DONE:
         rctx.metrics.put("RecoverySucceeded", 1, "Count", target=name)
         rctx.metrics.put("TimeToRecoverSeconds", inc.ttr_s or 0.0, "Seconds", target=name)
+        rung = rctx.target.recovery.ladder[min(inc.rung, len(rctx.target.recovery.ladder) - 1)].rung
+        rctx.metrics.put("TimeToRecoverSeconds", inc.ttr_s or 0.0, "Seconds", target=name, rung=rung)
         rctx.notifier.page(name, "recovery-succeeded", *messages.succeeded(rctx.target, inc))
     elif phase is Phase.ESCALATED:
         rctx.metrics.put("RecoveryFailed", 1, "Count", target=name)

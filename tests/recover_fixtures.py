@@ -342,7 +342,7 @@ class CallLog:
     """Every AWS API call made through ``clients`` that reached AWS (botocore ``after-call``
     hooks: a call a crash prevented is not counted)."""
 
-    SERVICES = ("emr", "elbv2", "elb", "route53")
+    SERVICES = ("emr", "elbv2", "elb", "route53", "ssm")
 
     def __init__(self, clients: ClientFactory, *, event: str = "after-call") -> None:
         self.calls: list[tuple[str, str]] = []

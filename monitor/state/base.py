@@ -52,8 +52,10 @@ class TargetState:
     escalated: dict[str, Any] | None = None
     # The recovery runbook's persisted record (owned by recover/); None when idle.
     incident: dict[str, Any] | None = None
-    # ISO timestamps of recovery starts, for the budget.
+    # ISO timestamps of relaunch (replace rung) starts, for the budget.
     recoveries: list[str] = field(default_factory=list)
+    # ISO timestamps of other rungs' starts, per rung (``restart_service``), for their budgets.
+    rung_uses: dict[str, list[str]] = field(default_factory=dict)
     # What was paged last (to page on change, not on every tick).
     last_page: dict[str, Any] | None = None
 

@@ -1,0 +1,264 @@
+"""The remediation ladder on moto: restart HiveServer2 on the master first (SSM Run Command or
+an EMR step), relaunch only when that does not help. moto runs neither commands nor steps:
+the tests force their states (a botocore after-call hook for SSM, moto's backend for steps)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from checks.base import Status
+from monitor.clock import iso
+from monitor.state.base import TargetState
+from monitor.state.memory import MemoryStateStore
+from recover import phases, runbook
+from tests.fakes import Script
+from tests.recover_fixtures import (
+    TARGET,
+    CallLog,
+    Crash,
+    CrashOnCall,
+    Harness,
+    World,
+    both_clients,
+    emr_backend,
+    moto_world,
+    new_clusters,
+    real_now_clock,
+    recovery_config,
+)
+
+SSM_RUNG = {"rung": "restart_service", "via": "ssm", "timeout_min": 10, "warmup_s": 60, "verify_timeout_min": 5}
+STEP_RUNG = {**SSM_RUNG, "via": "step"}
+
+
+@pytest.fixture
+def world() -> Iterator[World]:
+    with moto_world() as w:
+        yield w
+
+
+def make(world: World, monkeypatch: pytest.MonkeyPatch, *ladder: dict[str, Any], **recovery: Any) -> Harness:
+    rungs = list(ladder) or [SSM_RUNG, {"rung": "replace"}]
+    h = Harness(world, recovery_config(world, ladder=rungs, **recovery), MemoryStateStore(), real_now_clock())
+    monkeypatch.setattr(phases, "SLEEP", lambda s: h.clock.advance(seconds=s))  # waiting is time passing
+    return h
+
+
+def start(h: Harness) -> dict[str, Any]:
+    return runbook.start(h.rctx(), h.store.get(TARGET), reason="hive CRITICAL").report
+
+
+def advance(h: Harness) -> dict[str, Any]:
+    return runbook.advance(h.rctx(), h.store.get(TARGET)).report
+
+
+def incident(h: Harness) -> dict[str, Any]:
+    inc = h.store.get(TARGET).incident
+    assert inc is not None
+    return inc
+
+
+def kinds(world: World) -> list[str]:
+    return [p["MessageAttributes"]["kind"]["Value"] for p in world.pages()]
+
+
+class SsmStatus:
+    """What GetCommandInvocation answers (moto says Success at once)."""
+
+    def __init__(self, world: World, status: str) -> None:
+        self.status = status
+        self._clients = both_clients(world.clients, "ssm")
+        for c in self._clients:
+            c.meta.events.register("after-call", self._hook)
+
+    def _hook(self, parsed: dict[str, Any], model: Any, **_: Any) -> None:
+        if model.name == "GetCommandInvocation":
+            parsed["Status"] = self.status
+
+    def __enter__(self) -> SsmStatus:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for c in self._clients:
+            c.meta.events.unregister("after-call", self._hook)
+
+
+def finish(h: Harness, world: World, ticks: int = 12) -> dict[str, Any]:
+    report: dict[str, Any] = {}
+    for _ in range(ticks):
+        for cid in new_clusters(world):
+            _complete_setup(cid)
+        report = advance(h)
+        if report["phase"] in ("DONE", "ESCALATED"):
+            return report
+        h.clock.advance(minutes=2)
+    raise AssertionError(report)
+
+
+def _complete_setup(cluster_id: str) -> None:
+    for step in emr_backend().clusters[cluster_id].steps:
+        if not step.name.startswith("sentinel restart"):
+            step.state = "COMPLETED"
+
+
+# ------------------------------------------------------------------ restart fixes it
+
+def test_a_restart_that_fixes_it_ends_the_incident_with_no_relaunch(
+        world: World, fake_checks: Script, monkeypatch: pytest.MonkeyPatch) -> None:
+    h = make(world, monkeypatch)
+    with CallLog(world.clients) as log:
+        report = start(h)
+    assert report["phase"] == "DONE", report
+    assert log.count("SendCommand") == 1 and log.count("RunJobFlow") == 0 and new_clusters(world) == []
+    inc = incident(h)
+    master = world.master_of(world.cluster_id)
+    assert inc["restart"]["instance_id"] == master["Ec2InstanceId"] and inc["restart"]["via"] == "ssm"
+    assert [r["outcome"] for r in inc["rungs"]] == ["recovered"]
+    assert h.verify.calls == [(["hive"], None)]  # the trigger checks, through the normal path
+    assert 60 <= inc["ttr_s"] < 120  # warm-up included
+    pages = world.pages()  # read once: the queue hands each message out once
+    assert [p["MessageAttributes"]["kind"]["Value"] for p in pages] == ["recovery-started", "recovery-succeeded"]
+    page = pages[-1]
+    assert "Restarted HiveServer2 on" in page["Message"] and world.cluster_id in page["Message"]
+    assert h.store.get(TARGET).rung_uses["restart_service"] and h.store.get(TARGET).recoveries == []
+    points = {(m.name, tuple(sorted(m.dimensions.items()))) for r in h.metrics for m in r.points}
+    assert ("RemediationRung", (("target", TARGET),)) in points
+    assert ("TimeToRecoverSeconds", (("rung", "restart_service"), ("target", TARGET))) in points
+
+
+def test_a_restart_via_an_emr_step(world: World, fake_checks: Script, monkeypatch: pytest.MonkeyPatch) -> None:
+    h = make(world, monkeypatch, STEP_RUNG, {"rung": "replace"})
+    report = start(h)
+    assert report["phase"] == "RESTART" and "restart via step is step" in (report["waiting"] or ""), report
+    [step] = [s for s in emr_backend().clusters[world.cluster_id].steps if s.name.startswith("sentinel restart")]
+    step.state = "COMPLETED"
+    assert advance(h)["phase"] == "DONE"
+    assert new_clusters(world) == []
+
+
+# ------------------------------------------------------------------ restart does not fix it
+
+def test_a_restart_that_does_not_help_climbs_to_the_same_relaunch_as_today(
+        world: World, fake_checks: Script, monkeypatch: pytest.MonkeyPatch) -> None:
+    h = make(world, monkeypatch)
+    h.verify.by_host[None] = Status.CRITICAL  # the normal path stays broken after the restart
+    report = start(h)
+    assert report["phase"] == "VERIFY", report
+    h.clock.advance(minutes=6)  # past warm-up + verify_timeout_min
+    report = advance(h)
+    assert report["phase"] in ("WAIT_READY", "LAUNCH"), report
+    inc = incident(h)
+    assert [r["rung"] for r in inc["rungs"]] == ["restart_service", "replace"]
+    assert inc["rungs"][0]["outcome"] == "failed" and inc["strategy"] == "replace"
+    [new] = new_clusters(world)
+    assert inc["spec"]["Name"] == world.emr().describe_cluster(ClusterId=world.cluster_id)["Cluster"]["Name"]
+    del h.verify.by_host[None]
+    assert finish(h, world)["phase"] == "DONE"
+    assert "recovery-climbing" in kinds(world) and len(h.store.get(TARGET).recoveries) == 1
+    assert world.emr().describe_cluster(ClusterId=new)["Cluster"]["Status"]["State"] == "WAITING"
+
+
+@pytest.mark.parametrize("status", ["Failed", "TimedOut", "Cancelled"])
+def test_a_failed_command_hands_over_to_the_next_rung(
+        world: World, fake_checks: Script, monkeypatch: pytest.MonkeyPatch, status: str) -> None:
+    h = make(world, monkeypatch)
+    with SsmStatus(world, status):
+        report = start(h)
+    assert report["phase"] in ("WAIT_READY", "LAUNCH"), report
+    assert status in incident(h)["rungs"][0]["note"]
+
+
+def test_a_command_that_never_finishes_times_out_and_moves_on(
+        world: World, fake_checks: Script, monkeypatch: pytest.MonkeyPatch) -> None:
+    h = make(world, monkeypatch)
+    with SsmStatus(world, "InProgress"), CallLog(world.clients, event="before-call") as log:
+        report = start(h)
+        assert report["phase"] == "RESTART" and "InProgress" in (report["waiting"] or ""), report
+        h.clock.advance(minutes=11)
+        report = advance(h)
+    assert report["phase"] in ("LAUNCH", "WAIT_READY"), report
+    assert "timeout_min 10" in incident(h)["rungs"][0]["note"] and log.count("CancelCommand") == 1
+
+
+def test_a_step_stuck_behind_a_running_step_times_out_and_moves_on(
+        world: World, fake_checks: Script, monkeypatch: pytest.MonkeyPatch) -> None:
+    h = make(world, monkeypatch, STEP_RUNG, {"rung": "replace"})
+    report = start(h)
+    [step] = [s for s in emr_backend().clusters[world.cluster_id].steps if s.name.startswith("sentinel restart")]
+    step.state = "PENDING"  # step concurrency 1, another step is running
+    h.clock.advance(minutes=11)
+    report = advance(h)
+    assert report["phase"] in ("LAUNCH", "WAIT_READY"), report
+    note = incident(h)["rungs"][0]["note"]
+    assert "PENDING" in note and "waiting behind other steps" in note
+
+
+def test_a_restart_rung_over_budget_goes_straight_to_replace(
+        world: World, fake_checks: Script, monkeypatch: pytest.MonkeyPatch) -> None:
+    h = make(world, monkeypatch)
+    now = iso(h.clock.now())
+    h.store.put(TARGET, TargetState(rung_uses={"restart_service": [now, now]}), lease=None, now=h.clock.now())
+    with CallLog(world.clients) as log:
+        report = start(h)
+    assert report["phase"] == "WAIT_READY" and log.count("SendCommand") == 0
+    inc = incident(h)
+    assert [r["rung"] for r in inc["rungs"]] == ["replace"] and "over their budget" in inc["notes"][0]
+
+
+def test_every_rung_over_budget_blocks_the_start(world: World, fake_checks: Script,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    h = make(world, monkeypatch, limits={"max_recoveries": 0, "window_hours": 6, "launch_timeout_min": 45})
+    now = iso(h.clock.now())
+    h.store.put(TARGET, TargetState(rung_uses={"restart_service": [now, now]}), lease=None, now=h.clock.now())
+    with pytest.raises(runbook.RecoveryUnavailable, match="budget exhausted.*restart_service"):
+        start(h)
+
+
+def test_a_restart_only_ladder_needs_no_routing_and_escalates_when_it_does_not_help(
+        world: World, fake_checks: Script, monkeypatch: pytest.MonkeyPatch) -> None:
+    h = make(world, monkeypatch, SSM_RUNG, routing={}, verify={"checks": []})
+    h.verify.by_host[None] = Status.CRITICAL
+    start(h)
+    h.clock.advance(minutes=6)
+    report = advance(h)
+    assert report["phase"] == "ESCALATED" and new_clusters(world) == []
+    assert "no rung left" in incident(h)["failed"]["error"]
+
+
+# ------------------------------------------------------------------ crashes around the sends
+
+@pytest.mark.parametrize("after", [True, False], ids=["after-call", "before-call"])
+@pytest.mark.parametrize("rung", [SSM_RUNG, STEP_RUNG], ids=["ssm", "step"])
+def test_a_crash_around_the_restart_sends_it_exactly_once(
+        world: World, fake_checks: Script, monkeypatch: pytest.MonkeyPatch, rung: dict[str, Any], after: bool) -> None:
+    h = make(world, monkeypatch, rung, {"rung": "replace"})
+    op = "SendCommand" if rung["via"] == "ssm" else "AddJobFlowSteps"
+    with CallLog(world.clients) as log:
+        with CrashOnCall(world.clients, 1, after=after), pytest.raises(Crash, match=op):
+            start(h)
+        for s in emr_backend().clusters[world.cluster_id].steps:
+            if s.name.startswith("sentinel restart"):
+                s.state = "COMPLETED"
+        h.clock.advance(minutes=1)
+        report = advance(h)
+        for s in emr_backend().clusters[world.cluster_id].steps:
+            if s.name.startswith("sentinel restart"):
+                s.state = "COMPLETED"
+        if report["phase"] != "DONE":
+            report = advance(h)
+    assert report["phase"] == "DONE", report
+    assert log.count(op) == 1 and new_clusters(world) == []
+
+
+def test_plan_of_a_ladder_lists_the_restart_then_the_relaunch(
+        world: World, fake_checks: Script, monkeypatch: pytest.MonkeyPatch) -> None:
+    h = make(world, monkeypatch)
+    h.dry_run = True
+    report = runbook.start(h.rctx(), h.store.get(TARGET), reason="plan").report
+    calls = [c["call"] for c in report["plan"]["calls"] if c.get("mutating")]
+    assert calls[0] == "ssm.send_command" and calls.index("emr.run_job_flow") > 0
+    assert [r["rung"] for r in report["plan"]["rungs"]] == ["restart_service", "replace"]
+    assert new_clusters(world) == []
