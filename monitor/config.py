@@ -297,7 +297,7 @@ class Recovery(Strict):
     stall_after_min: float | None = Field(default=None, gt=0, le=1440)
     # Remedies tried in order (DESIGN §10); a rung that fails or is over its budget hands the
     # incident to the next one; the last one failing escalates.
-    ladder: list[Rung] = Field(default_factory=lambda: _default_ladder(), min_length=1, max_length=5)
+    ladder: list[Rung] = Field(default_factory=_default_ladder, min_length=1, max_length=5)
 
     def rung_budget(self, rung: ReplaceRung | RestartRung) -> int:
         if isinstance(rung, ReplaceRung):
