@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING, Any
 
 from checks.base import CheckContext, CheckResult, Deadline, EndpointOverride, Status
 from monitor import policy
-from monitor.clock import iso
+from monitor.clock import iso, parse_iso
 from monitor.config import Target, recovery_gaps
 from monitor.errors import ConflictError, LeaseHeld, StateError
-from monitor.notify import Message
+from monitor.notify import Message, PageFacts
 from monitor.report import TargetReport, TickReport
 from monitor.runner import run_checks
 from monitor.runtime import Invocation
@@ -290,8 +290,11 @@ class TargetTick:
         )]
 
     # ------------------------------------------------------------------ notifications
+    _state_before: TargetState | None = None  # the state this tick read (for the pages' "since when")
+
     def _notify(self, old: TargetState, new: TargetState, decision: policy.Decision) -> None:
         """Page on a change of condition, not on every tick; record what was paged."""
+        self._state_before = old
         last = (old.last_page or {}).get("kind")
         kind: str | None = None
         if decision.verdict == "confirmed" and not decision.recover:
@@ -321,10 +324,25 @@ class TargetTick:
 
     def _send(self, severity: str, kind: str, subject: str, body: str) -> Message:
         n = self.inv.notifier
+        n.note(self.target.name, self._facts(kind))
         msg = n.page(self.target.name, kind, subject, body) if severity == "page" else \
             n.info(self.target.name, kind, subject, body)
         self.rep.actions.append(f"{severity} '{kind}' {'sent' if msg.delivered else 'not sent: ' + str(msg.error)}")
         return msg
+
+    def _facts(self, kind: str) -> PageFacts:
+        """This tick's own facts for the page's glance block: its results, and since when the
+        target has been failing (the state it read; a first failure: now)."""
+        failing = [r for r in self.rep.checks if r.status is not Status.OK]
+        old = self._state_before.failing_since if self._state_before else None
+        # An UNKNOWN streak sets no failing_since: "not known" beats a made-up start.
+        since = old if old else (None if kind in ("resolved", "unknown") else iso(self.clock.now()))
+        return PageFacts(
+            failed=", ".join(f"{r.name} {r.status.name}" + (f" ({r.error_kind})" if r.error_kind else "")
+                             for r in failing) or None,
+            since=parse_iso(since) if since else None,
+            since_label="Was failing since" if kind == "resolved" else ("Failing since" if old else "Since"),
+        )
 
     def _body(self, decision: policy.Decision, headline: str) -> str:
         lines = [headline, "", f"Target: {self.target.name}   verdict: {decision.verdict}   "

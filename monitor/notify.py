@@ -3,6 +3,12 @@
 Every message says what happened, what sentinel did, and what to run next. Text passes a
 redactor (known secret values → ``****``) before it leaves the process; a failed publish
 never fails the tick: it is recorded in the report and logged.
+
+Every message also ends with the same "at a glance" block, added here and nowhere else, so a
+new message kind gets it without anyone remembering to: the target, what failed, since when
+(in ``notify.timezone`` and in UTC: on-call thinks in local time, logs and AWS speak UTC), what
+sentinel did or will do, and the exact command to run next (:data:`KIND_GUIDE`, with a
+default for kinds it does not list).
 """
 
 from __future__ import annotations
@@ -10,9 +16,13 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, tzinfo
 from typing import Any, Literal
+from zoneinfo import ZoneInfo
 
 from monitor.aws import error_code
+from monitor.errors import StateError
+from monitor.state.base import TargetState
 
 Severity = Literal["page", "info"]
 PERMISSIONS = ("sns:Publish",)
@@ -33,6 +43,86 @@ class Message:
                 "subject": self.subject, "delivered": self.delivered, "error": self.error}
 
 
+@dataclass(frozen=True)
+class PageFacts:
+    """What the glance block says about a target: what failed, since when, the incident."""
+
+    failed: str | None = None  # "hive-via-elb CRITICAL (no_backend)"; None = nothing failing now
+    since: datetime | None = None
+    since_label: str = "Since"
+    incident: str | None = None  # "prod-hive-2026... in WAIT_READY"
+
+
+# kind -> (what sentinel did / will do, the command to run next; {t} = the target). A kind not
+# listed (a new one) gets DEFAULT_GUIDE: the block is still complete.
+KIND_GUIDE: dict[str, tuple[str, str]] = {
+    "confirmed": ("paged; no automatic recovery (the reason is above)",
+                  "sentinel status --target {t}   then, once what blocks it is fixed: sentinel recover --target {t}"),
+    "unknown": ("nothing: no automatic action while it cannot judge the target",
+                "sentinel check --target {t}"),
+    "resolved": ("nothing more: every check is OK again, automation continues", "sentinel status --target {t}"),
+    "state-unreadable": ("stopped every automatic action for this target (fail closed) until its state table "
+                         "is readable", "sentinel status --target {t}"),
+    "incident-orphaned": ("nothing: the target is gone from the config, so nobody advances or rolls back the "
+                          "incident", "put the target back in the config, then: sentinel abort --target {t} "
+                          "--reason \"target removed\""),
+    "recovery-started": ("started an automatic recovery; it advances one phase or more every tick",
+                         "sentinel status --target {t}   (to stop it: sentinel abort --target {t} --reason \"...\")"),
+    "recovery-succeeded": ("recovered the target; automation continues", "sentinel status --target {t}"),
+    "recovery-escalated": ("stopped the recovery and paused automation for this target until `sentinel ack`",
+                           "sentinel status --target {t}   then, when handled: sentinel ack --target {t}"),
+    "recovery-stalled": ("keeps the recovery where it is (it is not advancing); nothing is rolled back",
+                         "sentinel status --target {t}   or end it: sentinel abort --target {t} --reason \"...\""),
+    "recovery-aborted": ("rolled back what the phase allows and paused automation for this target",
+                         "sentinel status --target {t}   then: sentinel ack --target {t}"),
+    "recovery-dry-run": ("changed nothing: recovery is in dry-run mode", "sentinel plan --target {t}"),
+    "recovery-climbing": ("tried the next rung of the recovery ladder (the one before did not help)",
+                          "sentinel status --target {t}   (to stop it: sentinel abort --target {t} --reason \"...\")"),
+    "recovery-failed": ("is rolling back what it can; a page follows when it stops", "sentinel status --target {t}"),
+}
+DEFAULT_GUIDE = ("see above", "sentinel status --target {t}")
+
+
+def facts_from_state(state: TargetState) -> PageFacts:
+    """The glance facts from a stored TargetState (the runbook's pages: the tick's own facts,
+    when it noted them, are fresher). A finished incident still says when it started."""
+    failing = [r for r in (state.last_results or []) if r.get("status") not in ("OK", None)]
+    inc = state.incident or {}
+    since, label = (state.failing_since, "Failing since") if state.failing_since else \
+        (inc.get("started_at"), "Incident started")
+    return PageFacts(
+        failed=", ".join(_failed_text(r.get("name"), r.get("status"), r.get("error_kind")) for r in failing) or None,
+        since=_parse(since),
+        since_label=label,
+        incident=f"{inc.get('id')} in {inc.get('phase')}" if inc.get("id") else None,
+    )
+
+
+def _failed_text(name: Any, status: Any, kind: Any) -> str:
+    return f"{name} {status}" + (f" ({kind})" if kind else "")
+
+
+def _parse(ts: str | None) -> datetime | None:
+    if not ts:
+        return None
+    try:
+        parsed = datetime.fromisoformat(ts.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def when(ts: datetime, tz: tzinfo) -> str:
+    """``2026-12-01 05:09 CET (Europe/Berlin) = 04:09 UTC``; UTC alone when the zone is UTC."""
+    utc = ts.astimezone(UTC)
+    key = getattr(tz, "key", "UTC")
+    if tz is UTC or key in ("UTC", "Etc/UTC"):
+        return f"{utc:%Y-%m-%d %H:%M} UTC"
+    local = ts.astimezone(tz)
+    day = "" if local.date() == utc.date() else f"{utc:%Y-%m-%d} "
+    return f"{local:%Y-%m-%d %H:%M %Z} ({key}) = {day}{utc:%H:%M} UTC"
+
+
 class Notifier:
     def __init__(
         self,
@@ -43,6 +133,9 @@ class Notifier:
         redact: Callable[[str], str] = lambda s: s,
         dry_run: bool = False,
         log: Callable[..., None] | None = None,
+        timezone: str = "UTC",
+        facts: Callable[[str], PageFacts | None] | None = None,
+        now: Callable[[], datetime] | None = None,
     ) -> None:
         self._sns = sns
         self.page_topic_arn = page_topic_arn
@@ -50,14 +143,50 @@ class Notifier:
         self._redact = redact
         self.dry_run = dry_run
         self._log = log
+        self.tz: tzinfo = UTC if timezone == "UTC" else ZoneInfo(timezone)  # UTC needs no tz database
+        self._facts = facts
+        self._now = now or (lambda: datetime.now(UTC))
+        self._noted: dict[str, PageFacts] = {}
         self.sent: list[Message] = []
         self._lock = threading.Lock()
 
+    def note(self, target: str, facts: PageFacts) -> None:
+        """Facts the tick knows first-hand (this tick's results): used instead of reading state."""
+        with self._lock:
+            self._noted[target] = facts
+
     def page(self, target: str, kind: str, subject: str, body: str) -> Message:
-        return self._send(Message("page", target, subject, body, kind))
+        return self._send(Message("page", target, subject, self._with_glance(target, kind, body), kind))
 
     def info(self, target: str, kind: str, subject: str, body: str) -> Message:
-        return self._send(Message("info", target, subject, body, kind))
+        return self._send(Message("info", target, subject, self._with_glance(target, kind, body), kind))
+
+    def _with_glance(self, target: str, kind: str, body: str) -> str:
+        return body.rstrip("\n") + "\n\n" + self.glance(target, kind)
+
+    def glance(self, target: str, kind: str) -> str:
+        """The block every message ends with. Never fails: a fact it cannot get says so."""
+        facts = self._noted.get(target)
+        if facts is None and self._facts is not None:
+            try:
+                facts = self._facts(target)
+            except StateError:  # the block says what it cannot know
+                facts = PageFacts(failed="unknown (state table unreadable)")
+            except Exception as exc:  # a page goes out even if its glance is incomplete
+                facts = PageFacts(failed=f"unknown ({type(exc).__name__} reading state)")
+        facts = facts or PageFacts()
+        did, nxt = KIND_GUIDE.get(kind, DEFAULT_GUIDE)
+        since = when(facts.since, self.tz) if facts.since else f"not known; sent {when(self._now(), self.tz)}"
+        rows = [("Target", target),
+                ("Had failed" if kind in ("resolved", "recovery-succeeded") else "Failed",
+                 facts.failed or "nothing failing now"),
+                (facts.since_label, since)]
+        if facts.incident:
+            rows.append(("Incident", facts.incident))
+        rows += [("sentinel", did), ("Next", nxt.format(t=target))]
+        pad = max(len(label) for label, _ in rows) + 2
+        lines = ["-- at a glance --", *(f"{label + ':':<{pad}}{value}" for label, value in rows)]
+        return "\n".join(lines)
 
     def _send(self, msg: Message) -> Message:
         msg.subject = self._redact(_subject(msg))

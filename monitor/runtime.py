@@ -12,7 +12,7 @@ from checks.base import ClientSource
 from monitor.clock import Clock, SystemClock
 from monitor.config import Config
 from monitor.metrics import MetricsRecorder
-from monitor.notify import Notifier
+from monitor.notify import Notifier, PageFacts, facts_from_state
 from monitor.resolve import HostResolver
 from monitor.secrets import SecretResolver
 from monitor.state.base import StateStore
@@ -86,9 +86,13 @@ def new_invocation(
                 text = text.replace(secret, "****")
         return text
 
+    def facts(target: str) -> PageFacts:
+        return facts_from_state(services.store.get(target))
+
     notifier = Notifier(
         _sns(services.clients), cfg.notify.page_topic_arn, cfg.notify.info_topic_arn,
-        redact=redact, dry_run=dry_run,
+        redact=redact, dry_run=dry_run, timezone=cfg.notify.timezone, facts=facts,
+        now=getattr(getattr(services, "clock", None), "now", None),  # a stub without a clock: system time
     )
     return Invocation(
         services=services,
