@@ -69,6 +69,9 @@ def run_tick(
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="target") as pool:
         futures = [pool.submit(_guarded, inv, t, action, force, deadline, reason=reason) for t in selected]
         report.targets = [f.result() for f in futures]
+    if action == "abort" and report.targets and all((t.error or "").startswith("usage:") for t in report.targets):
+        report.errors.extend(str(t.error) for t in report.targets)  # e.g. nothing to abort: exit 2
+        report.targets = []
     if action == "tick" and not targets:
         _report_orphans(inv, report)
     if action == "tick" and not inv.dry_run:

@@ -334,3 +334,73 @@ def test_the_conflict_error_of_a_superseded_lease_is_what_stops_the_runbook() ->
 
 
 _ = seed_world  # the world builder these tests use through moto_world
+
+
+# ------------------------------------------------------------------ sweep, orphans, abort from outside
+
+def test_the_sweep_terminates_an_extra_cluster_of_the_incident_before_done(world: World, fake_checks: Script) -> None:
+    """A duplicate the LAUNCH phase could not see (ListClusters lag) is found and terminated
+    before DONE: exactly the verified cluster remains."""
+    h = make(world)
+    start(h)
+    inc = incident(h)
+    extra = world.emr().run_job_flow(**{**inc["spec"], "Configurations": []})["JobFlowId"]  # same tags
+    report = finish(h, world)
+    assert report["phase"] == "DONE"
+    assert world.emr().describe_cluster(ClusterId=extra)["Cluster"]["Status"]["State"] == "TERMINATED"
+    assert world.emr().describe_cluster(ClusterId=incident(h)["new"]["cluster_id"])["Cluster"]["Status"]["State"] \
+        == "WAITING"
+    assert any(n.startswith(f"sweep: {extra}") for n in incident(h)["notes"])
+
+
+def test_an_incident_whose_target_left_the_config_is_reported_and_paged_once(world: World, fake_checks: Script) -> None:
+    from checks.base import Deadline
+    from monitor.actions import status
+    from monitor.cycle import run_tick
+    from monitor.runtime import new_invocation
+    from tests.fakes import services
+
+    h = make(world)
+    start(h)
+    raw = recovery_raw(world)
+    raw["targets"][0]["name"] = "other-hive"
+    raw["targets"][0]["cluster"] = {"name": "OTHER"}
+    from monitor.config import parse_config
+
+    svc = services(parse_config(raw), store=h.store, clients=world.clients, clock=h.clock)
+    fake_checks.set("hive", Status.OK)
+    h.clock.advance(days=3)
+    reports = [run_tick(new_invocation(svc), deadline=Deadline.after(30)) for _ in range(2)]
+    assert all(r.data and TARGET in r.data["orphaned_incidents"] for r in reports)
+    assert all(any("no longer in the config" in e for e in r.errors) for r in reports)
+    orphaned = [p for p in world.pages() if p["MessageAttributes"]["kind"]["Value"] == "incident-orphaned"]
+    assert len(orphaned) == 1 and "sentinel abort" in orphaned[0]["Message"]
+    shown = status(new_invocation(svc), None)
+    assert shown.data and TARGET in shown.data["orphaned_incidents"]
+
+
+def test_abort_from_the_cli_ends_the_incident_under_the_lease(world: World, fake_checks: Script, tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    from monitor.cli import main
+    from tests.fakes import services
+
+    h = make(world)
+    start(h)
+    [new] = new_clusters(world)
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(recovery_raw(world)))
+    h.clock.advance(days=3)  # the harness's last invocation and its lease are long gone
+
+    def factory(config: Any, args: Any) -> Any:
+        return services(config, store=h.store, clients=world.clients, clock=h.clock)
+
+    code = main(["abort", "-c", str(path), "--target", TARGET, "--reason", "taking over", "--yes", "--json"],
+                services_factory=factory)
+    out = capsys.readouterr().out
+    assert code in (1, 0), out
+    inc = incident(h)
+    assert inc["phase"] == "ESCALATED" and "taking over" in inc["failed"]["error"]
+    assert world.emr().describe_cluster(ClusterId=new)["Cluster"]["Status"]["State"] == "TERMINATED"
+    code = main(["abort", "-c", str(path), "--target", TARGET, "--reason", "again", "--yes"], services_factory=factory)
+    shown = capsys.readouterr()
+    assert code == 2 and "no recovery in progress" in shown.out + shown.err
