@@ -41,7 +41,9 @@ def _parser() -> argparse.ArgumentParser:
             sp.add_argument("--json", action="store_true", help="print the JSON report")
         return sp
 
-    sub.add_parser("validate", help="validate the config (exit 0 or 2)").add_argument("-c", "--config")
+    val = sub.add_parser("validate", help="validate the config (exit 0 or 2)",
+                         description="Validate the config file: every error names its path; exit 0 or 2.")
+    val.add_argument("-c", "--config", help="config file or ssm:/name (default: $SENTINEL_CONFIG)")
     tick = add("tick", "run one tick (same code as the Lambda)", target="optional")
     tick.add_argument("--dry-run", action="store_true", help="run everything, change nothing, send nothing")
     chk = add("check", "run the checks only; never changes state", target="required")
@@ -53,7 +55,7 @@ def _parser() -> argparse.ArgumentParser:
     add("status", "state, last results, incident timeline", target="optional")
     sil = add("silence", "silence pages and/or actions for a while", target="required")
     sil.add_argument("--for", dest="duration", required=True, help="e.g. 30m, 2h, 1d (max 14d)")
-    sil.add_argument("--reason", required=True)
+    sil.add_argument("--reason", required=True, help="why (audited; shown in status and pages)")
     sil.add_argument("--actions-only", action="store_true", help="keep paging, only stop automatic actions")
     add("unsilence", "remove manual silences", target="required")
     add("ack", "clear an escalation and resume automation", target="required")
@@ -61,21 +63,30 @@ def _parser() -> argparse.ArgumentParser:
               target="required")
     abt.add_argument("--reason", required=True, help="why (audited and paged)")
     abt.add_argument("--yes", action="store_true", help="do not ask for confirmation")
-    inv = sub.add_parser("invoke", help="run an action in the deployed Lambda")
-    inv.add_argument("--function", required=True)
-    inv.add_argument("--region")
-    inv.add_argument("--profile", default=os.environ.get("AWS_PROFILE"))
+    inv = sub.add_parser("invoke", help="run an action in the deployed Lambda",
+                         description="Run an action in the deployed Lambda (its readonly or operator alias) "
+                                     "and print its report.")
+    inv.add_argument("--function", required=True, help="the function name (stack output FunctionName, "
+                                                       "sentinel-<env>)")
+    inv.add_argument("--region", help="the function's region (default: AWS_REGION / the profile's)")
+    inv.add_argument("--profile", default=os.environ.get("AWS_PROFILE"), help="AWS profile (default: $AWS_PROFILE)")
     inv.add_argument("action", choices=["tick", "check", "plan", "status", "recover", "silence", "unsilence", "ack",
-                                        "abort"])
-    inv.add_argument("--target")
-    inv.add_argument("--dry-run", action="store_true")
-    inv.add_argument("--force", action="store_true")
-    inv.add_argument("--for", dest="duration")
-    inv.add_argument("--reason")
-    inv.add_argument("--actions-only", action="store_true")
+                                        "abort"],
+                     help="what the Lambda should do: tick, check, plan, status (readonly alias); recover, "
+                          "silence, unsilence, ack, abort (operator alias)")
+    inv.add_argument("--target", help="target name (required by every action but tick and status)")
+    inv.add_argument("--dry-run", action="store_true", help="tick: run everything, change nothing, send nothing")
+    inv.add_argument("--force", action="store_true", help="recover: skip the consecutive-failure threshold only")
+    inv.add_argument("--for", dest="duration", help="silence: how long, e.g. 30m, 2h, 1d (max 14d)")
+    inv.add_argument("--reason", help="silence, abort: why (audited)")
+    inv.add_argument("--actions-only", action="store_true", help="silence: keep paging, only stop automatic actions")
     inv.add_argument("--yes", action="store_true", help="do not ask for confirmation (recover)")
-    inv.add_argument("--json", action="store_true")
-    sub.add_parser("sandbox", help="offline end-to-end demo (moto + local HiveServer2 server)")
+    inv.add_argument("--json", action="store_true", help="print the JSON report")
+    sbx = sub.add_parser("sandbox", help="offline end-to-end demo (moto + local HiveServer2 server)",
+                         description="The whole story offline, no AWS account: an outage detected and healed. "
+                                     "Needs the demo dependencies: pip install 'sentinel[sandbox]'.")
+    sbx.add_argument("--json", action="store_true",
+                     help="print only the last tick's TickReport on stdout (the story goes to stderr)")
     return p
 
 
@@ -92,6 +103,46 @@ def _default_services(config: Any, args: argparse.Namespace) -> Any:
     if getattr(args, "region", None):
         config = config.model_copy(update={"region": args.region})
     return build_services(config, profile=args.profile, endpoint_url=args.endpoint_url)
+
+
+CREDENTIAL_ERRORS = ("NoCredentialsError", "PartialCredentialsError", "Unable to locate credentials", "NoRegionError",
+                     "You must specify a region")
+
+
+def _credentials_hint(text: str) -> None:
+    """botocore's "Unable to locate credentials" names nothing to set: say what to set."""
+    if any(marker in text for marker in CREDENTIAL_ERRORS):
+        print("hint: AWS credentials or region missing: set AWS_PROFILE (or pass --profile NAME), or "
+              "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY; and AWS_REGION (or pass --region, or set `region:` "
+              "in the config)", file=sys.stderr)
+
+
+def _show_progress(inv: Any) -> None:
+    """A recovery started from the CLI can run for many minutes: print each phase as the
+    runbook enters it (its ``RecoveryPhase`` metric) and each message it sends, on stderr."""
+    import time as _time
+
+    from recover.incident import PHASE_INDEX
+
+    names = {number: phase.value for phase, number in PHASE_INDEX.items()}
+    put = inv.metrics.put
+    last: dict[str, str] = {}
+
+    def say(text: str) -> None:
+        print(f"[{_time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
+
+    def put_and_show(name: str, value: float, unit: str = "Count", **dimensions: str) -> None:
+        put(name, value, unit, **dimensions)
+        target = dimensions.get("target", "")
+        if name == "RecoveryPhase" and last.get(target) != names.get(int(value)):
+            last[target] = names.get(int(value), str(value))
+            say(f"{target}: phase {last[target]}")
+
+    inv.metrics.put = put_and_show
+    inv.notifier.on_send = lambda msg: say(f"{msg.target}: {msg.severity} sent: {msg.subject.split(': ', 1)[-1]}"
+                                           if msg.delivered else
+                                           f"{msg.target}: {msg.severity} ({msg.kind}): "
+                                           f"{msg.subject.split(': ', 1)[-1]}")
 
 
 def _emit(report: TickReport, as_json: bool) -> int:
@@ -126,20 +177,28 @@ def main(argv: Sequence[str] | None = None, *, services_factory: ServicesFactory
         return EXIT_OK
     except ConfigError as exc:
         for line in exc.errors:
-            print(f"config: {line}", file=sys.stderr)
+            print(render.prefixed("config", line), file=sys.stderr)
         return EXIT_USAGE
     except UsageError as exc:
-        print(str(exc), file=sys.stderr)
+        print(render.prefixed("usage", str(exc)), file=sys.stderr)
         return EXIT_USAGE
     except StateError as exc:
-        print(f"state: {exc}", file=sys.stderr)
+        print(render.prefixed("state", str(exc)), file=sys.stderr)
+        _credentials_hint(str(exc))
         return EXIT_UNKNOWN
     except SentinelError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(render.prefixed("error", str(exc)), file=sys.stderr)
         return EXIT_UNKNOWN
     except Exception as exc:  # a bug or corrupt data: one line, not a traceback (SENTINEL_DEBUG=1 shows it)
         if os.environ.get("SENTINEL_DEBUG") == "1":
             raise
+        if type(exc).__name__ in ("NoCredentialsError", "PartialCredentialsError", "NoRegionError"):
+            print(f"error: {exc}", file=sys.stderr)
+            _credentials_hint(type(exc).__name__)
+            return EXIT_UNKNOWN
+        if type(exc).__name__ == "MissingDemoDependencies":
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_USAGE
         print(f"error: internal error ({type(exc).__name__}: {str(exc)[:300]}); "
               "set SENTINEL_DEBUG=1 for the traceback", file=sys.stderr)
         return EXIT_UNKNOWN
@@ -151,7 +210,7 @@ def _run(args: argparse.Namespace, services_factory: ServicesFactory) -> int:
     if args.command == "sandbox":
         from monitor.sandbox import run_sandbox
 
-        return int(run_sandbox())
+        return int(run_sandbox(as_json=args.json))
     if args.command == "invoke":
         from monitor.invoke import invoke_cli
 
@@ -190,7 +249,10 @@ def _run(args: argparse.Namespace, services_factory: ServicesFactory) -> int:
         "actions_only": bool(getattr(args, "actions_only", False)),
     })
     inv = new_invocation(services, dry_run=req.dry_run, requested_by=req.requested_by)
+    if args.command in ("recover", "abort"):  # a person waits: one stderr line per phase and per message
+        _show_progress(inv)
     report = dispatch(inv, req, Deadline.after(CLI_DEADLINE_S))
+    _credentials_hint(report.to_json())
     if args.command == "check" and args.nagios:
         line, code = render.nagios(report)
         out(line)

@@ -147,6 +147,8 @@ class Notifier:
         self._facts = facts
         self._now = now or (lambda: datetime.now(UTC))
         self._noted: dict[str, PageFacts] = {}
+        # Called after each message (sent or not): the CLI shows a recovery's progress with it.
+        self.on_send: Callable[[Message], None] | None = None
         self.sent: list[Message] = []
         self._lock = threading.Lock()
 
@@ -215,6 +217,8 @@ class Notifier:
                     self._log("notification failed", target=msg.target, kind=msg.kind, error=msg.error)
         with self._lock:
             self.sent.append(msg)
+        if self.on_send is not None:
+            self.on_send(msg)
         return msg
 
 

@@ -9,6 +9,12 @@ from checks.base import Status
 from monitor.report import TickReport
 
 
+def prefixed(prefix: str, text: str) -> str:
+    """``prefix: text``, unless the text already starts with a prefix of its own
+    (``usage: …``, ``config: …``): never ``error: usage: …``."""
+    return text if re.match(r"^(usage|config|state|error|hint): ", text) else f"{prefix}: {text}"
+
+
 def text(report: TickReport) -> str:
     lines = []
     for t in report.targets:
@@ -26,9 +32,9 @@ def text(report: TickReport) -> str:
         if t.recovery:
             lines.append(f"  recovery: {t.recovery.get('summary') or t.recovery.get('phase')}")
         if t.error:
-            lines.append(f"  error: {t.error}")
+            lines.append(f"  {prefixed('error', t.error)}")
         lines.extend(f"  note: {n}" for n in t.notes)
-    lines.extend(f"error: {e}" for e in report.errors)
+    lines.extend(prefixed("error", e) for e in report.errors)
     if report.data is not None and not report.targets:
         lines.extend(_data_lines(report.data))
     lines.append(f"-- {report.action} {report.status} (exit {report.exit_code}) in {report.duration_ms:.0f} ms")

@@ -4,7 +4,7 @@ throwaway TLS certificates, a moto-seeded account, a load balancer stand-in. Tes
 from __future__ import annotations
 
 
-def run_sandbox() -> int:
+def run_sandbox(*, as_json: bool = False) -> int:
     from monitor.sandbox.demo import run_sandbox as run
 
-    return run()
+    return run(as_json=as_json)

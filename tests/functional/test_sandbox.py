@@ -4,37 +4,148 @@ from __future__ import annotations
 
 import io
 import os
+import re
+import time
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from checks.base import Status
 from monitor.sandbox.demo import run_sandbox
 
+WIDTH = 80
 
-def test_sandbox_detects_relaunches_repoints_and_retires() -> None:
-    before = dict(os.environ)
-    out = io.StringIO()
-    assert run_sandbox(out) == 0
-    text = out.getvalue()
+
+@dataclass
+class Story:
+    text: str
+    code: int
+    seconds: float
+    pages: list[dict[str, Any]]
+    env_unchanged: bool
+
+
+@pytest.fixture(scope="module")
+def story() -> Story:
+    """One run of the demo for the tests that read it (at 80 columns), with the pages on-call got."""
+    from monitor.sandbox import timeline
+
+    pages: list[dict[str, Any]] = []
+    original = timeline.Printer.pages
+
+    def keep(self: timeline.Printer, messages: list[dict[str, Any]]) -> None:
+        pages.extend(messages)
+        original(self, messages)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("COLUMNS", str(WIDTH))
+        mp.setattr(timeline.Printer, "pages", keep)
+        before = dict(os.environ)
+        out = io.StringIO()
+        started = time.monotonic()
+        code = run_sandbox(out)
+        seconds = time.monotonic() - started
+        unchanged = dict(os.environ) == before
+    return Story(out.getvalue(), code, seconds, pages, unchanged)
+
+
+def _flat(text: str) -> str:
+    return " ".join(text.split())
+
+
+def test_sandbox_detects_relaunches_repoints_and_retires(story: Story) -> None:
+    text = story.text
+    assert story.code == 0
     assert "verdict: failing (1 in a row)" in text
     assert "CRITICAL hive-via-elb   no_backend:" in text  # the dead backend, as seen through the ELB
     assert "recovery started" in text
     assert "VERIFY_NEW -> REPOINT" in text and "VERIFY_PATH -> RETIRE_OLD" in text
     assert "RETIRE_OLD -> DONE" in text
     assert "Recovered: incident" in text
-    assert dict(os.environ) == before  # the fake credentials are not left behind
+    assert story.env_unchanged  # the fake credentials are not left behind
 
 
-def test_sandbox_prints_the_final_tick_report() -> None:
+def test_sandbox_runs_in_under_ten_seconds(story: Story) -> None:
+    assert story.seconds < 10.0, f"the demo took {story.seconds:.1f} s"
+
+
+def test_no_line_is_cut_and_lines_fit_the_terminal(story: Story) -> None:
+    """Wrapped, never cut: what was lost before is there, and only a single unbreakable word
+    (an ARN) may make a line longer than the terminal."""
+    flat = _flat(story.text)
+    for whole in ("item(s) not copied", "(0 of 45 min)", "from target group;", "is retired after that",
+                  "via hive.internal.example.com:443 (tls verified)"):
+        assert whole in flat, whole
+    for line in story.text.splitlines():
+        assert len(line) <= WIDTH or max(len(w) for w in line.split()) > WIDTH // 2, line
+
+
+def _tick_blocks(text: str) -> list[str]:
+    """The story's ticks, each flattened to one line (what happened between this tick and the
+    next one is at the end of its block)."""
+    return [_flat(b) for b in re.split(r"\n(?=tick +\d+ )", text.split("What on-call received", maxsplit=1)[0])]
+
+
+def test_the_phases_show_in_the_tick_where_they_happen(story: Story) -> None:
+    blocks = _tick_blocks(story.text)
+    where = {phase: next(i for i, b in enumerate(blocks) if f"phase {phase}" in b)
+             for phase in ("WAIT_READY -> VERIFY_NEW", "VERIFY_NEW -> REPOINT", "REPOINT -> VERIFY_PATH",
+                           "RETIRE_OLD -> DONE")}
+    assert where["WAIT_READY -> VERIFY_NEW"] == where["VERIFY_NEW -> REPOINT"] == where["REPOINT -> VERIFY_PATH"]
+    assert where["RETIRE_OLD -> DONE"] == where["REPOINT -> VERIFY_PATH"] + 1
+    assert "AWS: elbv2.register_targets, elbv2.deregister_targets, route53.change_resource_record_sets" in \
+        blocks[where["REPOINT -> VERIFY_PATH"]]
+
+
+def test_no_contradiction_between_waiting_steps_and_completed_steps(story: Story) -> None:
+    """The steps complete *between* ticks (EMR's work), after the tick that said they had not."""
+    block = next(b for b in _tick_blocks(story.text) if "setup step(s) not completed yet" in b)
+    during, _, between = block.partition("between ticks, EMR:")
+    assert "' COMPLETED" not in during
+    assert between.count("' COMPLETED") == 2
+
+
+def test_a_warning_tick_says_why(story: Story) -> None:
+    lines = story.text.splitlines()
+    warned = [i for i, line in enumerate(lines) if re.match(r"tick +\d+ .* WARNING ", line)]
+    assert warned
+    for i in warned:
+        assert lines[i + 1].strip().startswith("why WARNING: clients are served by the new cluster again")
+
+
+def test_time_to_recover_says_from_what(story: Story) -> None:
+    flat = _flat(story.text)
+    assert re.search(r"20\.0 min from the first failed check at \d\d:\d\d", flat)
+    assert re.search(r"10\.0 min from detection \(failure confirmed\) at \d\d:\d\d", flat)
+    assert re.search(r"10\.0 min from the recovery's start at \d\d:\d\d", flat)
+    assert "recovered in 10.0 min from recovery start" in flat
+
+
+def test_an_unsent_reason_is_said_once(story: Story) -> None:
+    assert _flat(story.text).count("not sent: no info_topic_arn configured") == 1
+    assert _flat(story.text).count("(not sent, as above)") >= 1
+
+
+def test_the_tick_report_is_only_printed_with_json(story: Story, capsys: pytest.CaptureFixture[str]) -> None:
     import json
 
-    out = io.StringIO()
-    run_sandbox(out)
-    text = out.getvalue()
-    start = text.index("The last tick's TickReport")
-    body = text[text.index("{", start): text.index("\nRecovered:", start)]
-    report = json.loads(body)
+    assert '"exit_code"' not in story.text and "TickReport" not in story.text
+    assert run_sandbox(as_json=True) == 0
+    captured = capsys.readouterr()
+    report = json.loads(captured.out)  # stdout: the report alone
     assert report["exit_code"] == 0 and report["targets"][0]["recovery"]["phase"] == "DONE"
+    assert "tick  1" in captured.err  # the story, on stderr
+
+
+def test_pages_the_sandbox_sent_carry_the_glance_block(story: Story) -> None:
+    assert len(story.pages) == 2
+    for page in story.pages:
+        body = page["Message"]
+        assert "-- at a glance --" in body and "Target:" in body and "sentinel status --target prod-hive" in body
+        assert re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d UTC", body)
 
 
 def test_sandbox_topology_dead_backend_is_no_backend_and_verify_new_uses_the_master_endpoint(

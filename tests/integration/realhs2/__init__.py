@@ -26,12 +26,14 @@ def real_hs2_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealH
     Skips (a fixture skip, which CI's SENTINEL_REQUIRE_INTEGRATION=1 hook turns into a failure;
     a module-level importorskip would escape it) only when pyspark or Java 17 is missing.
     """
-    pytest.importorskip("pyspark", reason="real HiveServer2 suite needs pyspark: pip install -r requirements-integration.txt")
+    pytest.importorskip("pyspark", reason="real HiveServer2 suite needs pyspark: run `make install-integration` "
+                                          "(pip install -r requirements-integration.txt) and a JDK 17")
     try:
         java_tools()
         spark_dist()
     except ServerUnavailable as exc:
-        pytest.skip(f"real HiveServer2 suite: {exc}")
+        pytest.skip(f"real HiveServer2 suite: {exc} (set it up: `make install-integration` for pyspark, "
+                    "apt-get install openjdk-17-jdk-headless for Java; .ci/run does both)")
     server = RealHiveServer2(tmp_path_factory.mktemp("realhs2"))
     try:
         took = server.start()
