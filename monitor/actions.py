@@ -169,6 +169,9 @@ def _status_of(inv: Invocation, name: str, now: datetime, events: int) -> dict[s
     target = inv.config.target(name)
     state = inv.services.store.get(name)
     silence = active_silence(target, state, now)
+    recent = inv.services.store.events(name, max(events, INCIDENT_EVENTS))
+    limits = target.recovery.limits
+    used = len(recoveries_in_window(state, now, limits.window_hours))
     return {
         "version": state.version,
         "last_tick_at": state.last_tick_at,
@@ -182,10 +185,64 @@ def _status_of(inv: Invocation, name: str, now: datetime, events: int) -> dict[s
         "escalated": state.escalated,
         "incident": state.incident if isinstance(state.incident, dict | None)
         else {"id": "?", "phase": f"unreadable ({type(state.incident).__name__})"},
-        "recoveries_in_window": len(recoveries_in_window(state, now, target.recovery.limits.window_hours)),
+        "recoveries_in_window": used,
         "last_results": [_row(r, ("status", "name", "summary")) for r in state.last_results or []],
-        "events": [_row(e.to_dict(), ("at", "kind", "message")) for e in inv.services.store.events(name, events)],
+        "events": [_row(e.to_dict(), ("at", "kind", "message")) for e in recent[:events]],
+        # Additive keys for the human view (the keys above are unchanged):
+        "why": _why(recent),
+        "budget": {"used": used, "max": limits.max_recoveries, "window_hours": limits.window_hours,
+                   "left": max(0, limits.max_recoveries - used), "enabled": target.recovery.enabled},
+        "incident_timeline": incident_timeline(state.incident, recent, now),
     }
+
+
+INCIDENT_EVENTS = 200  # audit events read to find an incident's AWS calls (one query)
+
+
+def _why(events: list[Event]) -> str | None:
+    """The reason of the latest verdict change ("ok -> failing: hive CRITICAL (1 consecutive)...")."""
+    for e in events:  # newest first
+        if e.kind == "verdict":
+            return str(e.message)[:MAX_SHOWN]
+    return None
+
+
+def incident_timeline(incident: Any, events: list[Event], now: datetime) -> list[dict[str, Any]]:
+    """One row per phase the incident entered: when, how long it took (the running one: so
+    far), what it changed when it finished (the next entry's note) and the AWS calls it made
+    (its ``intent`` audit events)."""
+    if not isinstance(incident, dict) or not isinstance(incident.get("timeline"), list):
+        return []
+    entries = [t for t in incident["timeline"] if isinstance(t, dict) and t.get("phase")]
+    calls: dict[str, list[str]] = {}
+    for e in reversed(events):  # oldest first
+        data = e.data if isinstance(e.data, dict) else {}
+        if e.kind == "intent" and data.get("incident") == incident.get("id") and str(e.message).startswith("intent: "):
+            call = str(e.message).removeprefix("intent: ").split(" ", 1)[0]
+            calls.setdefault(str(data.get("phase")), []).append(call)
+    rows = []
+    for i, entry in enumerate(entries):
+        nxt = entries[i + 1] if i + 1 < len(entries) else None
+        took = _seconds_between(entry.get("at"), nxt.get("at") if nxt else None, now)
+        final = nxt is None and entry["phase"] in ("DONE", "ESCALATED")
+        rows.append({
+            "phase": str(entry["phase"]), "started": str(entry.get("at", "?")),
+            "took_s": None if final else took, "running": nxt is None and not final,
+            "changed": str(nxt.get("note", "")) if nxt else ("" if final else "(in progress)"),
+            "aws_calls": calls.get(str(entry["phase"]), []),
+        })
+    return rows
+
+
+def _seconds_between(start: Any, end: Any, now: datetime) -> float | None:
+    from monitor.clock import parse_iso
+
+    try:
+        a = parse_iso(str(start))
+        b = parse_iso(str(end)) if end else now
+    except (TypeError, ValueError):
+        return None
+    return round((b - a).total_seconds(), 1)
 
 
 def _row(value: Any, keys: tuple[str, ...]) -> dict[str, Any]:

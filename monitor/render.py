@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import shutil
+import textwrap
 from typing import Any
 
 from checks.base import Status
@@ -44,22 +46,108 @@ def text(report: TickReport) -> str:
 def _data_lines(data: dict[str, Any]) -> list[str]:
     out = []
     for name, st in (data.get("targets") or {}).items():
-        out.append(f"{name}: verdict={st['verdict']} failures={st['consecutive_failures']} "
-                   f"unknown={st['consecutive_unknown']} last tick {st['last_tick_at']}")
-        if st.get("silenced"):
-            out.append(f"  silenced until {st['silenced']['until']}: {st['silenced']['reason']}")
-        if st.get("escalated"):
-            out.append(f"  ESCALATED: {st['escalated']}  -> run `sentinel ack --target {name}` when handled")
-        if st.get("incident"):
-            inc = st["incident"]
-            out.append(f"  incident {inc.get('id')}: phase {inc.get('phase')}")
-        for r in st.get("last_results") or []:
-            out.append(f"  {r['status']:<8} {r['name']}: {r['summary']}")
-        if st.get("events"):
-            out.append("  timeline (newest first):")
-            out.extend(f"    {e['at']}  {e['kind']:<10} {e['message']}" for e in st["events"])
+        out.extend(_status_lines(name, st))
     if not out:
         out = [f"{k}: {v}" for k, v in data.items()]
+    return out
+
+
+def width() -> int:
+    """The terminal's width (COLUMNS, then the tty; 100 when output is piped), at least 60."""
+    return max(60, shutil.get_terminal_size((100, 24)).columns)
+
+
+def _wrap(text: str, indent: str, hanging: str | None = None) -> list[str]:
+    """Wrapped at the terminal's width, never cut: ids and ARNs stay whole."""
+    return textwrap.wrap(str(text), width=width(), initial_indent=indent,
+                         subsequent_indent=indent + "    " if hanging is None else hanging,
+                         break_long_words=False, break_on_hyphens=False) or [indent.rstrip()]
+
+
+def _when(ts: Any) -> str:
+    text = str(ts or "")
+    return f"{text[:10]} {text[11:19]} UTC" if len(text) >= 19 and text[10] == "T" else (text or "never")
+
+
+def _took(seconds: Any, running: bool) -> str:
+    if not isinstance(seconds, int | float):
+        return "-"
+    text = f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+    return f"{text} so far" if running else text
+
+
+def _status_lines(name: str, st: dict[str, Any]) -> list[str]:
+    """One target for a person: the verdict and why, each check's last result, silences, the
+    recovery budget, then the incident as a table and the recent audit events."""
+    out = _wrap(f"{name}: verdict {str(st.get('verdict') or 'none yet').upper()}   "
+                f"last tick {_when(st.get('last_tick_at'))}", "")
+    if st.get("why"):
+        out += _wrap(f"why: {st['why']}", "  ")
+    facts = [f"consecutive failures {st.get('consecutive_failures')}", f"unknown {st.get('consecutive_unknown')}"]
+    if st.get("failing_since"):
+        facts.append(f"failing since {_when(st['failing_since'])}")
+    out += _wrap("; ".join(facts), "  ")
+    results = st.get("last_results") or []
+    if results:
+        out.append("  checks at the last tick:")
+        for r in results:
+            out += _wrap(f"{r['status']:<8} {r['name']}: {r['summary']}", "    ", " " * 13)
+    silenced = st.get("silenced")
+    if silenced:
+        scope = "actions only (pages still go out)" if silenced.get("actions_only") else "pages and actions"
+        out += _wrap(f"silenced until {_when(silenced['until'])} ({scope}): {silenced['reason']}", "  ")
+    else:
+        out.append("  silenced: no")
+    budget = st.get("budget")
+    if isinstance(budget, dict):
+        state = "" if budget.get("enabled", True) else " (automatic recovery disabled)"
+        out.append(f"  recovery budget: {budget.get('used')} of {budget.get('max')} used in the last "
+                   f"{budget.get('window_hours'):g} h, {budget.get('left')} left{state}")
+    if st.get("escalated"):
+        out += _wrap(f"ESCALATED: {st['escalated']}  -> run `sentinel ack --target {name}` when handled", "  ")
+    if st.get("incident"):
+        inc = st["incident"]
+        started = f", started {_when(inc.get('started_at'))} (times below: UTC)" if inc.get("started_at") else ""
+        out += _wrap(f"incident {inc.get('id')}: phase {inc.get('phase')}{started}", "  ")
+        out += _table(st.get("incident_timeline") or [])
+    if st.get("events"):
+        out.append("  timeline (newest first):")
+        for e in st["events"]:
+            out += _wrap(f"{_when(e['at'])}  {e['kind']:<13} {e['message']}", "    ",
+                         " " * (42 if width() >= 100 else 8))
+    return out
+
+
+def _table(rows: list[dict[str, Any]]) -> list[str]:
+    """The incident as a table (phase, started, took, what changed, AWS calls); the two text
+    columns share what the terminal leaves and wrap inside their cells. A terminal too narrow
+    for five columns gets each phase as a line plus its indented details instead."""
+    if not rows:
+        return []
+    heads = ("PHASE", "STARTED", "TOOK", "WHAT CHANGED", "AWS CALLS")
+    cells = [(r["phase"], _when(r["started"])[11:19], _took(r.get("took_s"), bool(r.get("running"))),
+              r.get("changed") or "-", ", ".join(r.get("aws_calls") or []) or "-") for r in rows]
+    fixed = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(heads[:3])]
+    indent = "    "
+    free = width() - len(indent) - sum(fixed) - 2 * 4
+    longest_call = max((len(call) for r in rows for call in r.get("aws_calls") or []), default=0)
+    calls_w = max(len(heads[4]), longest_call + 1)
+    if free - calls_w < 24:
+        out = [f"{indent}{heads[0]:<{fixed[0]}}  {heads[1]:<{fixed[1]}}  {heads[2]}"]
+        for c in cells:
+            out.append(f"{indent}{c[0]:<{fixed[0]}}  {c[1]:<{fixed[1]}}  {c[2]}".rstrip())
+            out += _wrap(f"changed: {c[3]}", indent + "    ", indent + "             ")
+            if c[4] != "-":
+                out += _wrap(f"AWS: {c[4]}", indent + "    ", indent + "         ")
+        return out
+    widths = [*fixed, free - calls_w, calls_w]
+    out = []
+    for row in [heads, *cells]:
+        wrapped = [textwrap.wrap(str(v), w, break_long_words=False, break_on_hyphens=False) or [""]
+                   for v, w in zip(row, widths, strict=True)]
+        for n in range(max(len(c) for c in wrapped)):
+            line = "  ".join(f"{(c[n] if n < len(c) else ''):<{w}}" for c, w in zip(wrapped, widths, strict=True))
+            out.append((indent + line).rstrip())
     return out
 
 
