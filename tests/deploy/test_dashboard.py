@@ -172,3 +172,31 @@ def test_thresholds_and_phases_are_drawn_where_they_apply(body: dict[str, Any], 
         assert numbers[label] == value, label  # the RecoveryPhase metric's own numbering
     assert lines("Target status") == {"WARNING": 1, "CRITICAL": 2, "UNKNOWN": 3}
     assert lines("Lambda duration") == {"timeout": 300_000}
+
+
+def test_the_readme_picture_draws_every_widget_from_metric_points(sandbox_emf: list[dict[str, Any]]) -> None:
+    """docs/render_dashboard.py (the README's picture) reads the template's widgets and draws
+    the series of the points it is given; here the sandbox run's own points."""
+    import importlib.util
+    from datetime import UTC, datetime, timedelta
+
+    spec = importlib.util.spec_from_file_location("render_dashboard", ROOT / "docs" / "render_dashboard.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    t0 = datetime(2026, 12, 1, 4, 0, tzinfo=UTC)
+    points = []
+    for i, record in enumerate(sandbox_emf):
+        meta = record["_aws"]["CloudWatchMetrics"][0]
+        name = meta["Metrics"][0]["Name"]
+        dims = {d: record[d] for d in meta["Dimensions"][0] if d != "service"}
+        value = record[name][0] if isinstance(record[name], list) else record[name]
+        points.append((t0 + timedelta(minutes=i), {"name": name, "value": value, "unit": "None",
+                                                    "dimensions": dims}))
+    svg = module.render(points)
+    assert svg.startswith("<svg") and "not a screenshot of a real AWS account" in svg
+    for title in ("Target status", "Check status", "Check latency", "DNS queries per second", "Recovery phase",
+                  "Time to recover", "Heartbeat", "Lambda errors", "Alarms"):
+        assert title in svg, title
+    assert "prod-hive/hive-via-elb" in svg  # one line per target and check
+    assert (ROOT / "docs" / "dashboard.svg").is_file()
