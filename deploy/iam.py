@@ -271,10 +271,18 @@ def policy_document(sources: Mapping[str, Iterable[str]] | None = None) -> dict[
     return {"Version": "2012-10-17", "Statement": policy_statements(sources)}
 
 
-def oncall_policy(function_arn: str) -> dict[str, Any]:
-    """What a person running ``sentinel invoke`` needs: one action on one function."""
+def oncall_policy(function_arn: str, door: str = "readonly") -> dict[str, Any]:
+    """What a person running ``sentinel invoke`` needs: one action on one function, through
+    one door (DESIGN §10). ``readonly``: the unqualified function and its ``:readonly`` alias
+    (tick, check, status, plan); ``operator`` adds the ``:operator`` alias (every action).
+    Exact ARNs, never a wildcard: ``function:name:*`` would open the operator door too."""
+    if door not in ("readonly", "operator"):
+        raise ValueError(f"door {door!r}: readonly or operator")
+    resources = [function_arn, f"{function_arn}:readonly"]
+    if door == "operator":
+        resources.append(f"{function_arn}:operator")
     return {"Version": "2012-10-17",
-            "Statement": [{"Effect": "Allow", "Action": ["lambda:InvokeFunction"], "Resource": [function_arn]}]}
+            "Statement": [{"Effect": "Allow", "Action": ["lambda:InvokeFunction"], "Resource": resources}]}
 
 
 # ------------------------------------------------------------------ template block
@@ -545,12 +553,14 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--check", action="store_true", help="audit; exit 1 on any problem (default)")
     g.add_argument("--print", action="store_true", help="print the policy document (CloudFormation JSON)")
     g.add_argument("--oncall", metavar="FUNCTION_ARN", help="print the on-call policy for `sentinel invoke`")
+    p.add_argument("--door", choices=["readonly", "operator"], default="readonly",
+                   help="with --oncall: the read-only door (default) or the operator door")
     args = p.parse_args(argv)
     if args.print:
         print(json.dumps(policy_document(), indent=2))
         return 0
     if args.oncall:
-        print(json.dumps(oncall_policy(args.oncall), indent=2))
+        print(json.dumps(oncall_policy(args.oncall, args.door), indent=2))
         return 0
     if args.write:
         changed = write_template()

@@ -208,13 +208,21 @@ def test_checks_may_only_declare_reads() -> None:
         "check:bad declares elasticmapreduce:TerminateJobFlows: checks only read (DESIGN §1)"]
 
 
-def test_oncall_needs_only_invoke_function() -> None:
-    doc = iam.oncall_policy("arn:aws:lambda:us-east-1:123456789012:function:sentinel-prod")
+def test_oncall_needs_only_invoke_function_through_its_door() -> None:
+    fn = "arn:aws:lambda:us-east-1:123456789012:function:sentinel-prod"
+    doc = iam.oncall_policy(fn)
     assert doc["Statement"] == [{"Effect": "Allow", "Action": ["lambda:InvokeFunction"],
-                                 "Resource": ["arn:aws:lambda:us-east-1:123456789012:function:sentinel-prod"]}]
+                                 "Resource": [fn, f"{fn}:readonly"]}]
+    operator = iam.oncall_policy(fn, "operator")
+    assert operator["Statement"][0]["Resource"] == [fn, f"{fn}:readonly", f"{fn}:operator"]
 
 
-def test_the_template_invoke_policy_is_the_oncall_one(template: dict[str, Any]) -> None:
-    doc = template["Resources"]["InvokePolicy"]["Properties"]["PolicyDocument"]
-    assert doc["Statement"] == [{"Effect": "Allow", "Action": "lambda:InvokeFunction",
-                                 "Resource": {"Fn::GetAtt": ["Function", "Arn"]}}]
+@pytest.mark.parametrize(("resource", "door"), [("InvokePolicy", "readonly"), ("OperatorInvokePolicy", "operator")])
+def test_the_template_invoke_policies_are_the_oncall_ones(template: dict[str, Any], resource: str, door: str) -> None:
+    doc = template["Resources"][resource]["Properties"]["PolicyDocument"]
+    granted = []
+    for st in doc["Statement"]:
+        assert (st["Effect"], st["Action"]) == ("Allow", "lambda:InvokeFunction")
+        for r in st["Resource"] if isinstance(st["Resource"], list) else [st["Resource"]]:
+            granted.append("FN" if r == {"Fn::GetAtt": ["Function", "Arn"]} else r["Fn::Sub"].replace("${Function.Arn}", "FN"))
+    assert granted == iam.oncall_policy("FN", door)["Statement"][0]["Resource"]
