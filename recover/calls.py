@@ -217,6 +217,10 @@ class RecordingClient:
         self._calls = calls
         self._service = service
 
+    @property
+    def calls(self) -> AwsCalls:
+        return self._calls
+
     def __getattr__(self, op: str) -> Any:
         if op.startswith("_"):
             raise AttributeError(op)

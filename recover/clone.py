@@ -20,8 +20,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from monitor.clusters import ACTIVE_STATES
-from recover.calls import AwsError, RecordingClient, collect
+from recover.calls import AwsError
 from recover.emr import master_of, owner_of
+from recover.facades import Emr
 
 NotCopied = dict[str, Any]
 
@@ -67,19 +68,17 @@ class ClusterSnapshot:
                 "active": self.state in ACTIVE_STATES, "owner": self.owner}
 
 
-def read_cluster(emr: RecordingClient, cluster: dict[str, Any]) -> ClusterSnapshot:
+def read_cluster(emr: Emr, cluster: dict[str, Any]) -> ClusterSnapshot:
     """Read everything a relaunch needs about ``cluster`` (a DescribeCluster ``Cluster``)."""
     cid = str(cluster["Id"])
     fleet = cluster.get("InstanceCollectionType") == "INSTANCE_FLEET"
-    groups = [] if fleet else collect(emr, "list_instance_groups", "InstanceGroups", ClusterId=cid)
-    fleets = collect(emr, "list_instance_fleets", "InstanceFleets", ClusterId=cid) if fleet else []
-    bootstrap = collect(emr, "list_bootstrap_actions", "BootstrapActions", ClusterId=cid)
-    steps = collect(emr, "list_steps", "Steps", ClusterId=cid)
+    groups = [] if fleet else emr.list_instance_groups(cid)
+    fleets = emr.list_instance_fleets(cid) if fleet else []
+    bootstrap = emr.list_bootstrap_actions(cid)
+    steps = emr.list_steps(cid)
     gaps: list[NotCopied] = []
-    managed = _optional(lambda: emr.get_managed_scaling_policy(ClusterId=cid).get("ManagedScalingPolicy"),
-                        "ManagedScalingPolicy", gaps)
-    auto_term = _optional(lambda: emr.get_auto_termination_policy(ClusterId=cid).get("AutoTerminationPolicy"),
-                          "AutoTerminationPolicy", gaps)
+    managed = _optional(lambda: emr.get_managed_scaling_policy(cid), "ManagedScalingPolicy", gaps)
+    auto_term = _optional(lambda: emr.get_auto_termination_policy(cid), "AutoTerminationPolicy", gaps)
     request, not_copied = build_request(cluster, groups=groups, fleets=fleets, bootstrap=bootstrap, steps=steps,
                                         managed_scaling=managed, auto_termination=auto_term)
     masters = master_of(emr, cid, fleet=fleet, live_only=False)

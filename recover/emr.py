@@ -13,7 +13,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from monitor.errors import SentinelError
-from recover.calls import AwsCalls, RecordingClient, collect
+from recover.calls import AwsCalls
+from recover.facades import Emr
 from recover.incident import INCIDENT_TAG, TARGET_TAG
 from recover.sealed import unseal_spec
 
@@ -36,18 +37,13 @@ def state_reason(cluster: dict[str, Any]) -> str:
     return ": ".join(str(v) for v in (reason.get("Code"), reason.get("Message")) if v)
 
 
-def master_of(emr: RecordingClient, cluster_id: str, *, fleet: bool, live_only: bool = True) -> list[dict[str, Any]]:
+def master_of(emr: Emr, cluster_id: str, *, fleet: bool, live_only: bool = True) -> list[dict[str, Any]]:
     """The cluster's master instance(s), live ones first (three with multi-master).
 
     ``live_only=False`` also returns ended instances: the old master of a dead cluster must
     still be deregistered from the load balancer.
     """
-    kwargs: dict[str, Any] = {"ClusterId": cluster_id}
-    if fleet:
-        kwargs["InstanceFleetType"] = "MASTER"
-    else:
-        kwargs["InstanceGroupTypes"] = ["MASTER"]
-    instances = collect(emr, "list_instances", "Instances", **kwargs)
+    instances = emr.list_instances(cluster_id, fleet=fleet)
     rows = [{"instance_id": i.get("Ec2InstanceId"), "private_dns": i.get("PrivateDnsName"),
              "private_ip": i.get("PrivateIpAddress"), "state": (i.get("Status") or {}).get("State")}
             for i in instances]
@@ -55,14 +51,14 @@ def master_of(emr: RecordingClient, cluster_id: str, *, fleet: bool, live_only: 
     return live if live_only else live + [r for r in rows if r["state"] not in _LIVE_ORDER]
 
 
-def tagged_clusters(emr: RecordingClient, incident_id: str, name: str, created_after: datetime) -> list[dict[str, Any]]:
+def tagged_clusters(emr: Emr, incident_id: str, name: str, created_after: datetime) -> list[dict[str, Any]]:
     """Clusters (any state) named ``name``, created after ``created_after`` and tagged with
     this incident: the idempotency marker of LAUNCH. Oldest first."""
     found = []
-    for summary in collect(emr, "list_clusters", "Clusters", CreatedAfter=created_after):
+    for summary in emr.list_clusters(created_after=created_after):
         if summary.get("Name") != name:
             continue
-        cluster = emr.describe_cluster(ClusterId=summary["Id"])["Cluster"]
+        cluster = emr.describe_cluster(str(summary["Id"]))
         if has_incident_tag(cluster, incident_id):
             found.append(cluster)
     return sorted(found, key=launch_order)
@@ -88,16 +84,16 @@ class Readiness:
     master: dict[str, Any] | None = None
 
 
-def readiness(emr: RecordingClient, cluster_id: str, *, fleet: bool) -> Readiness:
+def readiness(emr: Emr, cluster_id: str, *, fleet: bool) -> Readiness:
     """WAIT_READY's judgement: WAITING/RUNNING, every step COMPLETED, a running master."""
-    cluster = emr.describe_cluster(ClusterId=cluster_id)["Cluster"]
+    cluster = emr.describe_cluster(cluster_id)
     state = cluster_state(cluster)
     if state in ENDED_STATES:
         why = state_reason(cluster)
         return Readiness("failed", f"new cluster {cluster_id} is {state}" + (f" ({why})" if why else ""))
     if state not in READY_STATES:
         return Readiness("starting", f"new cluster {cluster_id} is {state}")
-    steps = collect(emr, "list_steps", "Steps", ClusterId=cluster_id)
+    steps = emr.list_steps(cluster_id)
     bad = [s for s in steps if (s.get("Status") or {}).get("State") in BAD_STEP_STATES]
     if bad:
         names = ", ".join(f"{s.get('Name')} ({(s.get('Status') or {}).get('State')})" for s in bad[:3])
@@ -114,11 +110,11 @@ def readiness(emr: RecordingClient, cluster_id: str, *, fleet: bool) -> Readines
                      master=running[0])
 
 
-def terminate(emr: RecordingClient, cluster_id: str, *, allow_protected: bool, owner: str | None = None) -> str:
+def terminate(emr: Emr, cluster_id: str, *, allow_protected: bool, owner: str | None = None) -> str:
     """Terminate once: a cluster already ending is left alone. With ``owner``, a cluster not
     tagged ``sentinel:target=<owner>`` is refused (:class:`NotOwned`) before any change.
     Returns what happened."""
-    cluster = emr.describe_cluster(ClusterId=cluster_id)["Cluster"]
+    cluster = emr.describe_cluster(cluster_id)
     state = cluster_state(cluster)
     if state in ENDED_STATES:
         return f"{cluster_id} already {state}"
@@ -128,9 +124,9 @@ def terminate(emr: RecordingClient, cluster_id: str, *, allow_protected: bool, o
     if cluster.get("TerminationProtected"):
         if not allow_protected:
             raise ProtectedCluster(f"{cluster_id} is termination-protected")
-        emr.set_termination_protection(JobFlowIds=[cluster_id], TerminationProtected=False)
+        emr.set_termination_protection(cluster_id, False)
         lifted = " (termination protection lifted)"
-    emr.terminate_job_flows(JobFlowIds=[cluster_id])
+    emr.terminate_job_flows(cluster_id)
     return f"{cluster_id} terminated{lifted}"
 
 
@@ -175,5 +171,4 @@ def run_job_flow(aws: AwsCalls, spec: dict[str, Any]) -> str:
     before the call and only for it; the call record keeps the sealed form. Returns the new
     cluster id. Raises :class:`recover.sealed.SealError` when a secret cannot be recovered
     (launching with a wrong metastore password would only fail later and worse)."""
-    clear = unseal_spec(aws, spec)
-    return str(aws.call("emr", "run_job_flow", clear, record_params=spec)["JobFlowId"])
+    return Emr(aws).run_job_flow(unseal_spec(aws, spec), record=spec)

@@ -12,12 +12,13 @@ from typing import Any, Literal
 
 from checks.base import EndpointOverride
 from monitor.clock import iso, parse_iso
-from monitor.clusters import RETIRED_TAG, ClusterLookupError, find_cluster
+from monitor.clusters import RETIRED_TAG, ClusterLookupError
 from monitor.config import MasterTls, RestartRung, Verify
 from monitor.runner import check_budget
 from recover import emr as emr_ops
 from recover import routing, sealed, spec
-from recover.calls import AwsError, collect
+from recover.calls import AwsError
+from recover.facades import Emr, Ssm
 from recover.incident import Phase
 from recover.run import Escalate, Fail, Next, Outcome, Run, Wait
 
@@ -77,7 +78,7 @@ def launch(run: Run) -> Outcome:
     EMR's eventually consistent ListClusters to show it before anything is resent."""
     inc = run.inc
     assert inc.spec is not None
-    emr = run.aws.client("emr")
+    emr = Emr(run.aws)
     name = str(inc.spec["Name"])
     since = parse_iso(inc.started_at) - LAUNCH_SEARCH_SLACK
     found = emr_ops.tagged_clusters(emr, inc.id, name, since)
@@ -86,7 +87,7 @@ def launch(run: Run) -> Outcome:
     for intent in sent:  # launched earlier, maybe not listed yet: describe needs no list
         launched = str((intent.get("outcome") or {}).get("JobFlowId") or "")
         if launched and launched not in known:
-            found.append(emr.describe_cluster(ClusterId=launched)["Cluster"])
+            found.append(emr.describe_cluster(launched))
             known.add(launched)
     how = "adopted (launched earlier for this incident)"
     if not found:
@@ -106,7 +107,7 @@ def launch(run: Run) -> Outcome:
         how = "launched"
         found = [] if run.dry_run else emr_ops.tagged_clusters(emr, inc.id, name, since)
         if launched not in {str(c["Id"]) for c in found}:  # ListClusters may lag behind RunJobFlow
-            found = [*found, emr.describe_cluster(ClusterId=launched)["Cluster"]]
+            found = [*found, emr.describe_cluster(launched)]
     found = sorted(found, key=emr_ops.launch_order)
     keep = str(found[0]["Id"])
     for extra in found[1:]:
@@ -121,7 +122,7 @@ def wait_ready(run: Run) -> Outcome:
     inc = run.inc
     assert inc.new is not None
     limit = timedelta(minutes=run.rctx.target.recovery.limits.launch_timeout_min)
-    ready = emr_ops.readiness(run.aws.client("emr"), str(inc.new["cluster_id"]), fleet=bool(inc.new.get("fleet")))
+    ready = emr_ops.readiness(Emr(run.aws), str(inc.new["cluster_id"]), fleet=bool(inc.new.get("fleet")))
     if ready.verdict == "failed":
         return Fail(ready.detail)
     if ready.verdict == "starting":
@@ -209,7 +210,7 @@ def retire_old(run: Run) -> Outcome:
     old_id = inc.old_cluster_id
     if not old_id:
         return Next("no old cluster to retire")
-    emr = run.aws.client("emr")
+    emr = Emr(run.aws)
     if inc.strategy == "replace":
         ttl = dns_ttl(rec.routing.route53.ttl if rec.routing.route53 else 0, inc.routing_before or {})
         moved = (inc.repoint or {}).get("done_at")
@@ -217,7 +218,7 @@ def retire_old(run: Run) -> Outcome:
             return Wait(f"clients may cache the old DNS answer for {ttl} s: {old_id} is retired after that")
         if rec.retire_old == "keep":
             if (inc.old or {}).get("active"):
-                emr.add_tags(ResourceId=old_id, Tags=[{"Key": RETIRED_TAG, "Value": inc.id}])
+                emr.add_tags(old_id, {RETIRED_TAG: inc.id})
             inc.retired = {"action": "kept", "at": iso(run.now())}
             return Next(f"kept {old_id} (retire_old: keep), tagged {RETIRED_TAG}={inc.id}: terminate it when done with it")
     try:
@@ -258,13 +259,13 @@ def rollback(run: Run) -> Outcome:
         if new_id is None and inc.spec is not None and inc.failed and inc.failed.get("phase") == Phase.LAUNCH.value:
             since = parse_iso(inc.started_at) - LAUNCH_SEARCH_SLACK
             found = _guarded(inc, "find launched cluster", lambda: [str(c["Id"]) for c in emr_ops.tagged_clusters(
-                run.aws.client("emr"), inc.id, str((inc.spec or {})["Name"]), since)])
+                Emr(run.aws), inc.id, str((inc.spec or {})["Name"]), since)])
             new_id = found[0] if found else None
         if new_id and inc.verified_new_at:
             said.append(f"kept new cluster {new_id}: it passed VERIFY_NEW (inspect it; terminate it by hand if unneeded)")
         elif new_id:
             said += _guarded(inc, "terminate new cluster",
-                             lambda: [emr_ops.terminate(run.aws.client("emr"), new_id, allow_protected=True)])
+                             lambda: [emr_ops.terminate(Emr(run.aws), new_id, allow_protected=True)])
         inc.rollback.append("terminate_new")
     return Next("rolled back: " + ("; ".join(said) or "nothing to roll back"))
 
@@ -283,7 +284,7 @@ def sweep(run: Run) -> list[str]:
     inc = run.inc
     if inc.spec is None:
         return []
-    emr = run.aws.client("emr")
+    emr = Emr(run.aws)
     since = parse_iso(inc.started_at) - LAUNCH_SEARCH_SLACK
     keep = inc.new_cluster_id if "terminate_new" not in inc.rollback or inc.verified_new_at else None
     notes: list[str] = []
@@ -336,10 +337,10 @@ def restart(run: Run) -> Outcome:
     A command or step that does not finish within ``timeout_min`` fails the rung (a step
     waits behind running steps when step concurrency is 1: the rung moves on, and cancels it)."""
     inc, rung = run.inc, _restart_rung(run)
-    emr = run.aws.client("emr")
+    emr = Emr(run.aws)
     if not (inc.restart or {}).get("instance_id"):
         try:
-            cluster = find_cluster(emr, run.rctx.target.cluster)
+            cluster = emr.find(run.rctx.target.cluster)
         except ClusterLookupError as exc:
             return Fail(str(exc))
         if cluster is None or emr_ops.cluster_state(cluster) not in ("WAITING", "RUNNING"):
@@ -389,15 +390,13 @@ def restart(run: Run) -> Outcome:
 def _send_restart(run: Run, rung: RestartRung, r: dict[str, Any]) -> dict[str, Any]:
     inc = run.inc
     if rung.via == "ssm":
-        resp = run.aws.client("ssm").send_command(
-            InstanceIds=[r["instance_id"]], DocumentName="AWS-RunShellScript",
-            Parameters={"commands": [rung.command]}, Comment=f"sentinel {inc.id}"[:100],
-            TimeoutSeconds=max(30, int(rung.timeout_min * 60)))
-        return {"command_id": str(resp["Command"]["CommandId"])}
-    resp = run.aws.client("emr").add_job_flow_steps(JobFlowId=r["cluster_id"], Steps=[{
+        command_id = Ssm(run.aws).run_shell(r["instance_id"], rung.command, comment=f"sentinel {inc.id}",
+                                            timeout_s=max(30, int(rung.timeout_min * 60)))
+        return {"command_id": command_id}
+    [step_id] = Emr(run.aws).add_job_flow_steps(r["cluster_id"], [{
         "Name": _step_name(inc.id), "ActionOnFailure": "CONTINUE",
         "HadoopJarStep": {"Jar": "command-runner.jar", "Args": ["bash", "-c", rung.command]}}])
-    return {"step_id": str(resp["StepIds"][0])}
+    return {"step_id": step_id}
 
 
 def _step_name(incident_id: str) -> str:
@@ -416,11 +415,11 @@ def _restart_already_sent(run: Run, r: dict[str, Any]) -> dict[str, Any] | None:
     if not inc.intents_for(call):
         return None
     if r["via"] == "ssm":
-        for cmd in run.aws.client("ssm").list_commands(InstanceId=r["instance_id"]).get("Commands", []):
+        for cmd in Ssm(run.aws).commands(r["instance_id"]):
             if cmd.get("Comment") == f"sentinel {inc.id}"[:100]:
                 return {"command_id": str(cmd["CommandId"])}
         return None
-    for step in collect(run.aws.client("emr"), "list_steps", "Steps", ClusterId=r["cluster_id"]):
+    for step in Emr(run.aws).list_steps(r["cluster_id"]):
         if step.get("Name") == _step_name(inc.id):
             return {"step_id": str(step["Id"])}
     return None
@@ -429,7 +428,7 @@ def _restart_already_sent(run: Run, r: dict[str, Any]) -> dict[str, Any] | None:
 def _restart_status(run: Run, r: dict[str, Any]) -> tuple[str, str]:
     """("done" | "failed" | "running", what AWS says)."""
     if r["via"] == "ssm":
-        inv = run.aws.client("ssm").get_command_invocation(CommandId=r["command_id"], InstanceId=r["instance_id"])
+        inv = Ssm(run.aws).invocation(r["command_id"], r["instance_id"])
         status = str(inv.get("Status"))
         if status in SSM_DONE:
             return "done", f"command {r['command_id']} Success"
@@ -437,7 +436,7 @@ def _restart_status(run: Run, r: dict[str, Any]) -> tuple[str, str]:
             err = str(inv.get("StandardErrorContent") or inv.get("StatusDetails") or "")[:200]
             return "failed", f"command {r['command_id']} {status}" + (f": {err}" if err else "")
         return "running", f"command {r['command_id']} {status}"
-    step = run.aws.client("emr").describe_step(ClusterId=r["cluster_id"], StepId=r["step_id"])["Step"]
+    step = Emr(run.aws).describe_step(r["cluster_id"], r["step_id"])
     state = str((step.get("Status") or {}).get("State"))
     if state == "COMPLETED":
         return "done", f"step {r['step_id']} COMPLETED"
@@ -450,9 +449,9 @@ def _cancel_restart(run: Run, r: dict[str, Any]) -> str:
     """Best effort: a restart that runs later, in the middle of the next rung, helps nobody."""
     try:
         if r["via"] == "ssm":
-            run.aws.client("ssm").cancel_command(CommandId=r["command_id"], InstanceIds=[r["instance_id"]])
+            Ssm(run.aws).cancel(r["command_id"], r["instance_id"])
         else:
-            run.aws.client("emr").cancel_steps(ClusterId=r["cluster_id"], StepIds=[r["step_id"]])
+            Emr(run.aws).cancel_steps(r["cluster_id"], [r["step_id"]])
     except AwsError as exc:
         return f"; cancel failed ({exc.code})"
     return "; cancelled"

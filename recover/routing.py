@@ -16,7 +16,8 @@ from __future__ import annotations
 from typing import Any
 
 from monitor.config import Routing
-from recover.calls import AwsCalls, RecordingClient
+from recover.calls import AwsCalls
+from recover.facades import Elb, Elbv2, Route53
 
 
 def _norm(name: str) -> str:
@@ -27,34 +28,25 @@ def snapshot(aws: AwsCalls, routing: Routing) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if routing.target_group_arn:
         out["target_group"] = {"arn": routing.target_group_arn,
-                               "targets": _tg_targets(aws.client("elbv2"), routing.target_group_arn)}
+                               "targets": _tg_targets(Elbv2(aws), routing.target_group_arn)}
     if routing.load_balancer_name:
         out["classic_elb"] = {"name": routing.load_balancer_name,
-                              "instances": _elb_instances(aws.client("elb"), routing.load_balancer_name)}
+                              "instances": Elb(aws).instances(routing.load_balancer_name)}
     if routing.route53:
         r = routing.route53
         out["route53"] = {"zone_id": r.zone_id, "record": r.record, "type": r.type,
-                          "previous": _record(aws.client("route53"), r.zone_id, r.record, r.type)}
+                          "previous": _record(Route53(aws), r.zone_id, r.record, r.type)}
     return out
 
 
-def _tg_targets(elbv2: RecordingClient, arn: str, targets: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
-    kwargs: dict[str, Any] = {"TargetGroupArn": arn}
-    if targets:
-        kwargs["Targets"] = targets
-    desc = elbv2.describe_target_health(**kwargs).get("TargetHealthDescriptions", [])
+def _tg_targets(elbv2: Elbv2, arn: str, targets: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    desc = elbv2.describe_target_health(arn, targets)
     return [{"Id": d["Target"]["Id"], "Port": d["Target"].get("Port"),
              "State": (d.get("TargetHealth") or {}).get("State")} for d in desc]
 
 
-def _elb_instances(elb: RecordingClient, name: str) -> list[str]:
-    lbs = elb.describe_load_balancers(LoadBalancerNames=[name]).get("LoadBalancerDescriptions", [])
-    return [str(i["InstanceId"]) for lb in lbs for i in lb.get("Instances", [])]
-
-
-def _record(r53: RecordingClient, zone: str, name: str, rtype: str) -> dict[str, Any] | None:
-    resp = r53.list_resource_record_sets(HostedZoneId=zone, StartRecordName=name, StartRecordType=rtype, MaxItems="1")
-    for rs in resp.get("ResourceRecordSets", []):
+def _record(r53: Route53, zone: str, name: str, rtype: str) -> dict[str, Any] | None:
+    for rs in r53.record_sets(zone, name, rtype):
         if _norm(rs.get("Name", "")) == _norm(name) and rs.get("Type") == rtype:
             return dict(rs)
     return None
@@ -77,38 +69,34 @@ def repoint(aws: AwsCalls, routing: Routing, before: dict[str, Any], old: dict[s
     old_id = (old or {}).get("instance_id")
     new_id = new["instance_id"]
     if routing.target_group_arn:
-        elbv2 = aws.client("elbv2")
+        elbv2 = Elbv2(aws)
         arn = routing.target_group_arn
         port = target_port(routing, before, old_id)
         current = _tg_targets(elbv2, arn)
         if not any(t["Id"] == new_id and (port is None or t.get("Port") == port) for t in current):
-            elbv2.register_targets(TargetGroupArn=arn, Targets=[_target(new_id, port)])
+            elbv2.register_targets(arn, [_target(new_id, port)])
             done["changes"].append(f"registered {new_id} with target group")
         stale = [t for t in current if old_id and t["Id"] == old_id]
         if stale:
-            elbv2.deregister_targets(TargetGroupArn=arn, Targets=[_target(t["Id"], t.get("Port")) for t in stale])
+            elbv2.deregister_targets(arn, [_target(t["Id"], t.get("Port")) for t in stale])
             done["changes"].append(f"deregistered {old_id} from target group")
         done["target_port"] = port
     if routing.load_balancer_name:
-        elb = aws.client("elb")
+        elb = Elb(aws)
         name = routing.load_balancer_name
-        current_ids = _elb_instances(elb, name)
+        current_ids = elb.instances(name)
         if new_id not in current_ids:
-            elb.register_instances_with_load_balancer(LoadBalancerName=name, Instances=[{"InstanceId": new_id}])
+            elb.register_instances(name, [new_id])
             done["changes"].append(f"registered {new_id} with ELB {name}")
         if old_id and old_id in current_ids:
-            elb.deregister_instances_from_load_balancer(LoadBalancerName=name, Instances=[{"InstanceId": old_id}])
+            elb.deregister_instances(name, [old_id])
             done["changes"].append(f"deregistered {old_id} from ELB {name}")
     if routing.route53:
         r = routing.route53
         value = new["private_dns"] if r.type == "CNAME" else new["private_ip"]
         previous = (before.get("route53") or {}).get("previous")
         rs = _record_set(previous, r.record, r.type, r.ttl, value)
-        resp = aws.client("route53").change_resource_record_sets(
-            HostedZoneId=r.zone_id,
-            ChangeBatch={"Comment": "sentinel: re-point to the new master",
-                         "Changes": [{"Action": "UPSERT", "ResourceRecordSet": rs}]})
-        done["change_id"] = resp["ChangeInfo"]["Id"]
+        done["change_id"] = Route53(aws).change(r.zone_id, "UPSERT", rs, "sentinel: re-point to the new master")
         done["changes"].append(f"UPSERT {r.record} {r.type} {value}")
     return done
 
@@ -120,40 +108,38 @@ def repoint_back(aws: AwsCalls, routing: Routing, before: dict[str, Any], old: d
     old_id = (old or {}).get("instance_id")
     new_id = (new or {}).get("instance_id")
     if routing.target_group_arn:
-        elbv2 = aws.client("elbv2")
+        elbv2 = Elbv2(aws)
         arn = routing.target_group_arn
         current = _tg_targets(elbv2, arn)
         was = [t for t in (before.get("target_group") or {}).get("targets", []) if old_id and t["Id"] == old_id]
         missing = [t for t in was if not any(c["Id"] == t["Id"] and c.get("Port") == t.get("Port") for c in current)]
         if missing:
-            elbv2.register_targets(TargetGroupArn=arn, Targets=[_target(t["Id"], t.get("Port")) for t in missing])
+            elbv2.register_targets(arn, [_target(t["Id"], t.get("Port")) for t in missing])
             out.append(f"re-registered {old_id} with target group")
         ours = [c for c in current if new_id and c["Id"] == new_id]
         if ours:
-            elbv2.deregister_targets(TargetGroupArn=arn, Targets=[_target(c["Id"], c.get("Port")) for c in ours])
+            elbv2.deregister_targets(arn, [_target(c["Id"], c.get("Port")) for c in ours])
             out.append(f"deregistered {new_id} from target group")
     if routing.load_balancer_name:
-        elb = aws.client("elb")
+        elb = Elb(aws)
         name = routing.load_balancer_name
-        current_ids = _elb_instances(elb, name)
+        current_ids = elb.instances(name)
         if old_id and old_id in (before.get("classic_elb") or {}).get("instances", []) and old_id not in current_ids:
-            elb.register_instances_with_load_balancer(LoadBalancerName=name, Instances=[{"InstanceId": old_id}])
+            elb.register_instances(name, [old_id])
             out.append(f"re-registered {old_id} with ELB {name}")
         if new_id and new_id in current_ids:
-            elb.deregister_instances_from_load_balancer(LoadBalancerName=name, Instances=[{"InstanceId": new_id}])
+            elb.deregister_instances(name, [new_id])
             out.append(f"deregistered {new_id} from ELB {name}")
     if routing.route53:
         r = routing.route53
-        r53 = aws.client("route53")
+        r53 = Route53(aws)
         previous = (before.get("route53") or {}).get("previous")
         record_now = _record(r53, r.zone_id, r.record, r.type)
         if previous and record_now != previous:
-            r53.change_resource_record_sets(HostedZoneId=r.zone_id, ChangeBatch={
-                "Comment": "sentinel rollback", "Changes": [{"Action": "UPSERT", "ResourceRecordSet": previous}]})
+            r53.change(r.zone_id, "UPSERT", previous, "sentinel rollback")
             out.append(f"restored {r.record}")
         elif previous is None and record_now is not None:
-            r53.change_resource_record_sets(HostedZoneId=r.zone_id, ChangeBatch={
-                "Comment": "sentinel rollback", "Changes": [{"Action": "DELETE", "ResourceRecordSet": record_now}]})
+            r53.change(r.zone_id, "DELETE", record_now, "sentinel rollback")
             out.append(f"deleted {r.record} (it did not exist before)")
     return out
 
@@ -163,13 +149,13 @@ def path_ready(aws: AwsCalls, routing: Routing, repointed: dict[str, Any], new: 
     sync; else what we are still waiting for (VERIFY_PATH waits, then runs the checks)."""
     if routing.target_group_arn:
         port = repointed.get("target_port")
-        found = _tg_targets(aws.client("elbv2"), routing.target_group_arn, [_target(new["instance_id"], port)])
+        found = _tg_targets(Elbv2(aws), routing.target_group_arn, [_target(new["instance_id"], port)])
         state = found[0]["State"] if found else "missing"
         if state != "healthy":
             return f"target {new['instance_id']} is {state} in the target group"
     change_id = repointed.get("change_id")
     if routing.route53 and change_id:
-        status = aws.client("route53").get_change(Id=change_id)["ChangeInfo"]["Status"]
+        status = Route53(aws).change_status(str(change_id))
         if status != "INSYNC":
             return f"Route 53 change {change_id} is {status}"
     return None

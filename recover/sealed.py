@@ -210,8 +210,9 @@ def seal_spec(kms: Any, request: dict[str, Any], *, target: str, secret_properti
 
 def _encrypt(kms: Any, key_id: str, target: str, value: str, label: str) -> str:
     try:
-        blob = kms.encrypt(KeyId=key_id, Plaintext=value.encode("utf-8"),
-                           EncryptionContext=encryption_context(target))["CiphertextBlob"]
+        from recover.facades import Kms
+
+        blob = Kms(kms).encrypt(key_id, value.encode("utf-8"), encryption_context(target))
     except Exception as exc:  # never include the request (the secret) in the message
         raise SealError(f"{label}: KMS Encrypt with {key_id} failed ({_code(exc)})") from None
     return f"{SEALED_PREFIX}{target}:{base64.b64encode(blob).decode('ascii')}"
@@ -281,7 +282,9 @@ def _decrypt(kms: Any, value: str, label: str) -> str:
     except (binascii.Error, ValueError):
         raise SealError(f"{label}: the sealed value is damaged (not base64)") from None
     try:
-        plain = kms.decrypt(CiphertextBlob=blob, EncryptionContext=encryption_context(target))["Plaintext"]
+        from recover.facades import Kms
+
+        plain = Kms(kms).decrypt(blob, encryption_context(target))
     except Exception as exc:
         raise SealError(f"{label}: KMS Decrypt failed ({_code(exc)}; sealed for target {target!r})") from None
     return bytes(plain).decode("utf-8")
@@ -305,14 +308,13 @@ def _file_properties(path: str) -> dict[tuple[tuple[str, ...], str], str]:
 def _cluster_properties(aws: AwsCalls, cluster_id: str) -> dict[tuple[tuple[str, ...], str], str]:
     """(classification path, key) → value, cluster-level configuration first, then the
     instance groups' or fleets' (read only when the cluster level does not have them all)."""
-    from recover.calls import collect
+    from recover.facades import Emr
 
-    emr = aws.client("emr")
-    cluster = emr.describe_cluster(ClusterId=cluster_id)["Cluster"]
+    emr = Emr(aws)
+    cluster = emr.describe_cluster(cluster_id)
     table = _properties_of(cluster.get("Configurations") or [])
     fleet = cluster.get("InstanceCollectionType") == "INSTANCE_FLEET"
-    op, key = ("list_instance_fleets", "InstanceFleets") if fleet else ("list_instance_groups", "InstanceGroups")
-    groups = partial(collect, emr, op, key, ClusterId=cluster_id)
+    groups = partial(emr.list_instance_fleets if fleet else emr.list_instance_groups, cluster_id)
     return _LazyTable(table, groups)
 
 

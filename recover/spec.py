@@ -29,11 +29,11 @@ from typing import Any
 from botocore.validate import ParamValidator
 
 from monitor.clock import iso, parse_iso
-from monitor.clusters import find_cluster
 from monitor.config import Target
-from recover.calls import AwsCalls, RecordingClient
+from recover.calls import AwsCalls
 from recover.clone import ClusterSnapshot, NotCopied, read_cluster
 from recover.emr import ENDED_STATES, cluster_state, master_of, owner_of
+from recover.facades import Emr
 from recover.incident import INCIDENT_TAG, REPLACES_TAG, TARGET_TAG
 from recover.sealed import SealError, seal_spec
 
@@ -80,9 +80,9 @@ def seal(clients: Any, target: Target, request: dict[str, Any], *, source_cluste
 
 
 def _resolve(aws: AwsCalls, target: Target, store: Any, now: datetime) -> Resolved:
-    emr = aws.client("emr")
+    emr = Emr(aws)
     source = target.recovery.spec.source
-    live = find_cluster(emr, target.cluster)
+    live = emr.find(target.cluster)
     snap: ClusterSnapshot | None = None
     if live is not None and source == "clone":
         snap = read_cluster(emr, live)
@@ -114,7 +114,7 @@ def _resolve(aws: AwsCalls, target: Target, store: Any, now: datetime) -> Resolv
     return Resolved(snap.request, "clone", old, snap.not_copied, notes, snap.cluster_id)
 
 
-def _old_record(emr: RecordingClient, cluster: dict[str, Any]) -> dict[str, Any]:
+def _old_record(emr: Emr, cluster: dict[str, Any]) -> dict[str, Any]:
     fleet = cluster.get("InstanceCollectionType") == "INSTANCE_FLEET"
     masters = master_of(emr, str(cluster["Id"]), fleet=fleet, live_only=False)
     state = cluster_state(cluster)
@@ -124,15 +124,15 @@ def _old_record(emr: RecordingClient, cluster: dict[str, Any]) -> dict[str, Any]
             "active": state not in ENDED_STATES, "owner": owner_of(cluster)}
 
 
-def _newest_ended(emr: RecordingClient, name: str | None, now: datetime) -> dict[str, Any] | None:
+def _newest_ended(emr: Emr, name: str | None, now: datetime) -> dict[str, Any] | None:
     if not name:
         return None
-    page = emr.list_clusters(ClusterStates=list(ENDED_STATES), CreatedAfter=now - ENDED_LOOKBACK)
-    mine = [c for c in page.get("Clusters", []) if c.get("Name") == name]
+    page = emr.list_clusters_page(states=list(ENDED_STATES), created_after=now - ENDED_LOOKBACK)
+    mine = [c for c in page if c.get("Name") == name]
     if not mine:
         return None
     newest = max(mine, key=lambda c: ((c.get("Status") or {}).get("Timeline") or {}).get("CreationDateTime") or now)
-    return dict(emr.describe_cluster(ClusterId=newest["Id"])["Cluster"])
+    return emr.describe_cluster(str(newest["Id"]))
 
 
 def _from_file(path: str) -> dict[str, Any]:
@@ -188,8 +188,8 @@ def capture_last_known_good(rctx: Any, *, cluster_id: str | None = None,
             return {"captured": False, "reason": "fresh", "cluster_id": cluster_id, "calls": 0}
         aws = AwsCalls(rctx.clients, dry_run=True)  # reads only; nothing here may change the world
         aws.phase = "CAPTURE"
-        emr = aws.client("emr")
-        live = find_cluster(emr, target.cluster)
+        emr = Emr(aws)
+        live = emr.find(target.cluster)
         if live is None or cluster_state(live) not in ("WAITING", "RUNNING"):
             return {"captured": False, "reason": "no healthy active cluster", "calls": len(aws.records)}
         if current and current.get("cluster_id") == live["Id"] and \

@@ -13,6 +13,7 @@ from botocore.stub import Stubber
 
 from recover.calls import AwsCalls
 from recover.clone import build_request, ebs_configuration, read_cluster
+from recover.facades import Emr
 from recover.spec import finalize
 
 T0 = datetime(2026, 11, 1, 8, 0, tzinfo=UTC)
@@ -123,7 +124,7 @@ def _read_fleet_cluster(client: Any, stub: Stubber) -> Any:
         {"Ec2InstanceId": "i-0master", "PrivateDnsName": "ip-10-1-2-3.ec2.internal", "PrivateIpAddress": "10.1.2.3",
          "Status": {"State": "RUNNING"}}]}, {"ClusterId": "j-FLEET1", "InstanceFleetType": "MASTER"})
     aws = AwsCalls(OneClient(client))
-    snap = read_cluster(aws.client("emr"), FLEET_CLUSTER)
+    snap = read_cluster(Emr(aws), FLEET_CLUSTER)
     stub.assert_no_pending_responses()
     return snap, aws
 
@@ -219,7 +220,7 @@ def test_unreadable_policies_are_gaps_not_failures(stubbed: Any) -> None:
     stub.add_client_error("get_managed_scaling_policy", "AccessDeniedException", http_status_code=403)
     stub.add_response("get_auto_termination_policy", {}, cid)
     stub.add_response("list_instances", {"Instances": []}, {"ClusterId": "j-FLEET1", "InstanceFleetType": "MASTER"})
-    snap = read_cluster(AwsCalls(OneClient(client)).client("emr"), FLEET_CLUSTER)
+    snap = read_cluster(Emr(AwsCalls(OneClient(client))), FLEET_CLUSTER)
     assert "ManagedScalingPolicy" not in snap.request and "AutoTerminationPolicy" not in snap.request
     gaps = {g["field"]: g["reason"] for g in snap.not_copied}
     assert gaps["ManagedScalingPolicy"] == "could not read it (AccessDeniedException)"

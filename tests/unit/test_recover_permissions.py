@@ -27,11 +27,11 @@ def _operations_in_source() -> dict[str, set[str]]:
             snake = xform_name(op)
             if re.search(rf"[.\"']{snake}[\"'(]", source):
                 found.setdefault(snake, set()).add(f"{prefix}:{op}")
-    # KMS: only recover/sealed.py calls it (sealed specs), and only there are its names calls
+    # KMS: only the Kms facade calls it (sealed specs), and only there are its names calls
     # (``run.verify`` elsewhere is sentinel's own verify step, not kms:Verify).
-    sealed = (RECOVER / "sealed.py").read_text()
+    kms_source = (RECOVER / "facades.py").read_text()
     for op in session.get_service_model("kms").operation_names:
-        if re.search(rf"\.{xform_name(op)}\(", sealed):
+        if re.search(rf"\.{xform_name(op)}\(", kms_source):
             found.setdefault(xform_name(op), set()).add(f"kms:{op}")
     return found
 
@@ -50,3 +50,30 @@ def test_the_mutating_set_names_real_operations() -> None:
     ops = {xform_name(op) for s in ("emr", "elbv2", "elb", "route53", "ssm")
            for op in session.get_service_model(s).operation_names}
     assert set(MUTATING) <= ops
+
+
+def test_every_facade_method_declares_the_action_of_the_operation_it_calls() -> None:
+    """The permissions sit beside each call: a facade method calling ``terminate_job_flows``
+    must declare ``elasticmapreduce:TerminateJobFlows``."""
+    import inspect
+
+    from recover.facades import FACADES
+
+    prefixes = {**IAM_PREFIX, "kms": "kms"}
+    checked = 0
+    for cls in FACADES:
+        for name, fn in vars(cls).items():
+            if name.startswith("_") or not callable(fn):
+                continue
+            declared = set(getattr(fn, "permissions", ()))
+            assert declared, f"{cls.__name__}.{name} declares no permission"
+            source = inspect.getsource(fn)
+            ops = set(re.findall(r"_call\(\"([a-z_]+)\"", source))
+            ops |= set(re.findall(r"collect\(self\.client, \"([a-z_]+)\"", source))
+            ops |= set(re.findall(r"\.call\(\"[a-z0-9]+\", \"([a-z_]+)\"", source))
+            ops |= set(re.findall(r"self\._client\.([a-z_]+)\(", source))
+            for op in ops:
+                action = f"{prefixes[cls.service]}:{''.join(p.capitalize() for p in op.split('_'))}"
+                assert action in declared, f"{cls.__name__}.{name} calls {op} without declaring {action}"
+                checked += 1
+    assert checked > 25
