@@ -106,14 +106,6 @@ def who(requested_by: str | None, door: Door, request_id: str | None, caller: di
     return f"{_short(requested_by or 'anonymous', 128)} (self-declared; {', '.join(parts)})"
 
 
-def _dispatch_routes(action: str) -> bool:
-    """Whether :func:`monitor.dispatch.dispatch` names ``action``. Its last branch is ``ack``:
-    an action it does not name would be served as an ack. ``abort`` is parsed here and routed
-    there by separate work; until both are in, the handler refuses it (fail closed)."""
-    consts = dispatch.__code__.co_consts
-    return any(c == action or (isinstance(c, tuple | frozenset) and action in c) for c in consts)
-
-
 def _jsonable(report: dict[str, Any]) -> dict[str, Any]:
     """What Lambda will serialise: a value json cannot encode becomes its str, never a
     runtime error after the work is done."""
@@ -161,8 +153,6 @@ def _handle(event: Any, context: Any, request_id: str | None) -> dict[str, Any]:
     inv = new_invocation(services, request_id=request_id, dry_run=req.dry_run, emit_metrics=True,
                          requested_by=requested_by)
     logger.append_keys(action=req.action, source=req.source, door=door, requested_by=requested_by, caller=caller)
-    if req.action == "abort" and not _dispatch_routes("abort"):
-        return _error_report(req.action, request_id, "usage: action 'abort' is not available in this build")
     try:
         if req.action == "plan":
             report = plan_report(services, req.target, request_id=request_id, deadline=deadline)
