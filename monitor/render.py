@@ -57,11 +57,16 @@ def width() -> int:
     return max(60, shutil.get_terminal_size((100, 24)).columns)
 
 
+CUT_MARK = re.compile(r"\.\.\.\((\d+) chars\)")  # what _row appends to a value it shortened
+
+
 def _wrap(text: str, indent: str, hanging: str | None = None) -> list[str]:
-    """Wrapped at the terminal's width, never cut: ids and ARNs stay whole."""
-    return textwrap.wrap(str(text), width=width(), initial_indent=indent,
-                         subsequent_indent=indent + "    " if hanging is None else hanging,
-                         break_long_words=False, break_on_hyphens=False) or [indent.rstrip()]
+    """Wrapped at the terminal's width, never cut: ids, ARNs and a "...(N chars)" mark stay whole."""
+    protected = CUT_MARK.sub(lambda m: f"...({m.group(1)}\x00chars)", str(text))
+    lines = textwrap.wrap(protected, width=width(), initial_indent=indent,
+                          subsequent_indent=indent + "    " if hanging is None else hanging,
+                          break_long_words=False, break_on_hyphens=False) or [indent.rstrip()]
+    return [line.replace("\x00", " ") for line in lines]
 
 
 def _when(ts: Any) -> str:
