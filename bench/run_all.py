@@ -9,6 +9,7 @@ BENCHES = [
     ["bench.cold_import"],
     ["bench.scale_tick"],
     ["bench.incident"],
+    ["bench.ladder"],
     ["bench.hs2_latency"],      # needs pyspark + Java (make install-integration)
     ["bench.package_size"],     # needs the Lambda zip (deploy/build.py)
 ]
