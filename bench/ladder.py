@@ -86,8 +86,8 @@ def main() -> int:
     parser.add_argument("--recheck-s", type=float, default=120.0, help="recovery.when.recheck_after_s")
     args = parser.parse_args()
     offsets = [0.5, 3.0, 6.0, 9.5]
-    restart = [{"rung": "restart_service", "via": "ssm", "warmup_s": 60}, {"rung": "replace"}]
-    replace = [{"rung": "replace"}]
+    restart: list[dict[str, Any]] = [{"rung": "restart_service", "via": "ssm", "warmup_s": 60}, {"rung": "replace"}]
+    replace: list[dict[str, Any]] = [{"rung": "replace"}]
     rows, out = [], {}
     for label, recheck in (("10-min schedule", None), (f"re-check {args.recheck_s:g} s", args.recheck_s)):
         r_min, p_min = [], []
