@@ -15,7 +15,7 @@ from typing import Any
 from checks.base import Deadline
 from monitor import render
 from monitor.errors import ConfigError, SentinelError, StateError, UsageError
-from monitor.events import Request
+from monitor.events import request_from
 from monitor.report import EXIT_OK, EXIT_UNKNOWN, EXIT_USAGE, TickReport
 
 CLI_DEADLINE_S = 900.0
@@ -238,7 +238,7 @@ def _run(args: argparse.Namespace, services_factory: ServicesFactory) -> int:
         if answer.strip().lower() not in ("y", "yes"):
             print("aborted nothing")
             return EXIT_USAGE
-    req = Request.model_validate({
+    req = request_from({
         "action": args.command,
         "target": getattr(args, "target", None),
         "dry_run": bool(getattr(args, "dry_run", False)),

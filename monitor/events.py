@@ -125,6 +125,12 @@ def _keys(event: dict[str, Any]) -> str:
     return (shown + (f", ... {more} more" if more > 0 else "")) or "none"
 
 
+def request_from(data: dict[str, Any]) -> Request:
+    """A :class:`Request` from the CLI's arguments, held to the same limits as an event (a
+    2 000-character ``--reason`` is a usage error, exit 2, not a validation traceback)."""
+    return _validated(data)
+
+
 def _validated(data: dict[str, Any]) -> Request:
     try:
         return Request.model_validate(data)

@@ -159,3 +159,21 @@ def test_no_config_named_is_a_config_error_not_an_internal_one(no_aws: list[str]
     rep = handler.lambda_handler({"action": "status"}, Ctx())
     assert rep["exit_code"] == 2
     assert rep["errors"] == ["config: no config given (use -c CONFIG or set SENTINEL_CONFIG)"]
+
+
+@pytest.mark.parametrize(("argv", "expected"), [
+    (["silence", "--target", T, "--for", "1h", "--reason", "r" * 2000], "reason: String should have at most 1000"),
+    (["silence", "--target", T, "--for", "1" * 40 + "h", "--reason", "x"], "for: String should have at most 32"),
+    (["status", "--target", "t" * 100], "target: String should have at most 64"),
+    (["abort", "--target", T, "--reason", "r" * 1001, "--yes"], "reason: String should have at most 1000"),
+])
+def test_the_cli_holds_its_arguments_to_the_event_limits(
+    argv: list[str], expected: str, no_aws: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from monitor.cli import main
+    from tests.fakes import services
+
+    code = main([argv[0], "-c", str(EXAMPLE), *argv[1:]], services_factory=lambda cfg, args: services(cfg))
+    err = capsys.readouterr().err
+    assert code == 2 and expected in err and "Traceback" not in err
+    assert no_aws == []
