@@ -62,6 +62,11 @@ def _announce(inv: Invocation, rep: TickReport, target: str, kind: str, *, subje
     rep.notifications = [m.to_dict() for m in inv.notifier.sent]
 
 
+def _reason_lines(reason: str | None) -> list[str]:
+    """The reason line, when the caller gave one (optional for unsilence and ack)."""
+    return [f"Reason: {reason}"] if reason and reason.strip() else []
+
+
 def _check_target(inv: Invocation, target: str | None) -> str:
     names = [t.name for t in inv.config.targets]
     if not target:
@@ -93,7 +98,7 @@ def silence(inv: Invocation, target: str | None, duration: str, reason: str, *, 
     return rep
 
 
-def unsilence(inv: Invocation, target: str | None) -> TickReport:
+def unsilence(inv: Invocation, target: str | None, *, reason: str | None = None) -> TickReport:
     name = _check_target(inv, target)
     who = inv.requested_by or "unknown"
 
@@ -105,11 +110,12 @@ def unsilence(inv: Invocation, target: str | None) -> TickReport:
     rep = _report(inv, "unsilence")
     rep.data = {"target": name, "silences": []}
     _announce(inv, rep, name, "unsilenced", subject="manual silences removed",
-              lines=[f"{name}: manual silences removed; pages and automatic actions resume on the next tick."])
+              lines=[f"{name}: manual silences removed; pages and automatic actions resume on the next tick.",
+                     *_reason_lines(reason)])
     return rep
 
 
-def ack(inv: Invocation, target: str | None) -> TickReport:
+def ack(inv: Invocation, target: str | None, *, reason: str | None = None) -> TickReport:
     """Clear an escalation: automation resumes on the next tick, failure counts start over."""
     name = _check_target(inv, target)
     who = inv.requested_by or "unknown"
@@ -132,7 +138,7 @@ def ack(inv: Invocation, target: str | None) -> TickReport:
     rep.data = {"target": name, "was_escalated": bool(cleared.get("escalated")), "cleared": cleared}
     was = "escalation acknowledged" if cleared.get("escalated") else "acknowledged (nothing was escalated)"
     _announce(inv, rep, name, "acked", subject=was, lines=[
-        f"{name}: {was}; automation resumes on the next tick and failure counts start over."])
+        f"{name}: {was}; automation resumes on the next tick and failure counts start over.", *_reason_lines(reason)])
     return rep
 
 

@@ -240,3 +240,14 @@ def test_access_denied_on_the_operator_door_names_the_operator_policy(
     assert main(["invoke", "--function", "sentinel-prod", "ack", "--target", T]) == 3
     err = capsys.readouterr().err
     assert "not allowed to invoke sentinel-prod:operator" in err and "OperatorInvokePolicyArn" in err
+
+
+@pytest.mark.parametrize("action", ["unsilence", "ack"])
+def test_unsilence_and_ack_say_why_when_given(svc: Services, action: str) -> None:
+    from monitor import actions
+    from monitor.runtime import new_invocation
+
+    inv = new_invocation(svc, requested_by="dana")
+    rep = getattr(actions, action)(inv, T, reason="maintenance over")
+    assert rep.notifications[0]["delivered"] is True
+    assert "Reason: maintenance over" in published(svc)[0]["Message"]
