@@ -166,6 +166,10 @@ class When(Strict):
     # A CRITICAL result triggers only when its error kind is listed (a result without a kind,
     # e.g. route53_health, always counts).
     kinds: list[ErrorKindName] = Field(default_factory=lambda: list(RELAUNCH_KINDS), min_length=1)
+    # A first CRITICAL of a trigger check schedules a re-check this much later (an SQS delayed
+    # message, DESIGN §10) instead of waiting for the next scheduled tick; SQS delays at most
+    # 900 s. 0: no re-check (confirmation waits for the schedule, as before).
+    recheck_after_s: int = Field(default=120, ge=0, le=900)
 
 
 class Route53Routing(Strict):
@@ -332,6 +336,11 @@ class Target(Strict):
         raise KeyError(name)
 
 
+# One invocation ticks at most this many targets (dispatch: inline); the queue scales further.
+MAX_INLINE_TARGETS = 200
+MAX_QUEUED_TARGETS = 5000
+
+
 class Config(Strict):
     version: Literal[1]
     region: str = Field(pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")
@@ -340,7 +349,11 @@ class Config(Strict):
     metrics_namespace: str = Field(default="Sentinel", min_length=1, max_length=255)
     host_aliases: dict[HostPattern, HostAlias] = Field(default_factory=dict, max_length=1000)
     max_workers: int = Field(default=8, ge=1, le=64)
-    targets: list[Target] = Field(min_length=1, max_length=200)
+    # inline: one invocation ticks every target (CLI, sandbox, small set-ups). queue: the
+    # schedule enqueues one message per target on SENTINEL_QUEUE_URL and the function ticks
+    # one target per message (monitor/queue.py), so targets scale with Lambda concurrency.
+    dispatch: Literal["inline", "queue"] = "inline"
+    targets: list[Target] = Field(min_length=1, max_length=MAX_QUEUED_TARGETS)
 
     def target(self, name: str) -> Target:
         for item in self.targets:
@@ -353,6 +366,9 @@ class Config(Strict):
 
 def _cross_field_errors(raw: dict[str, Any], config: Config) -> list[str]:
     errors: list[str] = []
+    if config.dispatch == "inline" and len(config.targets) > MAX_INLINE_TARGETS:
+        errors.append(f"targets: at most {MAX_INLINE_TARGETS} entries (got {len(config.targets)}) with dispatch: "
+                      "inline (one invocation ticks them all); use dispatch: queue for more")
     seen_targets: dict[str, int] = {}
     for ti, target in enumerate(config.targets):
         tp = f"targets[{ti}]"

@@ -16,7 +16,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from checks.base import CheckContext, CheckResult, Deadline, EndpointOverride, Status
-from monitor import policy
+from monitor import policy, queue
 from monitor.clock import iso, parse_iso
 from monitor.config import Target, recovery_gaps
 from monitor.errors import ConflictError, LeaseHeld, StateError
@@ -178,6 +178,9 @@ class TargetTick:
             return self._state_unreadable(exc)
         self.rep.state_version = state.version
         self.last_results = list(state.last_results)
+        if queue.delivered_twice(self.inv, state):
+            self.rep.skipped = "queued tick already served: ticked after this message became due"
+            return self.rep
 
         from recover import runbook
 
@@ -209,6 +212,7 @@ class TargetTick:
         except StateError as exc:
             return self._state_unreadable(exc)
         self.rep.state_version = new_state.version
+        new_state = queue.after_tick(self, new_state, decision)
         if decision.recover and not self.inv.dry_run:
             self._start_recovery(new_state, decision)
         elif decision.verdict == "ok" and self.target.recovery.enabled:
@@ -413,6 +417,7 @@ class TargetTick:
             return
         self.rep.recovery = result.report
         self.rep.state_version = result.state.version
+        queue.after_advance(self, result.state)
 
     def _advance_recovery(self, state: TargetState) -> TargetReport:
         from recover import runbook
@@ -444,6 +449,7 @@ class TargetTick:
     def _recovery_done(self, state: TargetState, report: dict[str, Any]) -> TargetReport:
         self.rep.recovery = report
         self.rep.state_version = state.version
+        state = queue.after_advance(self, state)
         self.rep.status = Status[str(report.get("status", "UNKNOWN"))] \
             if str(report.get("status", "")) in Status.__members__ else Status.WARNING
         self._recovery_metrics(state.incident or {})

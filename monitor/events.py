@@ -83,6 +83,16 @@ def refusal(req: Request, door: Door) -> str | None:
             "<function ARN>:operator")
 
 
+def sqs_records(event: Any) -> list[Any] | None:
+    """The records of an SQS event (the work queue's event-source mapping, ``dispatch: queue``),
+    else None. Each record is one queued tick, judged on its own (monitor.queue.consume)."""
+    records = event.get("Records") if isinstance(event, dict) else None
+    if isinstance(records, list) and records and isinstance(records[0], dict) \
+            and records[0].get("eventSource") == "aws:sqs":
+        return records
+    return None
+
+
 def parse_event(event: Any, config: Config) -> Request:
     if not isinstance(event, dict):
         raise UsageError(f"usage: event must be a JSON object, got {type(event).__name__}")

@@ -14,10 +14,11 @@ from typing import Any
 from aws_lambda_powertools import Logger
 
 from checks.base import Deadline
+from monitor import queue
 from monitor.clock import SystemClock, iso
 from monitor.dispatch import dispatch
 from monitor.errors import ConfigError, UsageError
-from monitor.events import Door, door_of, parse_event, refusal
+from monitor.events import Door, door_of, parse_event, refusal, sqs_records
 from monitor.loader import ConfigCache, config_source
 from monitor.plan_report import plan_report
 from monitor.report import TickReport
@@ -136,6 +137,9 @@ def _handle(event: Any, context: Any, request_id: str | None) -> dict[str, Any]:
         logger.error("config invalid", extra={"errors": exc.errors})
         return _error_report("config", request_id,
                              "config: " + "; ".join(e.removeprefix("config: ") for e in exc.errors))
+    records = sqs_records(event)
+    if records is not None:  # the work queue: one internal tick per message (read-only door's `tick`)
+        return queue.consume(records, config, lambda q: _queued_tick(q, source, door, request_id, deadline))
     # The event is judged before any AWS client exists: a malformed or refused request
     # costs nothing and touches nothing.
     try:
@@ -156,6 +160,8 @@ def _handle(event: Any, context: Any, request_id: str | None) -> dict[str, Any]:
     try:
         if req.action == "plan":
             report = plan_report(services, req.target, request_id=request_id, deadline=deadline)
+        elif queue.fans_out(inv, req):
+            report = queue.fan_out(inv, req, deadline)
         else:
             report = dispatch(inv, req, deadline)
     except UsageError as exc:
@@ -169,3 +175,25 @@ def _handle(event: Any, context: Any, request_id: str | None) -> dict[str, Any]:
     logger.info("done", extra={"status": report.status, "exit_code": report.exit_code,
                                "duration_ms": round(report.duration_ms, 1)})
     return report.to_dict()
+
+
+def _queued_tick(queued: queue.Queued, source: str, door: Door, request_id: str | None,
+                 deadline: Deadline) -> TickReport:
+    """One queued message: a tick of one target, refused like any event the door does not
+    serve (the body is always a ``tick``, which the read-only door allows)."""
+    req = queued.request
+    refused = refusal(req, door)
+    if refused:
+        raise UsageError(refused)
+    services = _WARM.services_for(source)
+    inv = new_invocation(services, request_id=request_id, emit_metrics=True, requested_by="queue")
+    inv.due_at = queued.due_at
+    try:
+        report = dispatch(inv, req, deadline)
+    finally:
+        inv.metrics.flush()
+    for t in report.targets:
+        logger.info("target", extra={"target": t.target, "status": t.status.name, "message_id": queued.message_id,
+                                     "verdict": (t.decision or {}).get("verdict"), "skipped": t.skipped,
+                                     "error": t.error, "actions": t.actions})
+    return report

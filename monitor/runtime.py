@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from checks.base import ClientSource
@@ -26,6 +27,9 @@ class Services:
     secrets: SecretResolver
     resolver: HostResolver
     clock: Clock = field(default_factory=SystemClock)
+    # The work queue (monitor.queue.WorkQueue-like) when injected (tests, benches); else
+    # monitor.queue builds one from SENTINEL_QUEUE_URL, or there is none.
+    queue: Any = None
 
 
 def build_services(
@@ -63,6 +67,9 @@ class Invocation:
     owner: str
     dry_run: bool = False
     requested_by: str | None = None
+    # Set when this invocation serves a queued message: when it became due. A target ticked
+    # since then was served already, so a second delivery changes nothing (monitor.queue).
+    due_at: datetime | None = None
 
     @property
     def config(self) -> Config:

@@ -58,6 +58,10 @@ class TargetState:
     rung_uses: dict[str, list[str]] = field(default_factory=dict)
     # What was paged last (to page on change, not on every tick).
     last_page: dict[str, Any] | None = None
+    # A delayed follow-up (a re-check of a first failure, or the next advance of a recovery)
+    # is queued and due until then (ISO); none is queued again before it, so at most one is
+    # pending per target (monitor/queue.py).
+    recheck_pending_until: str | None = None
 
     @property
     def active_incident(self) -> dict[str, Any] | None:

@@ -1,0 +1,369 @@
+"""The SQS work queue (DESIGN §10, ``dispatch: queue``): fan a tick out, one message per target.
+
+Why a queue: one invocation ticking every target on a thread pool runs out of its 300-s
+budget at a few dozen slow targets, and confirms a failure only at the next scheduled tick.
+With ``dispatch: queue`` the scheduled invocation (the *dispatcher*) only enqueues
+``{"action": "tick", "target": T}`` per target; the same function consumes the queue through
+an event-source mapping (batch size 1, a maximum concurrency) and ticks one target per
+message under its lease, so targets scale with Lambda concurrency, not with one process.
+
+The same queue carries *follow-ups*, delayed messages (``DelaySeconds`` ≤ 900):
+
+- a first CRITICAL of a trigger check below ``consecutive_failures`` queues a re-check after
+  ``recovery.when.recheck_after_s`` (a failure is confirmed in ~2 minutes, not at the next
+  scheduled tick 10 minutes later);
+- a running recovery queues its next advance at the pace of its phase (WAIT_READY every 60 s).
+
+At most one follow-up is pending per target: ``TargetState.recheck_pending_until`` is set by
+a conditional write (version + lease fencing) before the message is sent.
+
+Duplicates are harmless: SQS delivers at least once. Concurrent deliveries meet the lease
+(one ticks, the other is skipped); a late second delivery finds the target ticked after the
+message became due (``due_at``, a message attribute) and is dropped (:func:`delivered_twice`).
+Malformed bodies are reported as batch item failures, so SQS redrives them to the dead-letter
+queue after ``maxReceiveCount`` receives; nothing runs for them.
+
+Without a queue (``SENTINEL_QUEUE_URL`` unset: the CLI, the sandbox, inline set-ups) nothing
+is enqueued and everything behaves as before.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from checks.base import Deadline
+from monitor.clock import iso, parse_iso
+from monitor.config import Config
+from monitor.errors import ConflictError, StateError, UsageError
+from monitor.events import Request
+from monitor.report import TickReport
+from monitor.runtime import Invocation
+from monitor.state.base import TargetState
+
+if TYPE_CHECKING:
+    from monitor import policy
+    from monitor.cycle import TargetTick
+
+log = logging.getLogger("sentinel.queue")
+
+QUEUE_URL_ENV = "SENTINEL_QUEUE_URL"
+# The deployment's default for a config that does not say `dispatch` (the template sets
+# queue; a config's own `dispatch` always wins, so `dispatch: inline` keeps today's mode).
+DISPATCH_ENV = "SENTINEL_DISPATCH"
+# What the code calls: send_message_batch (IAM authorises it as sqs:SendMessage).
+PERMISSIONS = ("sqs:SendMessage",)
+# What Lambda's event-source mapping calls with the function's role to feed it the queue
+# (never called by our code; deploy/iam.py lists them as implicit).
+CONSUMER_PERMISSIONS = ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes")
+
+BATCH = 10  # SendMessageBatch's limit
+MAX_DELAY_S = 900  # SQS's limit for DelaySeconds
+# A running recovery's next advance, by phase: polling a launching cluster every minute is
+# plenty (EMR takes ~15 min); the other phases are short calls worth retrying sooner.
+PHASE_PACE_S: Mapping[str, int] = {"WAIT_READY": 60, "LAUNCH": 30, "RESTART": 30, "VERIFY": 30}
+DEFAULT_PACE_S = 30
+# Seconds before a follow-up is due during which another is not queued (SQS's delay is a
+# minimum and the clocks of two invocations are not the same clock).
+DUE_TOLERANCE_S = 5.0
+
+
+# ---------------------------------------------------------------- sending
+
+@dataclass
+class Sent:
+    """What one enqueue did: message ids by target, and the targets that were not queued (why)."""
+
+    ids: dict[str, str] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)
+
+
+def message_body(target: str) -> str:
+    """The contract body (DESIGN §10); what is not the request (kind, due time) travels in
+    message attributes, so the body is a plain manual tick event too."""
+    return json.dumps({"action": "tick", "target": target}, sort_keys=True)
+
+
+class WorkQueue:
+    """Sends ticks to the queue, ten per ``SendMessageBatch`` (one call per 10 targets)."""
+
+    def __init__(self, client: Any, url: str) -> None:
+        self._sqs = client
+        self.url = url
+
+    def send(self, targets: Sequence[str], *, kind: str, due_at: datetime, delay_s: int = 0) -> Sent:
+        delay = max(0, min(MAX_DELAY_S, int(delay_s)))
+        out = Sent()
+        attrs = {"kind": {"DataType": "String", "StringValue": kind},
+                 "due_at": {"DataType": "String", "StringValue": iso(due_at)}}
+        for start in range(0, len(targets), BATCH):
+            chunk = list(targets[start:start + BATCH])
+            entries = [{"Id": str(i), "MessageBody": message_body(t), "DelaySeconds": delay,
+                        "MessageAttributes": attrs} for i, t in enumerate(chunk)]
+            try:
+                resp = self._sqs.send_message_batch(QueueUrl=self.url, Entries=entries)
+            except Exception as exc:  # one failed batch must not stop the other targets' messages
+                for t in chunk:
+                    out.failed[t] = f"{type(exc).__name__}: {str(exc)[:200]}"
+                continue
+            for ok in resp.get("Successful", []):
+                out.ids[chunk[int(ok["Id"])]] = str(ok.get("MessageId", ""))
+            for bad in resp.get("Failed", []):
+                out.failed[chunk[int(bad["Id"])]] = f"{bad.get('Code')}: {bad.get('Message', '')}"[:200]
+        return out
+
+
+def dispatch_mode(config: Config) -> str:
+    """``inline`` or ``queue``: the config's ``dispatch`` when it says so, else the deployment's
+    default (``SENTINEL_DISPATCH``), else inline."""
+    if "dispatch" in config.model_fields_set:
+        return config.dispatch
+    return "queue" if os.environ.get(DISPATCH_ENV, "").strip() == "queue" else "inline"
+
+
+def work_queue(inv: Invocation) -> WorkQueue | None:
+    """The queue to use: injected on the services, else ``SENTINEL_QUEUE_URL``, else none."""
+    injected = inv.services.queue
+    if injected is not None:
+        return injected  # type: ignore[no-any-return]
+    url = os.environ.get(QUEUE_URL_ENV, "").strip()
+    if not url:
+        return None
+    return WorkQueue(inv.services.clients.client("sqs"), url)
+
+
+# ---------------------------------------------------------------- dispatching (the scheduled invocation)
+
+def fans_out(inv: Invocation, req: Request) -> bool:
+    """A scheduled or alarm tick with ``dispatch: queue`` is enqueued, not run. Without a
+    queue URL the function ticks inline (and says so in its log): monitoring goes on."""
+    if dispatch_mode(inv.config) != "queue" or req.action != "tick" or req.source not in ("scheduled", "alarm"):
+        return False
+    if inv.dry_run:
+        return False
+    if work_queue(inv) is None:
+        log.warning("dispatch: queue but %s is not set: ticking inline", QUEUE_URL_ENV)
+        return False
+    return True
+
+
+def fan_out(inv: Invocation, req: Request, deadline: Deadline) -> TickReport:
+    """Enqueue one tick per target; on a full scheduled tick also beat the heartbeat, report
+    how long ago each target was ticked (the monitor of the monitor) and the orphans."""
+    from monitor.cycle import _report_orphans
+
+    clock = inv.services.clock
+    started = clock.now()
+    report = TickReport(action="tick", started_at=iso(started), request_id=inv.owner)
+    names = [t.name for t in inv.config.targets]
+    wanted = req.target_names()
+    unknown = [n for n in (wanted or []) if n not in names]
+    if unknown:
+        report.errors.append(f"usage: unknown target(s): {', '.join(unknown)} (configured: {', '.join(names)})")
+        return _finish(inv, report, started)
+    selected = [n for n in names if not wanted or n in wanted]
+    queue = work_queue(inv)
+    assert queue is not None  # fans_out said so
+    sent = queue.send(selected, kind=req.source, due_at=started)
+    report.data = {"dispatch": "queue", "enqueued": len(sent.ids), "failed": sent.failed}
+    for target, why in sorted(sent.failed.items()):
+        report.errors.append(f"{target}: not queued ({why}); it is ticked at the next schedule")
+    inv.metrics.put("TicksEnqueued", len(sent.ids), "Count")
+    if sent.failed:
+        inv.metrics.put("TicksNotEnqueued", len(sent.failed), "Count")
+    if req.source == "scheduled" and not wanted:
+        inv.metrics.put("Heartbeat", 1)
+        _freshness(inv, report, started, deadline)
+        _report_orphans(inv, report)
+    return _finish(inv, report, started)
+
+
+def _freshness(inv: Invocation, report: TickReport, now: datetime, deadline: Deadline) -> None:
+    """``SecondsSinceTick`` per target and ``StalestTickSeconds`` over all: a target whose
+    messages are lost, stuck or failing stops being ticked while the dispatcher goes on, and
+    the heartbeat alone would not show it. A target with a recovery running is advanced, not
+    ticked (its stall is paged by the runbook), and one never ticked yet has no age."""
+    store = inv.services.store
+
+    def age(name: str) -> float | None:
+        if deadline.remaining() < 1.0:
+            return None
+        try:
+            state = store.get(name)
+        except StateError:
+            return None
+        if state.active_incident or not state.last_tick_at:
+            return None
+        return max(0.0, (now - parse_iso(state.last_tick_at)).total_seconds())
+
+    names = [t.name for t in inv.config.targets]
+    with ThreadPoolExecutor(max_workers=max(1, min(inv.config.max_workers, len(names))),
+                            thread_name_prefix="fresh") as pool:
+        ages = dict(zip(names, pool.map(age, names), strict=True))
+    known = {n: a for n, a in ages.items() if a is not None}
+    for name, seconds in known.items():
+        inv.metrics.put("SecondsSinceTick", round(seconds, 1), "Seconds", target=name)
+    if known:
+        stalest = max(known, key=lambda n: known[n])
+        inv.metrics.put("StalestTickSeconds", round(known[stalest], 1), "Seconds")
+        report.data = {**(report.data or {}), "stalest": {"target": stalest, "seconds": round(known[stalest], 1)}}
+
+
+def _finish(inv: Invocation, report: TickReport, started: datetime) -> TickReport:
+    end = inv.services.clock.now()
+    report.finished_at = iso(end)
+    report.duration_ms = (end - started).total_seconds() * 1000
+    report.metrics = [p.to_dict() for p in inv.metrics.points]
+    report.notifications = [m.to_dict() for m in inv.notifier.sent]
+    return report
+
+
+# ---------------------------------------------------------------- consuming (one message = one target)
+
+@dataclass(frozen=True)
+class Queued:
+    """One SQS record, understood: the tick it asks for and when it became due."""
+
+    message_id: str
+    request: Request
+    due_at: datetime | None
+
+
+def parse_record(record: Any, config: Config) -> Queued:
+    """An SQS record → the tick it asks for. Anything but ``{"action": "tick", "target": T}``
+    with a configured T is a :class:`UsageError` (a poison message: it goes to the DLQ)."""
+    if not isinstance(record, dict):
+        raise UsageError("usage: SQS record is not an object")
+    mid = str(record.get("messageId") or "")
+    try:
+        body = json.loads(str(record.get("body") or ""))
+    except ValueError:
+        raise UsageError(f"usage: message {mid}: body is not JSON") from None
+    if not isinstance(body, dict) or set(body) != {"action", "target"} or body.get("action") != "tick" \
+            or not isinstance(body.get("target"), str):
+        raise UsageError(f"usage: message {mid}: body must be {{\"action\": \"tick\", \"target\": T}}")
+    target = body["target"]
+    if target not in {t.name for t in config.targets}:
+        raise UnknownTarget(f"message {mid}: target {target[:64]!r} is not in the config")
+    return Queued(mid, Request(action="tick", target=target, source="queue", requested_by="queue"),
+                  _due_at(record))
+
+
+class UnknownTarget(UsageError):
+    """A well-formed message for a target removed from the config: dropped, not redriven
+    (it would fill the DLQ and page for an intended config change)."""
+
+
+def _due_at(record: Mapping[str, Any]) -> datetime | None:
+    attrs = record.get("messageAttributes")
+    due = attrs.get("due_at") if isinstance(attrs, Mapping) else None
+    text = due.get("stringValue") if isinstance(due, Mapping) else None
+    if isinstance(text, str):
+        try:
+            return parse_iso(text)
+        except ValueError:
+            pass
+    sent = (record.get("attributes") or {}).get("SentTimestamp") if isinstance(record.get("attributes"), dict) \
+        else None
+    try:
+        return datetime.fromtimestamp(int(sent) / 1000, UTC) if sent is not None else None
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+
+def consume(records: Sequence[Any], config: Config,
+            tick: Callable[[Queued], TickReport]) -> dict[str, Any]:
+    """Tick each record's target; the Lambda partial-batch response names the records to
+    retry (``ReportBatchItemFailures``): a malformed body (redriven to the DLQ after
+    ``maxReceiveCount``) or a tick that crashed. A tick that ran and reported a problem is
+    done: its state says so and the next message or schedule ticks again."""
+    failures: list[str] = []
+    for record in records:
+        mid = str(record.get("messageId") or "") if isinstance(record, dict) else ""
+        try:
+            queued = parse_record(record, config)
+        except UnknownTarget as exc:
+            log.warning("queued tick dropped: %s", exc)
+            continue
+        except UsageError as exc:
+            log.error("poison message: %s", exc)
+            failures.append(mid)
+            continue
+        try:
+            report = tick(queued)
+        except Exception:
+            log.exception("queued tick crashed", extra={"message_id": mid})
+            failures.append(mid)
+            continue
+        if any((t.error or "").startswith("internal error") for t in report.targets):
+            failures.append(mid)
+    return {"batchItemFailures": [{"itemIdentifier": m} for m in failures]}
+
+
+def delivered_twice(inv: Invocation, state: TargetState) -> bool:
+    """A queued tick whose target was ticked after the message became due: the work it asked
+    for is done (a duplicate delivery, or a schedule that came first). Checked under the
+    lease, so two deliveries make one tick's effect. A running recovery is exempt: its
+    phases are idempotent and its follow-ups carry no tick time."""
+    if inv.due_at is None or not state.last_tick_at or state.active_incident:
+        return False
+    return parse_iso(state.last_tick_at) >= inv.due_at
+
+
+# ---------------------------------------------------------------- follow-ups (delayed messages)
+
+def _pending(state: TargetState, now: datetime) -> bool:
+    until = state.recheck_pending_until
+    if not until:
+        return False
+    try:
+        return now < parse_iso(until) - timedelta(seconds=DUE_TOLERANCE_S)
+    except ValueError:
+        return False
+
+
+def _follow_up(tick: TargetTick, state: TargetState, delay_s: int, kind: str) -> TargetState:
+    """Record the pending follow-up (conditional write), then send it. A failed send leaves
+    the mark, which expires by itself: the schedule then takes over, as before the queue."""
+    if tick.read_only or tick.inv.dry_run or delay_s <= 0 or dispatch_mode(tick.inv.config) != "queue":
+        return state
+    queue = work_queue(tick.inv)
+    now = tick.clock.now()
+    if queue is None or _pending(state, now):
+        return state
+    due = now + timedelta(seconds=min(delay_s, MAX_DELAY_S))
+    name = tick.target.name
+    try:
+        state = tick.store.put(name, replace(state, recheck_pending_until=iso(due)), lease=tick.lease, now=now)
+    except (ConflictError, StateError) as exc:
+        tick.rep.actions.append(f"{kind} not queued: {exc}")
+        return state
+    tick.rep.state_version = state.version
+    sent = queue.send([name], kind=kind, due_at=due, delay_s=delay_s)
+    if name in sent.failed:
+        tick.rep.actions.append(f"{kind} not queued: {sent.failed[name]} (the schedule ticks it)")
+    else:
+        tick.rep.actions.append(f"{kind} queued in {delay_s} s")
+    return state
+
+
+def after_tick(tick: TargetTick, state: TargetState, decision: policy.Decision) -> TargetState:
+    """A trigger check failing below its threshold: re-check after ``recheck_after_s``."""
+    when = tick.target.recovery.when
+    if decision.verdict != "failing" or when is None:
+        return state
+    return _follow_up(tick, state, when.recheck_after_s, "re-check")
+
+
+def after_advance(tick: TargetTick, state: TargetState) -> TargetState:
+    """A recovery still running: its next advance at the pace of its phase."""
+    phase = str((state.active_incident or {}).get("phase") or "")
+    if not phase:
+        return state
+    return _follow_up(tick, state, PHASE_PACE_S.get(phase, DEFAULT_PACE_S), f"advance ({phase})")

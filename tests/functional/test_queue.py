@@ -1,0 +1,422 @@
+"""dispatch: queue (monitor/queue.py) on moto SQS: batched fan-out, the handler fed real SQS
+event shapes, duplicate deliveries, poison messages and the dead-letter queue, delayed
+re-checks once per streak, and a recovery advanced by delayed messages."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from moto import mock_aws
+
+from checks.base import Deadline, Status
+from monitor import handler, queue
+from monitor.aws import ClientFactory
+from monitor.clock import iso
+from monitor.config import parse_config
+from monitor.cycle import run_tick
+from monitor.report import TickReport
+from monitor.runtime import Services, new_invocation
+from monitor.state.dynamodb import DynamoStateStore
+from monitor.state.memory import MemoryStateStore
+from tests.fakes import FakeClock, Script, services
+from tests.functional.aws import Account, LambdaContext, seed_account
+from tests.recover_fixtures import (
+    CallLog,
+    moto_world,
+    new_clusters,
+    real_now_clock,
+    recovery_raw,
+    set_steps,
+)
+
+SCHEDULED = {"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}}
+
+
+# ---------------------------------------------------------------- helpers
+
+def raw_config(topic: str, names: list[str], **top: Any) -> dict[str, Any]:
+    return {
+        "version": 1, "region": "us-east-1", "state_table": "sentinel-state",
+        "notify": {"page_topic_arn": topic}, **top,
+        "targets": [{
+            "name": n, "cluster": {"name": "RC.HIVE"}, "checks": [{"type": "fake", "name": "hive"}],
+            "recovery": {"enabled": False, "when": {"checks": ["hive"], "consecutive_failures": 2}},
+        } for n in names],
+    }
+
+
+def make_queue(clients: ClientFactory, name: str = "ticks", *, max_receive: int = 1) -> tuple[str, str]:
+    """A work queue with a dead-letter queue (redrive after ``max_receive`` receives)."""
+    sqs = clients.client("sqs")
+    dlq = sqs.create_queue(QueueName=f"{name}-dlq")["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    url = sqs.create_queue(QueueName=name, Attributes={
+        "VisibilityTimeout": "0",
+        "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(max_receive)})})["QueueUrl"]
+    return url, dlq
+
+
+def receive(clients: ClientFactory, url: str, n: int = 10) -> list[dict[str, Any]]:
+    """Messages as Lambda's event-source mapping hands them to the function (record shape)."""
+    sqs = clients.client("sqs")
+    out: list[dict[str, Any]] = []
+    while True:
+        got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=min(10, n - len(out)),
+                                  AttributeNames=["All"], MessageAttributeNames=["All"]).get("Messages", [])
+        for m in got:
+            out.append({
+                "messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"], "body": m["Body"],
+                "attributes": m.get("Attributes", {}),
+                "messageAttributes": {k: {"stringValue": v.get("StringValue"), "stringListValues": [],
+                                          "binaryListValues": [], "dataType": v["DataType"]}
+                                      for k, v in m.get("MessageAttributes", {}).items()},
+                "md5OfBody": m["MD5OfBody"], "eventSource": "aws:sqs",
+                "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:ticks", "awsRegion": "us-east-1",
+            })
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+        if not got or len(out) >= n:
+            return out
+
+
+def sqs_event(*records: dict[str, Any]) -> dict[str, Any]:
+    return {"Records": list(records)}
+
+
+def record(body: str, mid: str = "m-1", due_at: datetime | None = None) -> dict[str, Any]:
+    attrs = {"due_at": {"stringValue": iso(due_at), "dataType": "String"}} if due_at else {}
+    return {"messageId": mid, "receiptHandle": "rh", "body": body, "attributes": {"SentTimestamp": "0"},
+            "messageAttributes": attrs, "eventSource": "aws:sqs", "awsRegion": "us-east-1"}
+
+
+@dataclass
+class Deployed:
+    account: Account
+    url: str
+    dlq: str
+    path: Path
+    names: list[str] = field(default_factory=list)
+
+    def configure(self, **top: Any) -> None:
+        self.path.write_text(yaml.safe_dump(raw_config(self.account.page_topic, self.names, **top)))
+        handler._WARM.configs = handler.ConfigCache()
+
+    def state(self, name: str) -> Any:
+        return DynamoStateStore(self.account.clients.client("dynamodb"), "sentinel-state").get(name)
+
+
+@pytest.fixture
+def deployed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake_checks: Script) -> Iterator[Deployed]:
+    with mock_aws():
+        acct = seed_account()
+        url, dlq = make_queue(acct.clients)
+        d = Deployed(acct, url, dlq, tmp_path / "sentinel.yaml", names=["hive-a", "hive-b", "hive-c"])
+        d.configure(dispatch="queue")
+        monkeypatch.setenv("SENTINEL_CONFIG", str(d.path))
+        monkeypatch.setenv(queue.QUEUE_URL_ENV, url)
+        monkeypatch.setattr(handler, "_WARM", handler._Warm())
+        yield d
+
+
+class SendCounter:
+    def __init__(self, client: Any) -> None:
+        self.calls: list[str] = []
+        client.meta.events.register("after-call.sqs", self._hook)
+        self._client = client
+
+    def _hook(self, model: Any, **_: Any) -> None:
+        self.calls.append(model.name)
+
+    def close(self) -> None:
+        self._client.meta.events.unregister("after-call.sqs", self._hook)
+
+
+# ---------------------------------------------------------------- SQS itself (moto)
+
+def test_twenty_five_targets_go_out_in_three_batched_sends_with_the_contract_body() -> None:
+    with mock_aws():
+        clients = ClientFactory("us-east-1")
+        url, _ = make_queue(clients)
+        counter = SendCounter(clients.client("sqs"))
+        try:
+            names = [f"t{i:02d}" for i in range(25)]
+            sent = queue.WorkQueue(clients.client("sqs"), url).send(names, kind="scheduled",
+                                                                       due_at=datetime.now().astimezone())
+        finally:
+            counter.close()
+        assert counter.calls == ["SendMessageBatch"] * 3 and sent.failed == {} and len(sent.ids) == 25
+        got = receive(clients, url, 30)
+        assert sorted(json.loads(r["body"])["target"] for r in got) == names
+        assert {r["body"] for r in got} == {json.dumps({"action": "tick", "target": n}, sort_keys=True) for n in names}
+        assert {r["messageAttributes"]["kind"]["stringValue"] for r in got} == {"scheduled"}
+
+
+def test_a_delayed_message_is_invisible_until_its_delay_has_passed() -> None:
+    with mock_aws():
+        clients = ClientFactory("us-east-1")
+        url, _ = make_queue(clients)
+        queue.WorkQueue(clients.client("sqs"), url).send(["t"], kind="re-check", due_at=datetime.now().astimezone(),
+                                                          delay_s=1)
+        assert receive(clients, url) == []
+        time.sleep(1.3)
+        [msg] = receive(clients, url)
+        assert msg["messageAttributes"]["kind"]["stringValue"] == "re-check"
+
+
+def test_a_message_received_max_receive_count_times_is_redriven_to_the_dead_letter_queue() -> None:
+    with mock_aws():
+        clients = ClientFactory("us-east-1")
+        url, dlq = make_queue(clients, max_receive=2)
+        sqs = clients.client("sqs")
+        sqs.send_message(QueueUrl=url, MessageBody="not json")
+        for _ in range(2):  # received, not deleted (a batch item failure), visible again at once
+            assert len(sqs.receive_message(QueueUrl=url).get("Messages", [])) == 1
+        assert sqs.receive_message(QueueUrl=url).get("Messages", []) == []
+        [dead] = sqs.receive_message(QueueUrl=dlq)["Messages"]
+        assert dead["Body"] == "not json"
+
+
+# ---------------------------------------------------------------- the handler: dispatch and consume
+
+def test_scheduled_event_with_dispatch_queue_enqueues_one_tick_per_target_and_runs_no_check(
+        deployed: Deployed, fake_checks: Script) -> None:
+    report = handler.lambda_handler(SCHEDULED, LambdaContext("dispatcher"))
+    assert report["data"]["enqueued"] == 3 and report["errors"] == [] and report["exit_code"] == 0
+    assert fake_checks.calls == [] and report["targets"] == []
+    assert "Heartbeat" in {m["name"] for m in report["metrics"]}
+    records = receive(deployed.account.clients, deployed.url)
+    assert sorted(json.loads(r["body"])["target"] for r in records) == deployed.names
+
+
+def test_each_queued_message_ticks_its_target_and_the_dispatcher_reports_tick_ages(
+        deployed: Deployed, fake_checks: Script) -> None:
+    handler.lambda_handler(SCHEDULED, LambdaContext("dispatcher"))
+    records = receive(deployed.account.clients, deployed.url)
+    for i, rec in enumerate(records):  # batch size 1: one invocation per message
+        assert handler.lambda_handler(sqs_event(rec), LambdaContext(f"worker-{i}")) == {"batchItemFailures": []}
+    assert sorted(n for n in deployed.names if deployed.state(n).last_tick_at) == deployed.names
+    assert {tuple(c) for c in fake_checks.calls} == {("hive", None)} and len(fake_checks.calls) == 3
+    again = handler.lambda_handler(SCHEDULED, LambdaContext("dispatcher-2"))
+    ages = {m["dimensions"]["target"]: m["value"] for m in again["metrics"] if m["name"] == "SecondsSinceTick"}
+    assert sorted(ages) == deployed.names and all(0 <= a < 60 for a in ages.values())
+    assert "StalestTickSeconds" in {m["name"] for m in again["metrics"]}
+
+
+def test_an_alarm_naming_several_targets_enqueues_those_only(deployed: Deployed) -> None:
+    alarm = {"AlarmName": "x", "NewStateValue": "ALARM", "Trigger": {"Dimensions": [
+        {"name": "target", "value": "hive-a"}]}}
+    alarm2 = {**alarm, "Trigger": {"Dimensions": [{"name": "target", "value": "hive-c"}]}}
+    event = {"Records": [{"Sns": {"Message": json.dumps(alarm)}}, {"Sns": {"Message": json.dumps(alarm2)}}]}
+    report = handler.lambda_handler(event, LambdaContext("alarm"))
+    assert report["data"]["enqueued"] == 2
+    targets = sorted(json.loads(r["body"])["target"] for r in receive(deployed.account.clients, deployed.url))
+    assert targets == ["hive-a", "hive-c"]
+
+
+def test_two_deliveries_of_one_message_make_one_tick(deployed: Deployed, fake_checks: Script) -> None:
+    fake_checks.set("hive", Status.CRITICAL, "timeout")
+    handler.lambda_handler({"targets": ["hive-a"]}, LambdaContext("dispatcher"))
+    [rec] = receive(deployed.account.clients, deployed.url)
+    assert handler.lambda_handler(sqs_event(rec), LambdaContext("worker-1")) == {"batchItemFailures": []}
+    assert handler.lambda_handler(sqs_event(rec), LambdaContext("worker-2")) == {"batchItemFailures": []}
+    state = deployed.state("hive-a")
+    assert (state.consecutive_failures, len(fake_checks.calls)) == (1, 1)  # one tick's effect
+
+
+def test_a_delivery_while_another_invocation_holds_the_lease_is_skipped_and_not_retried(
+        deployed: Deployed, fake_checks: Script) -> None:
+    store = DynamoStateStore(deployed.account.clients.client("dynamodb"), "sentinel-state")
+    store.acquire_lease("hive-b", "someone-else", 120, datetime.now().astimezone())
+    rec = record(json.dumps({"action": "tick", "target": "hive-b"}), due_at=datetime.now().astimezone())
+    assert handler.lambda_handler(sqs_event(rec), LambdaContext("worker")) == {"batchItemFailures": []}
+    assert fake_checks.calls == [] and deployed.state("hive-b").version == 0
+
+
+def test_malformed_bodies_are_reported_as_batch_item_failures_and_nothing_runs_for_them(
+        deployed: Deployed, fake_checks: Script) -> None:
+    good = record(json.dumps({"action": "tick", "target": "hive-a"}), "good")
+    bad = [record("not json", "b1"), record(json.dumps({"action": "recover", "target": "hive-a"}), "b2"),
+           record(json.dumps({"action": "tick", "target": "hive-a", "force": True}), "b3"),
+           record(json.dumps(["tick"]), "b4"), record(json.dumps({"action": "tick", "target": 5}), "b5")]
+    gone = record(json.dumps({"action": "tick", "target": "removed-from-config"}), "gone")
+    out = handler.lambda_handler(sqs_event(good, *bad, gone), LambdaContext("worker"))
+    assert out == {"batchItemFailures": [{"itemIdentifier": m} for m in ("b1", "b2", "b3", "b4", "b5")]}
+    assert len(fake_checks.calls) == 1 and deployed.state("hive-a").last_tick_at
+
+
+def test_a_poison_message_ends_in_the_dead_letter_queue_through_the_handler(deployed: Deployed) -> None:
+    sqs = deployed.account.clients.client("sqs")
+    sqs.send_message(QueueUrl=deployed.url, MessageBody="{broken")
+    m = sqs.receive_message(QueueUrl=deployed.url, AttributeNames=["All"])["Messages"][0]
+    rec = record(m["Body"], m["MessageId"])
+    out = handler.lambda_handler(sqs_event(rec), LambdaContext("worker"))
+    assert out == {"batchItemFailures": [{"itemIdentifier": m["MessageId"]}]}
+    # Lambda does not delete a failed item; at maxReceiveCount (1 here) SQS moves it on.
+    assert sqs.receive_message(QueueUrl=deployed.url).get("Messages", []) == []
+    assert sqs.receive_message(QueueUrl=deployed.dlq)["Messages"][0]["Body"] == "{broken"
+
+
+def test_dispatch_inline_ticks_in_the_scheduled_invocation_and_queues_nothing(
+        deployed: Deployed, fake_checks: Script) -> None:
+    deployed.configure(dispatch="inline")
+    fake_checks.set("hive", Status.CRITICAL, "timeout")
+    report = handler.lambda_handler(SCHEDULED, LambdaContext("inline"))
+    assert len(report["targets"]) == 3 and report.get("data") is None
+    assert all(t["decision"]["verdict"] == "failing" for t in report["targets"])
+    assert receive(deployed.account.clients, deployed.url) == []  # not even a re-check
+
+
+def test_without_a_dispatch_key_the_deployments_default_decides(
+        deployed: Deployed, monkeypatch: pytest.MonkeyPatch) -> None:
+    deployed.configure()
+    assert handler.lambda_handler(SCHEDULED, LambdaContext("a")).get("data") is None  # inline
+    monkeypatch.setenv(queue.DISPATCH_ENV, "queue")  # what the template sets
+    assert handler.lambda_handler(SCHEDULED, LambdaContext("b"))["data"]["enqueued"] == 3
+
+
+def test_dispatch_queue_without_a_queue_url_ticks_inline(
+        deployed: Deployed, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(queue.QUEUE_URL_ENV)
+    report = handler.lambda_handler(SCHEDULED, LambdaContext("no-url"))
+    assert len(report["targets"]) == 3
+
+
+# ---------------------------------------------------------------- follow-ups: re-checks and advances
+
+class RecordingQueue:
+    """A work queue that records what would be sent (the delay) instead of sending."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, str, int, datetime]] = []
+
+    def send(self, targets: list[str], *, kind: str, due_at: datetime, delay_s: int = 0) -> queue.Sent:
+        out = queue.Sent()
+        for t in targets:
+            self.sent.append((t, kind, delay_s, due_at))
+            out.ids[t] = f"id-{len(self.sent)}"
+        return out
+
+
+def queued_svc(threshold: int = 3, recheck: int = 120) -> tuple[Services, RecordingQueue, FakeClock]:
+    raw = raw_config("arn:aws:sns:us-east-1:123456789012:p", ["hive-a"], dispatch="queue")
+    raw["targets"][0]["recovery"]["when"].update(consecutive_failures=threshold, recheck_after_s=recheck)
+    clock = FakeClock()
+    svc = services(parse_config(raw), store=MemoryStateStore(), clock=clock)
+    rq = RecordingQueue()
+    svc.queue = rq
+    return svc, rq, clock
+
+
+def tick(svc: Services, due_at: datetime | None = None) -> TickReport:
+    inv = new_invocation(svc, request_id="t")
+    inv.due_at = due_at
+    return run_tick(inv, deadline=Deadline.after(30))
+
+
+def test_a_first_critical_queues_one_recheck_per_streak_after_recheck_after_s(fake_checks: Script) -> None:
+    svc, rq, clock = queued_svc(threshold=3, recheck=120)
+    fake_checks.set("hive", Status.CRITICAL, "timeout")
+    first = tick(svc).targets[0]
+    assert [(t, k, d) for t, k, d, _ in rq.sent] == [("hive-a", "re-check", 120)]
+    assert "re-check queued in 120 s" in first.actions
+    clock.advance(seconds=60)
+    tick(svc)  # a scheduled tick inside the window: streak 2, but one re-check is already pending
+    assert len(rq.sent) == 1
+    clock.advance(seconds=60)
+    due = rq.sent[0][3]
+    third = tick(svc, due_at=due).targets[0]  # the re-check itself: streak 3 = confirmed, none more
+    assert third.decision and third.decision["verdict"] == "confirmed" and len(rq.sent) == 1
+    fake_checks.set("hive", Status.OK)
+    clock.advance(seconds=600)
+    tick(svc)
+    fake_checks.set("hive", Status.CRITICAL, "timeout")
+    clock.advance(seconds=600)
+    tick(svc)  # a new streak: a new re-check
+    assert len(rq.sent) == 2
+
+
+def test_a_recheck_that_finds_the_streak_still_short_queues_the_next_one(fake_checks: Script) -> None:
+    svc, rq, clock = queued_svc(threshold=3, recheck=120)
+    fake_checks.set("hive", Status.CRITICAL, "timeout")
+    tick(svc)
+    clock.advance(seconds=121)
+    tick(svc, due_at=rq.sent[0][3])
+    assert len(rq.sent) == 2 and svc.store.get("hive-a").consecutive_failures == 2
+
+
+def test_recheck_after_s_zero_and_a_dry_run_queue_nothing(fake_checks: Script) -> None:
+    svc, rq, _ = queued_svc(recheck=0)
+    fake_checks.set("hive", Status.CRITICAL, "timeout")
+    tick(svc)
+    svc2, rq2, _ = queued_svc()
+    run_tick(new_invocation(svc2, dry_run=True), deadline=Deadline.after(30))
+    assert rq.sent == [] and rq2.sent == []
+
+
+def test_a_queued_tick_due_before_the_last_tick_is_a_duplicate(fake_checks: Script) -> None:
+    svc, _, clock = queued_svc()
+    due = clock.now()
+    clock.advance(seconds=1)
+    tick(svc, due_at=due)
+    again = tick(svc, due_at=due).targets[0]
+    assert again.skipped and "already served" in again.skipped and len(fake_checks.calls) == 1
+
+
+def _drive(world: Any, svc: Services, fake_checks: Script, rq: RecordingQueue | None) -> tuple[int, str]:
+    """Failure → DONE. With a queue: only follow-up messages drive it (each delivered at its
+    due time, after the time it asked for passed); without: 10-minute scheduled ticks."""
+    clock = svc.clock
+    assert isinstance(clock, FakeClock)
+    fake_checks.set("hive", Status.CRITICAL, "refused")
+    tick(svc)
+    steps = 0
+    for steps in range(1, 60):
+        if rq is not None:
+            target, _, delay, due = rq.sent[-1]
+            clock.advance(seconds=delay)
+            report = tick(svc, due_at=due).targets[0]
+        else:
+            clock.advance(minutes=10)
+            report = tick(svc).targets[0]
+        new = new_clusters(world)
+        if new:
+            set_steps(new[0], "COMPLETED")
+            fake_checks.set("hive", Status.OK)
+        if report.recovery and report.recovery.get("phase") in ("DONE", "ESCALATED"):
+            return steps, str(report.recovery["phase"])
+    raise AssertionError("recovery did not finish")
+
+
+@pytest.mark.parametrize("dispatch", ["queue", "inline"])
+def test_a_recovery_advanced_by_delayed_messages_reaches_done_with_the_same_changing_calls(
+        fake_checks: Script, dispatch: str) -> None:
+    """The same calls change the world whichever way the runbook is paced (the queue only
+    makes it sooner); the inline run is the reference."""
+    results: dict[str, Any] = {}
+    for mode in ("inline", dispatch):
+        with moto_world() as world:
+            raw = recovery_raw(world)
+            raw["dispatch"] = mode
+            svc = services(parse_config(raw), store=MemoryStateStore(), clients=world.clients,
+                           clock=real_now_clock())
+            rq = RecordingQueue() if mode == "queue" else None
+            svc.queue = rq
+            start = svc.clock.now()
+            with CallLog(world.clients) as log:
+                steps, phase = _drive(world, svc, fake_checks, rq)
+            results[mode] = (phase, log.mutating(), svc.clock.now() - start, rq)
+    assert results["inline"][0] == results[dispatch][0] == "DONE"
+    assert results["inline"][1] == results[dispatch][1] and results["inline"][1]
+    if dispatch == "queue":
+        sent = results["queue"][3].sent
+        kinds = [k for _, k, _, _ in sent]
+        assert kinds[0] == "re-check" and any(k.startswith("advance (WAIT_READY)") for k in kinds)
+        assert {d for _, k, d, _ in sent if k == "advance (WAIT_READY)"} == {60}
+        assert results["queue"][2] < results["inline"][2]  # and sooner
