@@ -63,6 +63,11 @@ PASSED_TO_SERVICES = ("elasticmapreduce.amazonaws.com", "ec2.amazonaws.com")
 # Needed although no operation of ours is called by that name.
 IMPLICIT = {
     "iam:PassRole": "RunJobFlow passes the EMR service role and the instance profile's role",
+    # dispatch: queue (monitor/queue.py): Lambda's event-source mapping polls the work queue
+    # with the function's role; our code never calls these.
+    "sqs:ReceiveMessage": "the event-source mapping receives the work queue's messages for the function",
+    "sqs:DeleteMessage": "the event-source mapping deletes a message its tick handled",
+    "sqs:GetQueueAttributes": "the event-source mapping reads the work queue's attributes",
 }
 
 
@@ -72,7 +77,7 @@ def declared_sources() -> dict[str, tuple[str, ...]]:
     Read at call time (recover/ is being extended while this file stays the same).
     """
     from checks.registry import all_permissions
-    from monitor import clusters, notify, secrets
+    from monitor import clusters, notify, queue, secrets
     from monitor.state import dynamodb
 
     recover_permissions = importlib.import_module("recover.permissions")
@@ -85,6 +90,7 @@ def declared_sources() -> dict[str, tuple[str, ...]]:
     out["notify"] = tuple(notify.PERMISSIONS)
     out["clusters"] = tuple(clusters.PERMISSIONS)
     out["config"] = CONFIG_PERMISSIONS
+    out["queue"] = tuple(queue.PERMISSIONS) + tuple(queue.CONSUMER_PERMISSIONS)
     for purpose, actions in recover_permissions.PERMISSIONS.items():
         out[f"recover:{purpose}"] = tuple(actions)
     return out
@@ -140,6 +146,9 @@ SCOPES: tuple[Scope, ...] = (
                                   ":secret:sentinel/${Environment}/*")],
           "Secrets Manager secrets named sentinel/<env>/..."),
     Scope("Notify", [{"Ref": "PageTopic"}, {"Ref": "InfoTopic"}], "publish pages and info messages"),
+    Scope("WorkQueue", [{"Fn::GetAtt": ["WorkQueue", "Arn"]}],
+          "dispatch: queue: send ticks and follow-ups to this stack's work queue, and let the event-source "
+          "mapping feed it to the function; its dead-letter queue is SQS's own business (redrive), not ours"),
     # ---- recovery: only what the target owns (DESIGN §10: the sentinel:target tag)
     Scope("PassEmrRoles", [{"Ref": "EmrServiceRoleArn"}, {"Ref": "EmrInstanceRoleArn"},
                            {"Fn::If": ["HasAutoScalingRole", {"Ref": "EmrAutoScalingRoleArn"}, _NO_VALUE]}],
@@ -201,6 +210,7 @@ RULES: tuple[tuple[str, str, str | tuple[str, ...]], ...] = (
     ("config", "ssm:GetParameter*", "SsmParameters"),
     ("secrets:secretsmanager", "secretsmanager:GetSecretValue", "SecretsManager"),
     ("notify", "sns:Publish", "Notify"),
+    ("queue", "sqs:*", "WorkQueue"),
     ("recover:*", "iam:PassRole", "PassEmrRoles"),
     ("recover:*", "elasticmapreduce:RunJobFlow", "LaunchCluster"),
     ("recover:*", "elasticloadbalancing:RegisterTargets", "RepointLoadBalancers"),
@@ -367,6 +377,7 @@ EQUIVALENT = {
     "dynamodb:TransactWriteItems": ("dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem",
                                     "dynamodb:ConditionCheckItem"),
     "dynamodb:TransactGetItems": ("dynamodb:GetItem",),
+    "sqs:SendMessageBatch": ("sqs:SendMessage",),
 }
 # Libraries that call AWS for us when a source is declared (their calls count as "used").
 THIRD_PARTY = {"secrets:credstash": "credstash"}

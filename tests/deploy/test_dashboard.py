@@ -92,6 +92,9 @@ def _check(ref: MetricRef, emitted: Emitted, where: str) -> None:
     if ref.namespace == "AWS/Lambda":  # AWS's own metrics: only this function's
         assert ref.pinned == {"FunctionName": PARAMS["Function"]}, where
         return
+    if ref.namespace == "AWS/SQS":  # the work queue's own metrics: one queue of this stack
+        assert set(ref.pinned) == {"QueueName"}, where
+        return
     assert ref.namespace == PARAMS["MetricsNamespace"], where
     assert ref.name in emitted, f"{where}: {ref.name} is never emitted"
     assert ref.dimensions in emitted[ref.name], \

@@ -65,7 +65,7 @@ def test_function_runs_the_handler_on_python312_inside_the_vpc(translated: dict[
     assert fn["VpcConfig"] == {"SubnetIds": {"Ref": "SubnetIds"}, "SecurityGroupIds": {"Ref": "SecurityGroupIds"}}
     env = fn["Environment"]["Variables"]
     assert set(env) == {"SENTINEL_CONFIG", "POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE",
-                        "POWERTOOLS_LOG_LEVEL"}
+                        "POWERTOOLS_LOG_LEVEL", "SENTINEL_QUEUE_URL", "SENTINEL_DISPATCH"}
     assert env["SENTINEL_CONFIG"] == {"Fn::If": ["UseSsmConfig", {"Fn::Sub": "ssm:/sentinel/${Environment}/config"},
                                                  "sentinel.yaml"]}
     assert env["POWERTOOLS_METRICS_NAMESPACE"] == {"Ref": "MetricsNamespace"}
@@ -121,7 +121,8 @@ def test_heartbeat_alarm_pages_when_the_monitor_stops(translated: dict[str, Any]
 def test_every_alarm_pages(translated: dict[str, Any]) -> None:
     alarms = resources_of(translated, "AWS::CloudWatch::Alarm")
     assert set(alarms) == {"HeartbeatAlarm", "TargetUnhealthyAlarm", "AllTargetsUnhealthyAlarm", "RecoveryEscalatedAlarm",
-                           "AllTargetsRecoveryEscalatedAlarm", "FunctionErrorsAlarm", "FunctionThrottlesAlarm"}
+                           "AllTargetsRecoveryEscalatedAlarm", "FunctionErrorsAlarm", "FunctionThrottlesAlarm",
+                           "StaleTargetAlarm", "DeadLetterQueueAlarm", "QueueAgeAlarm"}
     for name, alarm in alarms.items():
         assert alarm["Properties"]["AlarmActions"] == [PAGE], name
 
@@ -252,7 +253,8 @@ def test_stack_deploys_into_moto_with_every_resource(translated: dict[str, Any],
         "python3.12", "monitor.handler.lambda_handler", 300, 512)
     assert fn["Environment"]["Variables"] == {
         "SENTINEL_CONFIG": "ssm:/sentinel/test/config", "POWERTOOLS_SERVICE_NAME": "sentinel-test",
-        "POWERTOOLS_METRICS_NAMESPACE": "Sentinel", "POWERTOOLS_LOG_LEVEL": "INFO"}
+        "POWERTOOLS_METRICS_NAMESPACE": "Sentinel", "POWERTOOLS_LOG_LEVEL": "INFO", "SENTINEL_DISPATCH": "queue",
+        "SENTINEL_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/sentinel-test-ticks"}
     assert fn["VpcConfig"]["SubnetIds"] == [aws["SubnetIds"]]
 
     events = boto3.client("events")
@@ -292,11 +294,11 @@ def test_monitor_only_stack_grants_no_write_action(translated: dict[str, Any], a
     statements = role_policy("sentinel-watch")
     allowed = {a for s in statements for a in s["Action"]}
     writes = {a for a in allowed if not a.split(":")[1].startswith(iam.READ_VERBS)}
-    # what remains is the tick's own bookkeeping: its state table and its topics
+    # what remains is the tick's own bookkeeping: its state table, its topics and its work queue
     assert writes == {"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:ConditionCheckItem", "sns:Publish",
-                      "kms:Decrypt"}
+                      "kms:Decrypt", "sqs:SendMessage", "sqs:ReceiveMessage", "sqs:DeleteMessage"}
     assert {s["Sid"] for s in statements} == {"StateTable", "CredstashTable", "SsmParameters", "SsmSecureStringDecrypt",
-                                              "SecretsManager", "Notify", "Read"}
+                                              "SecretsManager", "Notify", "WorkQueue", "Read"}
 
 
 def test_packaged_config_source_sets_the_file_path(translated: dict[str, Any], aws: dict[str, str]) -> None:
