@@ -25,6 +25,12 @@ Why each step is the way it is:
 * **boto3 bundled by default**: the runtime's boto3 lags releases and changes under us;
   pinning ours makes the code we tested the code that runs. ``--no-boto3`` drops it (and
   botocore, s3transfer) for a much smaller zip when that matters more.
+* **Only the service models the code uses**: botocore ships ~400 service models (most of the
+  bundled boto3's size). The zip keeps those of the services the code may call, derived from
+  what deploy/iam.py derives the IAM policy from (the declared actions' prefixes, plus every
+  ``client("...")`` literal in the code), plus what botocore and credstash use on their own
+  (:data:`SDK_SERVICES`): a new call is declared for IAM, or the IAM audit fails, so it cannot
+  be forgotten here either. ``--all-service-models`` keeps everything.
 * **Deterministic zip**: entries sorted, timestamps 1980-01-01, mode 0644, no directory
   entries, no host metadata: the same inputs give the same sha256, so a rebuild that changes
   nothing deploys nothing (CloudFormation compares the code hash).
@@ -72,6 +78,11 @@ DEPS_DROP = ("bin",)
 # Provided by the Lambda runtime; removed with --no-boto3.
 # (jmespath stays: Powertools imports it and the zip must not depend on the runtime's copy.)
 RUNTIME_PROVIDED = ("boto3", "botocore", "s3transfer")
+# Service models needed beyond what our code declares: STS (botocore's assume-role and
+# web-identity credential providers), and credstash's own calls (DynamoDB, KMS).
+SDK_SERVICES = ("sts", "dynamodb", "kms")
+# Where the service models live in the dependency tree: <dir>/<service>/<api version>/*.
+MODEL_DIRS = ("botocore/data", "boto3/data")
 ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 ZIP_LEVEL = 6  # level 9: 3x the time for 0.4 % smaller (botocore's data is already gzipped)
 FILE_MODE = 0o644
@@ -103,6 +114,7 @@ class BuildOptions:
     compile_pyc: bool = True
     config: Path | None = None  # packaged as sentinel.yaml (SENTINEL_CONFIG=sentinel.yaml)
     include: tuple[Path, ...] = ()  # extra files/dirs (e.g. certs/), relative to the cwd, kept at that path
+    all_service_models: bool = False  # keep every botocore service model (no pruning)
 
 
 @dataclass
@@ -118,12 +130,14 @@ class BuildResult:
     bundle_boto3: bool
     compile_pyc: bool
     versions: dict[str, str] = field(default_factory=dict)
+    service_models: list[str] = field(default_factory=list)  # kept botocore models; empty: all
 
     def summary(self) -> str:
         mb = 1024 * 1024
         return (f"{self.zip_path}: {self.zipped_bytes / mb:.1f} MB zipped, {self.unzipped_bytes / mb:.1f} MB unzipped, "
                 f"{self.files} files ({self.pyc_files} .pyc for 3.12), "
-                f"boto3 {'bundled' if self.bundle_boto3 else 'from the runtime'}, "
+                f"boto3 {'bundled' if self.bundle_boto3 else 'from the runtime'}"
+                f"{f' ({len(self.service_models)} service models)' if self.service_models else ''}, "
                 f"deps {'cached' if self.deps_cached else 'installed'}, {self.seconds:.1f} s\n  sha256 {self.sha256}")
 
 
@@ -300,6 +314,40 @@ def _validate_config(path: Path) -> None:
         raise BuildError(f"--config {path}: invalid:\n  " + "\n  ".join(exc.errors)) from None
 
 
+# ------------------------------------------------------------------ service models
+
+
+def needed_services(root: Path = ROOT) -> frozenset[str]:
+    """botocore service names the Lambda may create a client for: the services of every
+    declared IAM action (deploy/iam.py), every ``client("...")`` literal in the code, and
+    :data:`SDK_SERVICES`."""
+    import ast
+
+    from deploy import iam
+
+    prefixes = {a.partition(":")[0] for a in iam.declared_actions()}
+    services = {s for s in iam.known_services() if iam.IAM_PREFIX.get(s, s) in prefixes}
+    services |= iam.client_services(ast.parse(p.read_text()) for p in iam.source_files(root))
+    services |= set(SDK_SERVICES)
+    return frozenset(services)
+
+
+def prune_service_models(files: Mapping[str, Path], keep: Iterable[str]) -> dict[str, Path]:
+    """``files`` without the service models of services not in ``keep`` (the top-level data
+    files, endpoints.json, partitions.json..., stay)."""
+    wanted = set(keep)
+    out: dict[str, Path] = {}
+    for name, path in files.items():
+        for base in MODEL_DIRS:
+            if name.startswith(base + "/"):
+                parts = name[len(base) + 1:].split("/")
+                if len(parts) > 1 and parts[0] not in wanted:
+                    break
+        else:
+            out[name] = path
+    return out
+
+
 # ------------------------------------------------------------------ zip
 
 
@@ -360,12 +408,19 @@ def build(opts: BuildOptions) -> BuildResult:
         stage = Path(tmp)
         stage_sources(opts, stage, python312)
         files = collect([stage, deps])
+        kept: list[str] = []
+        if opts.bundle_boto3 and not opts.all_service_models:
+            keep = needed_services(opts.source_root)
+            files = prune_service_models(files, keep)
+            kept = sorted({n.split("/")[2] for n in files if n.startswith("botocore/data/") and n.count("/") > 2})
+            if missing := keep - set(kept):  # the bundled botocore lacks a service the code calls
+                raise BuildError(f"botocore in the zip has no service model for {sorted(missing)}")
         sha = write_zip(files, opts.out)
     zipped, unzipped, count, pyc = zip_sizes(opts.out)
     if zipped > MAX_ZIPPED or unzipped > MAX_UNZIPPED:
         raise BuildError(f"{opts.out}: {zipped} bytes zipped / {unzipped} unzipped exceeds the Lambda limits")
     result = BuildResult(str(opts.out), sha, zipped, unzipped, count, pyc, cached, time.monotonic() - started,
-                         opts.bundle_boto3, opts.compile_pyc, json.loads((deps / ".complete").read_text()))
+                         opts.bundle_boto3, opts.compile_pyc, json.loads((deps / ".complete").read_text()), kept)
     manifest = {**asdict(result), "seconds": round(result.seconds, 2)}
     opts.out.with_suffix(".json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return result
@@ -418,10 +473,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--config", type=Path, help="package this config as sentinel.yaml (ConfigSource=file)")
     p.add_argument("--include", type=Path, action="append", default=[], help="extra file/dir (e.g. certs/)")
     p.add_argument("--verify", action="store_true", help="import monitor.handler from the zip under 3.12")
+    p.add_argument("--all-service-models", action="store_true",
+                   help="ship every botocore service model (default: only the services the code uses)")
     args = p.parse_args(argv)
     opts = BuildOptions(out=args.out, requirements=args.requirements, cache_dir=args.cache_dir,
                         python312=args.python312, bundle_boto3=not args.no_boto3, compile_pyc=not args.no_pyc,
-                        config=args.config, include=tuple(args.include))
+                        config=args.config, include=tuple(args.include),
+                        all_service_models=args.all_service_models)
     try:
         result = build(opts)
         print(result.summary())

@@ -74,7 +74,7 @@ def run_tick(
         report.targets = []
     if action == "tick" and not targets:
         _report_orphans(inv, report)
-    if action == "tick" and not inv.dry_run:
+    if action == "tick" and not inv.dry_run and inv.due_at is None:  # queued ticks: the dispatcher beats
         inv.metrics.put("Heartbeat", 1)
     return _finish(inv, report, started)
 

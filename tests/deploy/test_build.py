@@ -151,6 +151,34 @@ def test_an_independent_cold_build_gives_the_same_zip(package: Package, tmp_path
     assert cold.sha256 == package.result.sha256
 
 
+def test_only_the_service_models_the_code_uses_are_kept(tmp_path: Path) -> None:
+    files = {n: tmp_path / n for n in ("botocore/data/endpoints.json", "botocore/data/sqs/2012-11-05/service-2.json.gz",
+                                        "botocore/data/ec2/2016-11-15/service-2.json.gz", "boto3/data/ec2/2015/r.json",
+                                        "boto3/data/dynamodb/2012/r.json", "botocore/client.py")}
+    kept = build.prune_service_models(files, {"sqs", "dynamodb"})
+    assert sorted(kept) == ["boto3/data/dynamodb/2012/r.json", "botocore/client.py", "botocore/data/endpoints.json",
+                            "botocore/data/sqs/2012-11-05/service-2.json.gz"]
+
+
+def test_the_kept_services_follow_the_declared_permissions_and_the_clients_made() -> None:
+    from deploy import iam
+
+    needed = build.needed_services()
+    assert {"emr", "elbv2", "elb", "route53", "sns", "sqs", "dynamodb", "kms", "ssm", "secretsmanager", "cloudwatch",
+            "sts"} <= needed
+    prefixes = {a.partition(":")[0] for a in iam.declared_actions()}
+    assert all(iam.IAM_PREFIX.get(s, s) in prefixes or s in build.SDK_SERVICES for s in needed)
+    assert "ec2" not in needed and "s3" not in needed
+
+
+@pytest.mark.slow
+def test_package_ships_only_the_needed_service_models(package: Package) -> None:
+    with zipfile.ZipFile(package.zip_path) as zf:
+        models = {n.split("/")[2] for n in zf.namelist() if n.startswith("botocore/data/") and n.count("/") > 2}
+    assert models == build.needed_services() and package.result.service_models == sorted(models)
+    assert package.result.zipped_bytes <= 25 * 1024 * 1024
+
+
 @pytest.mark.slow
 def test_handler_imports_in_a_bare_python312(package: Package) -> None:
     seconds = build.import_check(package.task_root, package.python312)
@@ -215,10 +243,23 @@ RUNNER = textwrap.dedent("""
             return 60000
 
     event = {{"version": "0", "source": "aws.events", "detail-type": "Scheduled Event", "detail": {{}}}}
-    report = lambda_handler(event, Context())
+    dispatched = lambda_handler(event, Context())  # dispatch: queue (the template's default)
+    # What the event-source mapping does: receive, hand the message over as an SQS record.
+    import boto3, os
+    sqs = boto3.client("sqs")
+    [msg] = sqs.receive_message(QueueUrl=os.environ["SENTINEL_QUEUE_URL"], MessageAttributeNames=["All"],
+                                AttributeNames=["All"])["Messages"]
+    record = {{"messageId": msg["MessageId"], "receiptHandle": msg["ReceiptHandle"], "body": msg["Body"],
+              "attributes": msg["Attributes"], "eventSource": "aws:sqs", "awsRegion": "us-east-1",
+              "messageAttributes": {{k: {{"stringValue": v["StringValue"], "dataType": v["DataType"]}}
+                                    for k, v in msg["MessageAttributes"].items()}}}}
+    Context.aws_request_id = "req-py312-worker"
+    batch = lambda_handler({{"Records": [record]}}, Context())
+    report = dict(lambda_handler({{"action": "status", "target": "pkg-hive"}}, Context()))
     import botocore
     with open(sys.argv[2], "w") as f:
-        json.dump({{"report": report, "python": list(sys.version_info[:2]), "botocore": botocore.__file__}}, f)
+        json.dump({{"dispatched": dispatched, "batch": batch, "report": report, "python": list(sys.version_info[:2]),
+                   "botocore": botocore.__file__}}, f)
 """).format(env=ENV)
 
 
@@ -228,6 +269,7 @@ def _seed(endpoint: str) -> None:
 
     create_table(client("dynamodb"), STATE_TABLE)
     client("sns").create_topic(Name=f"sentinel-{ENV}-pages")
+    client("sqs").create_queue(QueueName=f"sentinel-{ENV}-ticks")
     client("ssm").put_parameter(Name=f"/sentinel/{ENV}/config", Type="String", Value=yaml.safe_dump(CONFIG))
     client("emr").run_job_flow(
         Name="RC.HIVE.PKG", ReleaseLabel="emr-6.15.0", JobFlowRole="EMR_EC2_DefaultRole", ServiceRole="EMR_DefaultRole",
@@ -251,6 +293,8 @@ def test_packaged_handler_ticks_under_python312_against_moto(
         "AWS_LAMBDA_FUNCTION_NAME": f"sentinel-{ENV}", "LAMBDA_TASK_ROOT": str(package.task_root),
         "SENTINEL_CONFIG": f"ssm:/sentinel/{ENV}/config", "POWERTOOLS_SERVICE_NAME": f"sentinel-{ENV}",
         "POWERTOOLS_METRICS_NAMESPACE": "Sentinel", "POWERTOOLS_LOG_LEVEL": "INFO", "SENTINEL_LOOPBACK_ONLY": "1",
+        "SENTINEL_DISPATCH": "queue",
+        "SENTINEL_QUEUE_URL": f"{moto_server}/123456789012/sentinel-{ENV}-ticks",
     }
     template_env = translated["Resources"]["Function"]["Properties"]["Environment"]["Variables"]
     assert set(template_env) <= set(env)
@@ -262,11 +306,12 @@ def test_packaged_handler_ticks_under_python312_against_moto(
     result = json.loads(out.read_text())
     assert result["python"] == [3, 12]
     assert result["botocore"].startswith(str(package.task_root))
+    assert result["dispatched"]["data"]["enqueued"] == 1 and result["dispatched"]["targets"] == []
+    assert result["batch"] == {"batchItemFailures": []}
     report = result["report"]
     assert report["exit_code"] == 0, json.dumps(report, indent=1)
-    (target,) = report["targets"]
-    assert target["target"] == "pkg-hive" and target["status"] == "OK"
-    assert [c["status"] for c in target["checks"]] == ["OK"]
+    state = report["data"]["targets"]["pkg-hive"]
+    assert state["verdict"] == "ok" and state["last_tick_at"], json.dumps(state, indent=1)
 
     # The EMF lines on stdout carry what the heartbeat alarm watches (namespace, name, dimensions).
     emf = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith('{"_aws"')]

@@ -8,7 +8,7 @@ import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -420,3 +420,11 @@ def test_a_recovery_advanced_by_delayed_messages_reaches_done_with_the_same_chan
         assert kinds[0] == "re-check" and any(k.startswith("advance (WAIT_READY)") for k in kinds)
         assert {d for _, k, d, _ in sent if k == "advance (WAIT_READY)"} == {60}
         assert results["queue"][2] < results["inline"][2]  # and sooner
+
+
+def test_the_heartbeat_comes_from_the_dispatcher_not_from_queued_ticks(fake_checks: Script) -> None:
+    svc, _, clock = queued_svc()
+    queued = tick(svc, due_at=clock.now() - timedelta(seconds=1))
+    scheduled = tick(svc)
+    assert "Heartbeat" not in {m["name"] for m in queued.metrics}
+    assert "Heartbeat" in {m["name"] for m in scheduled.metrics}
