@@ -38,7 +38,7 @@ SANDBOX_ENV = {
     "AWS_ACCESS_KEY_ID": "sandbox", "AWS_SECRET_ACCESS_KEY": "sandbox", "AWS_SESSION_TOKEN": "sandbox",
     "AWS_DEFAULT_REGION": "us-east-1", "SENTINEL_LOOPBACK_ONLY": "1",
 }
-MAX_TICKS = 14
+MAX_TICKS = 20
 TICK = timedelta(minutes=10)
 
 
@@ -72,11 +72,19 @@ def _sandbox_env() -> Iterator[None]:
                 os.environ[key] = value
 
 
+# The demo's remediation ladder: restart HiveServer2 first (SSM Run Command), relaunch when
+# that does not help.
+DEMO_LADDER: list[dict[str, Any]] = [
+    {"rung": "restart_service", "via": "ssm", "warmup_s": 30, "verify_timeout_min": 5, "max_per_window": 2},
+    {"rung": "replace"},
+]
+
+
 def sandbox_config(seeded: Any, ca_file: str, aliases: dict[str, str], *, master_port: int = 10000,
-                   master_ca_file: str | None = None) -> dict[str, Any]:
+                   master_ca_file: str | None = None, ladder: bool = False) -> dict[str, Any]:
     """``ca_file`` verifies the load balancer's certificate, ``master_ca_file`` the masters'
     own (``*.ec2.internal``); ``master_port`` is where a master's HiveServer2 listens (the
-    target group's port, and VERIFY_NEW's)."""
+    target group's port, and VERIFY_NEW's). ``ladder``: restart before relaunching."""
     from monitor.sandbox.seed import CLUSTER_NAME, CREDSTASH_KEY, RECORD
 
     master_tls: dict[str, Any] = {"verify": True, "server_hostname": "*.ec2.internal"}
@@ -108,6 +116,7 @@ def sandbox_config(seeded: Any, ca_file: str, aliases: dict[str, str], *, master
                 "verify": {"checks": ["hive-via-elb"], "master": {"port": master_port, "tls": master_tls}},
                 "retire_old": "terminate",
                 "limits": {"max_recoveries": 1, "window_hours": 6, "launch_timeout_min": 45},
+                **({"ladder": DEMO_LADDER} if ladder else {}),
             },
         }],
     }
@@ -199,7 +208,7 @@ class DemoWorld:
         self.new.stop()
 
 
-def build_world(tmp: str) -> DemoWorld:
+def build_world(tmp: str, *, ladder: bool = False) -> DemoWorld:
     """Seed moto, start the two HiveServer2 stubs and the load balancer stand-in, and build
     sentinel's services on a simulated clock. Call inside ``mock_aws`` with fake credentials."""
     from monitor.config import parse_config
@@ -228,7 +237,7 @@ def build_world(tmp: str) -> DemoWorld:
                               keyfile=elb_certs.key_file).start()
     aliases[RECORD] = f"127.0.0.1:{elb.port}"
     config = parse_config(sandbox_config(seeded, elb_certs.ca_file, aliases, master_port=new.port,
-                                         master_ca_file=master_certs.ca_file))
+                                         master_ca_file=master_certs.ca_file, ladder=ladder))
     clock = SimClock()
     serialize_all(seeded.clients)  # the load-balancer thread calls moto while ticks run
     return DemoWorld(seeded, old, new, elb, build_services(config, clients=seeded.clients, clock=clock), clock)
@@ -240,18 +249,43 @@ def _run(out: TextIO, tmp: str, on_tick: TickHook | None = None) -> tuple[int, T
     from monitor.runtime import new_invocation
     from monitor.sandbox.timeline import Printer
 
+    from recover import phases
+
     p = Printer(out)
-    p.title("sentinel sandbox: an EMR/HiveServer2 outage, detected and healed offline")
-    w = build_world(tmp)
+    p.title("sentinel sandbox: two EMR/HiveServer2 outages, detected and healed offline")
+    w = build_world(tmp, ladder=True)
     seeded, old, new, clock, services = w.seeded, w.old, w.new, w.clock, w.services
     p.setup(seeded, old.port, new.port, w.elb.port)
     outcome = 1
     report = None
+    act: dict[str, Any] = {"n": 1, "second_from": 0, "first": None}
+
+    def restart(model: Any, **_: Any) -> None:
+        """What SSM Run Command's restart does to the stub: act 1 (a wedged HiveServer2) it
+        answers again; act 2 (the process is gone for good) it does not come back."""
+        if model.name != "SendCommand":
+            return
+        if act["n"] == 1:
+            old.mode = "ok"
+            p.event(clock.now(), "SSM Run Command restarts hive-server2 on the master: it answers again")
+        else:
+            p.event(clock.now(), "SSM Run Command restarts hive-server2 on the master: it does not come back")
+
+    ssm_clients = (services.clients.client("ssm"), services.clients.changing_client("ssm"))
+    for c in ssm_clients:
+        c.meta.events.register("after-call", restart)
+    sleep = phases.SLEEP
+    phases.SLEEP = lambda seconds: clock.advance(timedelta(seconds=seconds))  # a warm-up is simulated time
     try:
         for n in range(1, MAX_TICKS + 1):
             if n == 3:
+                old.mode = "query_error"
+                p.event(clock.now(), "act 1: the shared metastore is overloaded: HiveServer2 answers SHOW "
+                                     "DATABASES with an error (a restart can fix this)")
+            if n == act["second_from"]:
+                act["n"] = 2
                 old.stop()
-                p.event(clock.now(), "the old cluster's HiveServer2 process dies: the load balancer still "
+                p.event(clock.now(), "act 2: the old cluster's HiveServer2 process dies: the load balancer still "
                                      "completes TLS, then closes the connection (no healthy backend)")
             if n > 1:
                 clock.advance(TICK)
@@ -262,13 +296,19 @@ def _run(out: TextIO, tmp: str, on_tick: TickHook | None = None) -> tuple[int, T
             if on_tick is not None:
                 on_tick(clock.now(), report)
             incident = services.store.get("prod-hive").incident or {}
-            if incident.get("phase") in ("DONE", "ESCALATED"):
+            if incident.get("phase") in ("DONE", "ESCALATED") and incident.get("id") != act.get("first"):
                 outcome = 0 if incident.get("phase") == "DONE" else 1
-                break
+                if act["n"] == 2 or outcome:
+                    break
+                act["first"] = incident.get("id")
+                act["second_from"] = n + 2  # one healthy tick, then act 2
         events = services.store.events("prod-hive", limit=60)
         p.pages(seeded.pages())
         p.timeline(events)
         p.summary(services.store.get("prod-hive"), seeded, new.counters.queries, events)
     finally:
+        phases.SLEEP = sleep
+        for c in ssm_clients:
+            c.meta.events.unregister("after-call", restart)
         w.stop()
     return outcome, report

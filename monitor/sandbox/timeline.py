@@ -178,11 +178,14 @@ def recovery_times(inc: dict[str, Any], events: list[Event]) -> list[str]:
     served = inc.get("recovered_at")
     if not served:
         return []
-    first_fail = next((e.at for e in reversed(events) if e.kind == "verdict" and e.data.get("to") == "failing"), None)
-    confirmed = next((e.at for e in reversed(events) if e.kind == "verdict" and e.data.get("to") == "confirmed"),
-                     None)
+    started = str(inc.get("started_at") or "")
+    # this incident's episode: the last verdicts before its start (an earlier incident had its own)
+    before = [e for e in events if e.kind == "verdict" and e.at <= started]  # newest first
+    first_fail = next((e.at for e in before if e.data.get("to") == "failing"), None)
+    confirmed = next((e.at for e in before if e.data.get("to") == "confirmed"), None)
     end = parse_iso(served)
-    out = [f"clients served again at {_hhmm(served)} (VERIFY_PATH passed); time to recover:"]
+    how = "VERIFY passed after the restart" if inc.get("strategy") == "restart_service" else "VERIFY_PATH passed"
+    out = [f"clients served again at {_hhmm(served)} ({how}); time to recover:"]
     for label, ts in (("from the first failed check", first_fail), ("from detection (failure confirmed)", confirmed),
                       ("from the recovery's start", inc.get("started_at"))):
         if ts:
