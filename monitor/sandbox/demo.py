@@ -248,7 +248,6 @@ def _run(out: TextIO, tmp: str, on_tick: TickHook | None = None) -> tuple[int, T
     from monitor.cycle import run_tick
     from monitor.runtime import new_invocation
     from monitor.sandbox.timeline import Printer
-
     from recover import phases
 
     p = Printer(out)
