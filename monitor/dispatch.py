@@ -21,7 +21,7 @@ def dispatch(inv: Invocation, req: Request, deadline: Deadline) -> TickReport:
     if req.action == "silence":
         return actions.silence(inv, req.target, req.duration or "", req.reason or "", actions_only=req.actions_only)
     if req.action == "unsilence":
-        return actions.unsilence(inv, req.target)
+        return actions.unsilence(inv, req.target, reason=req.reason)
     if req.action == "ack":
-        return actions.ack(inv, req.target)
+        return actions.ack(inv, req.target, reason=req.reason)
     raise UsageError(f"usage: action {req.action!r} is not served here")

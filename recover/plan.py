@@ -43,6 +43,36 @@ def aws_unreadable(plan: dict[str, Any]) -> list[str]:
             if c.get("sent") and not c.get("mutating") and c.get("error") in UNREADABLE_CODES]
 
 
+def plan_for(services: Any, target: Any, *, deadline: Deadline | None = None) -> dict[str, Any]:
+    """The masked recovery plan of ``target``: the dry run of every ladder rung (real reads,
+    changes recorded, nothing persisted or sent). Shared by ``sentinel plan`` and the Lambda
+    ``plan`` action. Keys added to :func:`recover.runbook.build_plan`'s: ``warnings`` and
+    ``aws_unreadable`` (reads that failed because AWS could not be read)."""
+    cfg = services.config
+    store = ReadOnlyStore(services.store)
+    warnings: list[str] = []
+    try:
+        state = store.get(target.name)
+    except StateError as exc:
+        state = TargetState()
+        warnings.append(f"state unreadable ({exc}): planned as if no recovery ever ran")
+    limit = Deadline.after(PLAN_DEADLINE_S)
+    if deadline is not None and deadline.remaining() < limit.remaining():
+        limit = deadline
+    rctx = RecoveryContext(
+        config=cfg, target=target, clients=services.clients, store=store, lease=None, clock=services.clock,
+        deadline=limit, resolver=services.resolver,
+        notifier=Notifier(None, cfg.notify.page_topic_arn, cfg.notify.info_topic_arn, dry_run=True),
+        metrics=MetricsRecorder(cfg.metrics_namespace, emit=False), run_checks=_checks_not_run,
+        dry_run=True, requested_by="sentinel plan",
+    )
+    plan = build_plan(rctx, state, reason="sentinel plan")
+    plan["warnings"] = warnings
+    plan["aws_unreadable"] = [] if plan["ok"] else aws_unreadable(plan)
+    shown: dict[str, Any] = mask(plan)
+    return shown
+
+
 def print_plan(services: Any, target_name: str, *, as_json: bool) -> int:
     """Exit 0 when the plan reaches DONE, 1 when it would fail, 3 when it could not be built
     because AWS could not be read (a plan that "fails" on a timeout says nothing about the
@@ -54,29 +84,11 @@ def print_plan(services: Any, target_name: str, *, as_json: bool) -> int:
         names = ", ".join(t.name for t in cfg.targets)
         print(f"usage: unknown target {target_name!r} (configured: {names})", file=sys.stderr)
         return 2
-    store = ReadOnlyStore(services.store)
-    warnings: list[str] = []
-    try:
-        state = store.get(target.name)
-    except StateError as exc:
-        state = TargetState()
-        warnings.append(f"state unreadable ({exc}): planned as if no recovery ever ran")
-    rctx = RecoveryContext(
-        config=cfg, target=target, clients=services.clients, store=store, lease=None, clock=services.clock,
-        deadline=Deadline.after(PLAN_DEADLINE_S), resolver=services.resolver,
-        notifier=Notifier(None, cfg.notify.page_topic_arn, cfg.notify.info_topic_arn, dry_run=True),
-        metrics=MetricsRecorder(cfg.metrics_namespace, emit=False), run_checks=_checks_not_run,
-        dry_run=True, requested_by="sentinel plan",
-    )
-    plan = build_plan(rctx, state, reason="sentinel plan")
-    plan["warnings"] = warnings
-    unreadable = [] if plan["ok"] else aws_unreadable(plan)
-    plan["aws_unreadable"] = unreadable
-    shown = mask(plan)
+    shown = plan_for(services, target)
     print(json.dumps(shown, indent=2, default=str) if as_json else render(shown))
-    if plan["ok"]:
+    if shown["ok"]:
         return 0
-    return 3 if unreadable else 1
+    return 3 if shown["aws_unreadable"] else 1
 
 
 def _checks_not_run(names: Sequence[str], endpoint: EndpointOverride | None) -> list[CheckResult]:
