@@ -125,3 +125,20 @@ def test_every_tick_during_a_recovery_says_the_target_is_critical_until_traffic_
         done = tick(svc)
         points = {(p["name"], p["value"]) for p in done.metrics if p["dimensions"].get("target") == TARGET}
         assert ("TargetStatus", int(Status.OK)) in points, points
+
+
+def test_a_name_that_does_not_resolve_pages_but_never_relaunches(fake_checks: Script) -> None:
+    """`dns` (NXDOMAIN) is CRITICAL and confirmed like any failure, but a new cluster cannot fix
+    a name: not in recovery.when.kinds, so the page says why and nothing is launched."""
+    with moto_world() as world:
+        svc = services(recovery_config(world), store=MemoryStateStore(), clients=world.clients, clock=real_now_clock())
+        fake_checks.set("hive", Status.CRITICAL, "dns")
+        with CallLog(world.clients) as log:
+            tick(svc)
+            second = tick(svc).targets[0]
+        assert second.decision and second.decision["verdict"] == "confirmed" and not second.decision["recover"]
+        assert any("error kind dns" in b for b in second.decision["blocked_by"])
+        assert log.mutating() == [] and new_clusters(world) == []
+        pages = world.pages()
+        assert [p["MessageAttributes"]["kind"]["Value"] for p in pages] == ["confirmed"]
+        assert "error kind dns" in pages[0]["Message"]
