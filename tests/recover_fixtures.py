@@ -319,6 +319,23 @@ class Harness:
             notifier=notifier, metrics=metrics, run_checks=self.verify, dry_run=self.dry_run,
         )
 
+    def start(self, reason: str = "hive CRITICAL") -> dict[str, Any]:
+        """A new invocation starts a recovery (the policy already said yes); its report."""
+        from recover import runbook
+
+        return runbook.start(self.rctx(), self.store.get(TARGET), reason=reason).report
+
+    def advance(self) -> dict[str, Any]:
+        """A new invocation advances the incident; its report."""
+        from recover import runbook
+
+        return runbook.advance(self.rctx(), self.store.get(TARGET)).report
+
+    def incident(self) -> dict[str, Any]:
+        inc = self.store.get(TARGET).incident
+        assert inc is not None
+        return inc
+
     def sent(self) -> list[tuple[str, str]]:
         return [(m.severity, m.kind) for n in self.notifiers for m in n.sent]
 

@@ -47,18 +47,7 @@ def make(world: World, monkeypatch: pytest.MonkeyPatch, *ladder: dict[str, Any],
     return h
 
 
-def start(h: Harness) -> dict[str, Any]:
-    return runbook.start(h.rctx(), h.store.get(TARGET), reason="hive CRITICAL").report
 
-
-def advance(h: Harness) -> dict[str, Any]:
-    return runbook.advance(h.rctx(), h.store.get(TARGET)).report
-
-
-def incident(h: Harness) -> dict[str, Any]:
-    inc = h.store.get(TARGET).incident
-    assert inc is not None
-    return inc
 
 
 def kinds(world: World) -> list[str]:
@@ -91,7 +80,7 @@ def finish(h: Harness, world: World, ticks: int = 12) -> dict[str, Any]:
     for _ in range(ticks):
         for cid in new_clusters(world):
             _complete_setup(cid)
-        report = advance(h)
+        report = h.advance()
         if report["phase"] in ("DONE", "ESCALATED"):
             return report
         h.clock.advance(minutes=2)
@@ -110,10 +99,10 @@ def test_a_restart_that_fixes_it_ends_the_incident_with_no_relaunch(
         world: World, fake_checks: Script, monkeypatch: pytest.MonkeyPatch) -> None:
     h = make(world, monkeypatch)
     with CallLog(world.clients) as log:
-        report = start(h)
+        report = h.start()
     assert report["phase"] == "DONE", report
     assert log.count("SendCommand") == 1 and log.count("RunJobFlow") == 0 and new_clusters(world) == []
-    inc = incident(h)
+    inc = h.incident()
     master = world.master_of(world.cluster_id)
     assert inc["restart"]["instance_id"] == master["Ec2InstanceId"] and inc["restart"]["via"] == "ssm"
     assert [r["outcome"] for r in inc["rungs"]] == ["recovered"]
@@ -131,11 +120,11 @@ def test_a_restart_that_fixes_it_ends_the_incident_with_no_relaunch(
 
 def test_a_restart_via_an_emr_step(world: World, fake_checks: Script, monkeypatch: pytest.MonkeyPatch) -> None:
     h = make(world, monkeypatch, STEP_RUNG, {"rung": "replace"})
-    report = start(h)
+    report = h.start()
     assert report["phase"] == "RESTART" and "restart via step is step" in (report["waiting"] or ""), report
     [step] = [s for s in emr_backend().clusters[world.cluster_id].steps if s.name.startswith("sentinel restart")]
     step.state = "COMPLETED"
-    assert advance(h)["phase"] == "DONE"
+    assert h.advance()["phase"] == "DONE"
     assert new_clusters(world) == []
 
 
@@ -145,12 +134,12 @@ def test_a_restart_that_does_not_help_climbs_to_the_same_relaunch_as_today(
         world: World, fake_checks: Script, monkeypatch: pytest.MonkeyPatch) -> None:
     h = make(world, monkeypatch)
     h.verify.by_host[None] = Status.CRITICAL  # the normal path stays broken after the restart
-    report = start(h)
+    report = h.start()
     assert report["phase"] == "VERIFY", report
     h.clock.advance(minutes=6)  # past warm-up + verify_timeout_min
-    report = advance(h)
+    report = h.advance()
     assert report["phase"] in ("WAIT_READY", "LAUNCH"), report
-    inc = incident(h)
+    inc = h.incident()
     assert [r["rung"] for r in inc["rungs"]] == ["restart_service", "replace"]
     assert inc["rungs"][0]["outcome"] == "failed" and inc["strategy"] == "replace"
     [new] = new_clusters(world)
@@ -166,33 +155,33 @@ def test_a_failed_command_hands_over_to_the_next_rung(
         world: World, fake_checks: Script, monkeypatch: pytest.MonkeyPatch, status: str) -> None:
     h = make(world, monkeypatch)
     with SsmStatus(world, status):
-        report = start(h)
+        report = h.start()
     assert report["phase"] in ("WAIT_READY", "LAUNCH"), report
-    assert status in incident(h)["rungs"][0]["note"]
+    assert status in h.incident()["rungs"][0]["note"]
 
 
 def test_a_command_that_never_finishes_times_out_and_moves_on(
         world: World, fake_checks: Script, monkeypatch: pytest.MonkeyPatch) -> None:
     h = make(world, monkeypatch)
     with SsmStatus(world, "InProgress"), CallLog(world.clients, event="before-call") as log:
-        report = start(h)
+        report = h.start()
         assert report["phase"] == "RESTART" and "InProgress" in (report["waiting"] or ""), report
         h.clock.advance(minutes=11)
-        report = advance(h)
+        report = h.advance()
     assert report["phase"] in ("LAUNCH", "WAIT_READY"), report
-    assert "timeout_min 10" in incident(h)["rungs"][0]["note"] and log.count("CancelCommand") == 1
+    assert "timeout_min 10" in h.incident()["rungs"][0]["note"] and log.count("CancelCommand") == 1
 
 
 def test_a_step_stuck_behind_a_running_step_times_out_and_moves_on(
         world: World, fake_checks: Script, monkeypatch: pytest.MonkeyPatch) -> None:
     h = make(world, monkeypatch, STEP_RUNG, {"rung": "replace"})
-    report = start(h)
+    report = h.start()
     [step] = [s for s in emr_backend().clusters[world.cluster_id].steps if s.name.startswith("sentinel restart")]
     step.state = "PENDING"  # step concurrency 1, another step is running
     h.clock.advance(minutes=11)
-    report = advance(h)
+    report = h.advance()
     assert report["phase"] in ("LAUNCH", "WAIT_READY"), report
-    note = incident(h)["rungs"][0]["note"]
+    note = h.incident()["rungs"][0]["note"]
     assert "PENDING" in note and "waiting behind other steps" in note
 
 
@@ -202,9 +191,9 @@ def test_a_restart_rung_over_budget_goes_straight_to_replace(
     now = iso(h.clock.now())
     h.store.put(TARGET, TargetState(rung_uses={"restart_service": [now, now]}), lease=None, now=h.clock.now())
     with CallLog(world.clients) as log:
-        report = start(h)
+        report = h.start()
     assert report["phase"] == "WAIT_READY" and log.count("SendCommand") == 0
-    inc = incident(h)
+    inc = h.incident()
     assert [r["rung"] for r in inc["rungs"]] == ["replace"] and "over their budget" in inc["notes"][0]
 
 
@@ -214,18 +203,18 @@ def test_every_rung_over_budget_blocks_the_start(world: World, fake_checks: Scri
     now = iso(h.clock.now())
     h.store.put(TARGET, TargetState(rung_uses={"restart_service": [now, now]}), lease=None, now=h.clock.now())
     with pytest.raises(runbook.RecoveryUnavailable, match="budget exhausted.*restart_service"):
-        start(h)
+        h.start()
 
 
 def test_a_restart_only_ladder_needs_no_routing_and_escalates_when_it_does_not_help(
         world: World, fake_checks: Script, monkeypatch: pytest.MonkeyPatch) -> None:
     h = make(world, monkeypatch, SSM_RUNG, routing={}, verify={"checks": []})
     h.verify.by_host[None] = Status.CRITICAL
-    start(h)
+    h.start()
     h.clock.advance(minutes=6)
-    report = advance(h)
+    report = h.advance()
     assert report["phase"] == "ESCALATED" and new_clusters(world) == []
-    assert "no rung left" in incident(h)["failed"]["error"]
+    assert "no rung left" in h.incident()["failed"]["error"]
 
 
 # ------------------------------------------------------------------ crashes around the sends
@@ -238,17 +227,17 @@ def test_a_crash_around_the_restart_sends_it_exactly_once(
     op = "SendCommand" if rung["via"] == "ssm" else "AddJobFlowSteps"
     with CallLog(world.clients) as log:
         with CrashOnCall(world.clients, 1, after=after), pytest.raises(Crash, match=op):
-            start(h)
+            h.start()
         for s in emr_backend().clusters[world.cluster_id].steps:
             if s.name.startswith("sentinel restart"):
                 s.state = "COMPLETED"
         h.clock.advance(minutes=1)
-        report = advance(h)
+        report = h.advance()
         for s in emr_backend().clusters[world.cluster_id].steps:
             if s.name.startswith("sentinel restart"):
                 s.state = "COMPLETED"
         if report["phase"] != "DONE":
-            report = advance(h)
+            report = h.advance()
     assert report["phase"] == "DONE", report
     assert log.count(op) == 1 and new_clusters(world) == []
 

@@ -48,18 +48,7 @@ def make(world: World, store: MemoryStateStore | None = None, **recovery: Any) -
     return Harness(world, recovery_config(world, **recovery), store or MemoryStateStore(), real_now_clock())
 
 
-def start(h: Harness) -> dict[str, Any]:
-    return runbook.start(h.rctx(), h.store.get(TARGET), reason="hive CRITICAL").report
 
-
-def advance(h: Harness) -> dict[str, Any]:
-    return runbook.advance(h.rctx(), h.store.get(TARGET)).report
-
-
-def incident(h: Harness) -> dict[str, Any]:
-    inc = h.store.get(TARGET).incident
-    assert inc is not None
-    return inc
 
 
 def finish(h: Harness, world: World, *, ticks: int = 12, every_min: float = 2) -> dict[str, Any]:
@@ -67,7 +56,7 @@ def finish(h: Harness, world: World, *, ticks: int = 12, every_min: float = 2) -
     for _ in range(ticks):
         for cid in new_clusters(world):
             set_steps(cid, "COMPLETED")
-        report = advance(h)
+        report = h.advance()
         if report["phase"] in ("DONE", "ESCALATED"):
             return report
         h.clock.advance(minutes=every_min)
@@ -97,7 +86,7 @@ def test_an_invocation_whose_lease_was_taken_over_never_sends_run_job_flow(world
     store = TakeoverStore("emr.run_job_flow")
     h = make(world, store)
     with CallLog(world.clients, event="before-call") as log:
-        report = start(h)
+        report = h.start()
         assert store.fired and log.count("RunJobFlow") == 0, report
         assert "another invocation" in (report.get("stopped") or "")
         assert new_clusters(world) == []
@@ -124,12 +113,12 @@ def test_a_lagging_list_clusters_never_makes_a_second_cluster(world: World, fake
     try:
         with CrashOnCall(world.clients, 1, after=True):  # dies right after RunJobFlow
             with pytest.raises(BaseException, match="RunJobFlow"):
-                start(h)
-        assert [i["status"] for i in incident(h)["intents"]] == ["pending"]
+                h.start()
+        assert [i["status"] for i in h.incident()["intents"]] == ["pending"]
         with CallLog(world.clients, event="before-call") as log:
             for minutes in (0, 2, 2):
                 h.clock.advance(minutes=minutes)
-                report = advance(h)
+                report = h.advance()
                 assert report["phase"] == "LAUNCH" and "before any resend" in (report["waiting"] or ""), report
             assert log.count("RunJobFlow") == 0
             hidden = False  # the list catches up: the cluster is adopted, not launched again
@@ -159,17 +148,17 @@ def test_a_changing_call_is_sent_once_even_when_botocore_would_retry(world: Worl
     for c in both_clients(world.clients, "emr"):
         c.meta.events.register("before-send", timeout)
     try:
-        report = start(h)
+        report = h.start()
     finally:
         for c in both_clients(world.clients, "emr"):
             c.meta.events.unregister("before-send", timeout)
     assert sends == ["RunJobFlow"], sends
-    [intent] = incident(h)["intents"]
+    [intent] = h.incident()["intents"]
     assert intent["status"] == "unknown" and report["phase"] == "LAUNCH"
     with CallLog(world.clients, event="before-call") as log:
-        assert advance(h)["phase"] == "WAIT_READY"  # the next tick looks first: adopted, not resent
+        assert h.advance()["phase"] == "WAIT_READY"  # the next tick looks first: adopted, not resent
     assert log.count("RunJobFlow") == 0 and len(new_clusters(world)) == 1
-    assert any("adopted" in t["note"] for t in incident(h)["timeline"])
+    assert any("adopted" in t["note"] for t in h.incident()["timeline"])
 
 
 # ------------------------------------------------------------------ ownership and shared resources
@@ -178,9 +167,9 @@ def test_a_cluster_owned_by_another_target_is_never_touched(world: World, fake_c
     world.emr().add_tags(ResourceId=world.cluster_id, Tags=[{"Key": "sentinel:target", "Value": "other-hive"}])
     h = make(world)
     with CallLog(world.clients) as log:
-        report = start(h)
+        report = h.start()
     assert report["phase"] == "ESCALATED" and log.mutating() == []
-    assert "other-hive" in incident(h)["failed"]["error"]
+    assert "other-hive" in h.incident()["failed"]["error"]
     assert new_clusters(world) == []
 
 
@@ -205,13 +194,13 @@ def test_validate_rejects_two_targets_on_one_cluster_or_one_routing_resource(wor
 def test_a_permanent_error_after_verify_path_escalates_with_traffic_on_the_new_cluster(
         world: World, fake_checks: Script) -> None:
     h = make(world)
-    start(h)
+    h.start()
     [new] = new_clusters(world)
     set_steps(new, "COMPLETED")
     with FailCalls(world.clients, "emr", "TerminateJobFlows", code="AccessDeniedException", times=10):
         report = finish(h, world)
     assert report["phase"] == "ESCALATED"
-    inc = incident(h)
+    inc = h.incident()
     assert inc["recovered_at"] and inc["failed"] is None and "stay on the new cluster" in inc["escalation"]
     master = world.master_of(new)
     assert world.tg_targets() == [master["Ec2InstanceId"]]
@@ -223,7 +212,7 @@ def test_a_permanent_error_after_verify_path_escalates_with_traffic_on_the_new_c
 
 def test_a_new_master_that_fails_verification_never_gets_traffic(world: World, fake_checks: Script) -> None:
     h = make(world)
-    start(h)
+    h.start()
     [new] = new_clusters(world)
     set_steps(new, "COMPLETED")
     h.verify.by_host[world.master_of(new)["PrivateDnsName"]] = Status.CRITICAL
@@ -237,7 +226,7 @@ def test_a_new_master_that_fails_verification_never_gets_traffic(world: World, f
 
 def test_abort_after_the_cut_over_keeps_traffic_and_abort_before_rolls_back(world: World, fake_checks: Script) -> None:
     h = make(world)
-    start(h)
+    h.start()
     [new] = new_clusters(world)
     h.requested_by = "alice"
     result = runbook.abort(h.rctx(), h.store.get(TARGET), reason="taking over by hand")
@@ -251,32 +240,32 @@ def test_abort_after_the_cut_over_keeps_traffic_and_abort_before_rolls_back(worl
 
 def test_a_dry_run_flip_mid_incident_is_reported_and_pages_once_when_stalled(world: World, fake_checks: Script) -> None:
     h = make(world)
-    assert start(h)["phase"] == "WAIT_READY"
+    assert h.start()["phase"] == "WAIT_READY"
     h.config = recovery_config(world, dry_run=True)
     h.dry_run = True  # what the tick passes when recovery.dry_run is true
-    report = advance(h)
+    report = h.advance()
     assert report.get("frozen") and "recovery.dry_run is true" in report["frozen"] and not report.get("stalled")
     h.clock.advance(minutes=56)  # WAIT_READY's own timeout (45 min) + slack: nobody is advancing it
-    report = advance(h)
+    report = h.advance()
     assert report.get("stalled")
     h.clock.advance(minutes=10)
-    advance(h)
+    h.advance()
     stalled = [p for p in world.pages() if p["MessageAttributes"]["kind"]["Value"] == "recovery-stalled"]
     assert len(stalled) == 1 and "dry_run" in stalled[0]["Message"]
-    assert incident(h)["phase"] == "WAIT_READY"
+    assert h.incident()["phase"] == "WAIT_READY"
 
 
 def test_stall_after_min_pages_a_recovery_paused_by_a_silence(world: World, fake_checks: Script) -> None:
     from monitor.clock import iso
 
     h = make(world, stall_after_min=15)
-    start(h)
+    h.start()
     state = h.store.get(TARGET)
     until = iso(h.clock.now() + timedelta(hours=2))
     h.store.put(TARGET, TargetState(**{**state.__dict__, "silences": [{"until": until, "reason": "x"}]}),
                 lease=None, now=h.clock.now())
     h.clock.advance(minutes=16)
-    report = advance(h)
+    report = h.advance()
     assert report.get("paused") and report.get("stalled")
     assert [p for p in world.pages() if p["MessageAttributes"]["kind"]["Value"] == "recovery-stalled"]
 
@@ -286,13 +275,13 @@ def test_stall_after_min_pages_a_recovery_paused_by_a_silence(world: World, fake
 def test_retire_old_waits_the_ttl_the_replaced_record_had(fake_checks: Script) -> None:
     with moto_world(record_ttl=300) as world:
         h = Harness(world, recovery_config(world), MemoryStateStore(), real_now_clock())
-        start(h)
+        h.start()
         for cid in new_clusters(world):
             set_steps(cid, "COMPLETED")
-        report = advance(h)
+        report = h.advance()
         assert report["phase"] == "RETIRE_OLD" and "300 s" in (report["waiting"] or ""), report
         h.clock.advance(seconds=301)
-        assert advance(h)["phase"] == "DONE"
+        assert h.advance()["phase"] == "DONE"
 
 
 # ------------------------------------------------------------------ recovery is a validated capability
@@ -342,15 +331,15 @@ def test_the_sweep_terminates_an_extra_cluster_of_the_incident_before_done(world
     """A duplicate the LAUNCH phase could not see (ListClusters lag) is found and terminated
     before DONE: exactly the verified cluster remains."""
     h = make(world)
-    start(h)
-    inc = incident(h)
+    h.start()
+    inc = h.incident()
     extra = world.emr().run_job_flow(**{**inc["spec"], "Configurations": []})["JobFlowId"]  # same tags
     report = finish(h, world)
     assert report["phase"] == "DONE"
     assert world.emr().describe_cluster(ClusterId=extra)["Cluster"]["Status"]["State"] == "TERMINATED"
-    assert world.emr().describe_cluster(ClusterId=incident(h)["new"]["cluster_id"])["Cluster"]["Status"]["State"] \
+    assert world.emr().describe_cluster(ClusterId=h.incident()["new"]["cluster_id"])["Cluster"]["Status"]["State"] \
         == "WAITING"
-    assert any(n.startswith(f"sweep: {extra}") for n in incident(h)["notes"])
+    assert any(n.startswith(f"sweep: {extra}") for n in h.incident()["notes"])
 
 
 def test_an_incident_whose_target_left_the_config_is_reported_and_paged_once(world: World, fake_checks: Script) -> None:
@@ -361,7 +350,7 @@ def test_an_incident_whose_target_left_the_config_is_reported_and_paged_once(wor
     from tests.fakes import services
 
     h = make(world)
-    start(h)
+    h.start()
     raw = recovery_raw(world)
     raw["targets"][0]["name"] = "other-hive"
     raw["targets"][0]["cluster"] = {"name": "OTHER"}
@@ -385,7 +374,7 @@ def test_abort_from_the_cli_ends_the_incident_under_the_lease(world: World, fake
     from tests.fakes import services
 
     h = make(world)
-    start(h)
+    h.start()
     [new] = new_clusters(world)
     path = tmp_path / "s.yaml"
     path.write_text(yaml.safe_dump(recovery_raw(world)))
@@ -398,7 +387,7 @@ def test_abort_from_the_cli_ends_the_incident_under_the_lease(world: World, fake
                 services_factory=factory)
     out = capsys.readouterr().out
     assert code in (1, 0), out
-    inc = incident(h)
+    inc = h.incident()
     assert inc["phase"] == "ESCALATED" and "taking over" in inc["failed"]["error"]
     assert world.emr().describe_cluster(ClusterId=new)["Cluster"]["Status"]["State"] == "TERMINATED"
     code = main(["abort", "-c", str(path), "--target", TARGET, "--reason", "again", "--yes"], services_factory=factory)
