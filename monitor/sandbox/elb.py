@@ -1,11 +1,9 @@
-"""Stand-ins for the load balancer in the sandbox and the tests, on 127.0.0.1. Each sends a
+"""The load balancer's stand-in in the sandbox and the tests, on 127.0.0.1. It sends a
 new connection to whatever backend ``backend()`` names (in the sandbox: the instance the
 moto target group has registered), so when the runbook re-points the target group at the
 new master, traffic through the "ELB" really moves and VERIFY_PATH tests the path clients use.
 Backends are reached through the HostResolver (loopback only), never an address moto made up.
 
-- :class:`TcpProxy`: a TCP listener; TLS passes through untouched (the client sees the
-  master's certificate). No backend: the connection is closed at once.
 - :class:`TlsTerminatingProxy`: what production runs (an ALB/NLB with a TLS listener): it
   answers the TLS handshake itself with the *load balancer's* certificate, then forwards the
   plaintext to the backend, re-encrypted with TLS when ``backend_tls`` (the master's own
@@ -25,69 +23,6 @@ import threading
 from collections.abc import Callable
 
 Backend = Callable[[], tuple[str, int] | None]
-
-
-class TcpProxy:
-    def __init__(self, backend: Backend, *, host: str = "127.0.0.1", port: int = 0) -> None:
-        self._backend = backend
-        self._sock = socket.create_server((host, port))
-        self._sock.settimeout(0.2)
-        self.port = int(self._sock.getsockname()[1])
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._serve, name="sandbox-elb", daemon=True)
-        self.connections = 0
-
-    def start(self) -> TcpProxy:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=2)
-        self._sock.close()
-
-    def _serve(self) -> None:
-        while not self._stop.is_set():
-            try:
-                client, _ = self._sock.accept()
-            except (TimeoutError, OSError):
-                continue
-            self.connections += 1
-            threading.Thread(target=self._handle, args=(client,), daemon=True).start()
-
-    def _handle(self, client: socket.socket) -> None:
-        target = None
-        with contextlib.suppress(Exception):
-            target = self._backend()
-        if target is None:
-            client.close()  # no healthy target: like an ELB with an empty target group
-            return
-        try:
-            upstream = socket.create_connection(target, timeout=5)
-        except OSError:
-            client.close()
-            return
-        upstream.settimeout(None)
-        t = threading.Thread(target=_pipe, args=(upstream, client), daemon=True)
-        t.start()
-        _pipe(client, upstream)
-        t.join(timeout=1)
-
-
-def _pipe(src: socket.socket, dst: socket.socket) -> None:
-    try:
-        while True:
-            data = src.recv(65536)
-            if not data:
-                break
-            dst.sendall(data)
-    except OSError:
-        pass
-    finally:
-        with contextlib.suppress(OSError):
-            dst.shutdown(socket.SHUT_WR)
-        with contextlib.suppress(OSError):
-            src.close()
 
 
 class TlsTerminatingProxy:
