@@ -117,7 +117,8 @@ def _climb(run: Run, phase: Phase, why: str) -> Fail | None:
     index = nxt[0]
     inc.rung, inc.strategy = index, order_of(rec, index)
     inc.rungs.append({"rung": rec.ladder[index].rung, "index": index, "started_at": iso(now)})
-    inc.restart = None if inc.strategy != "restart_service" else inc.restart
+    if inc.strategy == "restart_service":  # another restart rung sends its own command
+        inc.restart = None
     first = ORDER[inc.strategy][0]
     inc.phase, inc.phase_started_at = first.value, iso(now)
     inc.timeline.append({"at": iso(now), "phase": first.value,
