@@ -4,6 +4,11 @@ vs the Nagios set-up it replaces (computed from its defaults) plus a manual rela
 
 sentinel: EventBridge every 10 min, 2 consecutive failures, EMR launch + setup taking
 ``--launch-min``. The failure happens at several offsets inside the 10-minute schedule.
+Two modes, both measured in the same run: *before* (``dispatch: inline``: a failure is
+confirmed by the next scheduled tick, a recovery advances once per schedule) and *after*
+(``dispatch: queue``: a first CRITICAL queues a re-check ``recheck_after_s`` later and a
+running recovery queues its next advance at its phase's pace; the delayed messages fire on
+the simulated clock, each delivered as the worker would: ``run_tick`` with its ``due_at``).
 Nagios defaults: check_interval 10 min, retry_interval 2 min, max_check_attempts 3 (the
 page goes out on the third failed check); then the manual process of the seed — paging a
 person, an emergency release, approvals (``--manual-min``, an assumption stated in the
@@ -13,10 +18,12 @@ output), the same EMR launch, and re-pointing by hand (``--repoint-min``).
 from __future__ import annotations
 
 import argparse
+import heapq
 import statistics
 import sys
 import tempfile
-from datetime import timedelta
+from collections.abc import Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
 from bench.common import table, write
@@ -31,8 +38,28 @@ def nagios_minutes(offset_min: float, launch_min: float, manual_min: float, repo
     return page, page + manual_min + launch_min + repoint_min
 
 
-def sentinel_minutes(offset_min: float, launch_min: float) -> tuple[float, float, int]:
-    """Run the real tick loop; returns (minutes to page, minutes to traffic on the new cluster, ticks)."""
+class SimQueue:
+    """The work queue on the simulated clock: what a tick sends is delivered at its due time."""
+
+    def __init__(self) -> None:
+        self.due: list[tuple[datetime, int, str]] = []
+        self.kinds: list[str] = []
+
+    def send(self, targets: Sequence[str], *, kind: str, due_at: datetime, delay_s: int = 0) -> Any:
+        from monitor.queue import Sent
+
+        out = Sent()
+        for t in targets:
+            heapq.heappush(self.due, (due_at, len(self.kinds), t))
+            self.kinds.append(kind)
+            out.ids[t] = str(len(self.kinds))
+        return out
+
+
+def sentinel_minutes(offset_min: float, launch_min: float, queued: bool = False,
+                     recheck_s: int = 120, schedule_min: float = TICK_MIN) -> tuple[float, float, int]:
+    """Run the real tick loop; returns (minutes to page, minutes to traffic on the new cluster,
+    invocations). ``queued``: dispatch: queue, delayed messages fire at their due time."""
     import os
 
     from moto import mock_aws
@@ -45,17 +72,36 @@ def sentinel_minutes(offset_min: float, launch_min: float) -> tuple[float, float
     with tempfile.TemporaryDirectory() as tmp, mock_aws():
         w = build_world(tmp)
         seeded, old, clock, services = w.seeded, w.old, w.clock, w.services
+        if queued:
+            target = services.config.targets[0]
+            assert target.recovery.when is not None
+            when = target.recovery.when.model_copy(update={"recheck_after_s": recheck_s})
+            rec = target.recovery.model_copy(update={"when": when})
+            services.config = services.config.model_copy(update={
+                "dispatch": "queue", "targets": [target.model_copy(update={"recovery": rec})]})
+            services.queue = SimQueue()
+        sim: SimQueue | None = services.queue
         start = clock.now()
         failure_at = start + timedelta(minutes=offset_min)
+        next_schedule = start
         launched: dict[str, Any] = {}
         page_at = traffic_at = None
         try:
-            for n in range(40):
+            for n in range(400):
+                due: datetime | None = None
+                if sim is not None and sim.due and sim.due[0][0] < next_schedule:
+                    due = heapq.heappop(sim.due)[0]
+                    clock.advance(max(timedelta(0), due - clock.now()))
+                else:
+                    clock.advance(next_schedule - clock.now())
+                    next_schedule += timedelta(minutes=schedule_min)
                 now = clock.now()
                 if now >= failure_at:
                     old.mode = "hang_after_connect"
                 _simulate_emr(seeded.cluster_id, launched, now, launch_min)
-                run_tick(new_invocation(services, request_id=f"t{n}"), deadline=Deadline.after(60))
+                inv = new_invocation(services, request_id=f"t{n}")
+                inv.due_at = due
+                run_tick(inv, deadline=Deadline.after(60))
                 _simulate_emr(seeded.cluster_id, launched, now, launch_min)  # a launch in this tick starts now
                 if page_at is None and seeded.pages():
                     page_at = now
@@ -64,7 +110,6 @@ def sentinel_minutes(offset_min: float, launch_min: float) -> tuple[float, float
                     traffic_at = now
                 if phase in ("DONE", "ESCALATED"):
                     break
-                clock.advance(timedelta(minutes=TICK_MIN))
         finally:
             w.stop()
     if page_at is None or traffic_at is None:
@@ -94,28 +139,50 @@ def main() -> int:
     parser.add_argument("--manual-min", type=float, default=120.0,
                         help="assumed: on-call response, emergency release and approvals (seed: 'hours')")
     parser.add_argument("--repoint-min", type=float, default=15.0, help="assumed: re-pointing ELB/DNS by hand")
+    parser.add_argument("--recheck-s", type=int, default=120, help="recovery.when.recheck_after_s (queue mode)")
     args = parser.parse_args()
     offsets = [0.5, 3.0, 6.0, 9.5]  # minutes after a scheduled tick
-    rows, s_page, s_traffic, n_page, n_traffic = [], [], [], [], []
+    rows = []
+    res: dict[str, list[float]] = {k: [] for k in ("before_page", "before_traffic", "after_page", "after_traffic",
+                                                   "nagios_page", "nagios_traffic")}
     for off in offsets:
         page, traffic, ticks = sentinel_minutes(off, args.launch_min)
+        qpage, qtraffic, qticks = sentinel_minutes(off, args.launch_min, queued=True, recheck_s=args.recheck_s)
         npage, ntraffic = nagios_minutes(off, args.launch_min, args.manual_min, args.repoint_min)
-        s_page.append(page)
-        s_traffic.append(traffic)
-        n_page.append(npage)
-        n_traffic.append(ntraffic)
-        rows.append([f"{off:g}", page, traffic, npage, ntraffic, ticks])
-    print(table(rows, ["failure offset min", "sentinel page", "sentinel traffic", "nagios page",
-                       "nagios+manual traffic", "ticks"]))
-    med = statistics.median
-    ratio = med(s_traffic) / med(n_traffic)
-    print(f"median minutes: sentinel page {med(s_page):.1f}, traffic {med(s_traffic):.1f}; nagios page {med(n_page):.1f}, "
-          f"traffic {med(n_traffic):.1f} (assumes {args.manual_min:g} min manual process, {args.repoint_min:g} min "
-          f"re-pointing)")
-    print(f"ratio time-to-traffic sentinel / (nagios + manual): {ratio:.2f}; EMR launch {args.launch_min:g} min")
-    write("incident", {"args": vars(args), "offsets_min": offsets, "sentinel_page_min": s_page,
-                       "sentinel_traffic_min": s_traffic, "nagios_page_min": n_page, "nagios_traffic_min": n_traffic,
-                       "ratio_traffic": ratio})
+        for key, value in (("before_page", page), ("before_traffic", traffic), ("after_page", qpage),
+                           ("after_traffic", qtraffic), ("nagios_page", npage), ("nagios_traffic", ntraffic)):
+            res[key].append(value)
+        rows.append([f"{off:g}", page, traffic, ticks, qpage, qtraffic, qticks, npage, ntraffic])
+    print(table(rows, ["failure offset min", "before: page", "before: traffic", "invocations", "after: page",
+                       "after: traffic", "invocations", "nagios page", "nagios+manual traffic"]))
+    med = {k: statistics.median(v) for k, v in res.items()}
+    ratios = {
+        "page_after_vs_nagios": med["after_page"] / med["nagios_page"],
+        "page_before_vs_nagios": med["before_page"] / med["nagios_page"],
+        "traffic_after_vs_nagios": med["after_traffic"] / med["nagios_traffic"],
+        "traffic_before_vs_nagios": med["before_traffic"] / med["nagios_traffic"],
+        "traffic_after_vs_before": med["after_traffic"] / med["before_traffic"],
+    }
+    print(f"median minutes: before (inline) page {med['before_page']:.1f}, traffic {med['before_traffic']:.1f}; "
+          f"after (queue, re-check {args.recheck_s} s) page {med['after_page']:.1f}, traffic {med['after_traffic']:.1f}; "
+          f"nagios page {med['nagios_page']:.1f}, traffic {med['nagios_traffic']:.1f} (assumes {args.manual_min:g} min "
+          f"manual process, {args.repoint_min:g} min re-pointing); EMR launch {args.launch_min:g} min")
+    print("ratios: " + ", ".join(f"{k} {v:.2f}" for k, v in ratios.items())
+          + f" (goal: page_after_vs_nagios <= 0.75: {'met' if ratios['page_after_vs_nagios'] <= 0.75 else 'NOT met'})")
+    # Why the default misses 0.75 by a little: both tools wait for their first scheduled check
+    # (median ~5 min of a 10-min interval), then sentinel confirms 2 min later and Nagios 4 min
+    # later, so the ratio is (x + 2) / (x + 4) ≈ 0.78 at x = 5. What moves it below 0.75:
+    variants = {}
+    for label, recheck, sched in (("re-check 60 s, 10-min schedule", 60, TICK_MIN),
+                                  ("re-check 120 s, 5-min schedule", args.recheck_s, 5.0)):
+        pages = [sentinel_minutes(off, args.launch_min, queued=True, recheck_s=recheck, schedule_min=sched)[0]
+                 for off in offsets]
+        variants[label] = {"page_min": pages, "median": statistics.median(pages),
+                           "ratio_vs_nagios": statistics.median(pages) / med["nagios_page"]}
+        print(f"variant {label}: page median {statistics.median(pages):.1f} min, "
+              f"ratio vs nagios {variants[label]['ratio_vs_nagios']:.2f}")
+    write("incident", {"args": vars(args), "offsets_min": offsets, **res, "medians": med, "ratios": ratios,
+                       "variants": variants})
     return 0
 
 

@@ -30,6 +30,8 @@ VARIANTS: dict[str, dict[str, bool]] = {
     "bundled": {},
     "no-boto3": {"bundle_boto3": False},
     "no-pyc": {"compile_pyc": False},
+    # Before issue 12: every botocore service model shipped (the default keeps the used ones).
+    "all-models": {"all_service_models": True},
 }
 
 
@@ -67,10 +69,11 @@ def main(argv: list[str] | None = None) -> int:
             continue
         out = build.DEFAULT_OUT if name == "bundled" else out_dir / f"sentinel-lambda-{name}.zip"
         res = build.build(build.BuildOptions(out=out, python312=python, bundle_boto3=opts.get("bundle_boto3", True),
-                                             compile_pyc=opts.get("compile_pyc", True)))
+                                             compile_pyc=opts.get("compile_pyc", True),
+                                             all_service_models=opts.get("all_service_models", False)))
         entry: dict[str, Any] = {"zipped_mb": res.zipped_bytes / MB, "unzipped_mb": res.unzipped_bytes / MB,
                                  "files": res.files, "pyc_files": res.pyc_files, "sha256": res.sha256}
-        if name != "no-boto3":
+        if name not in ("no-boto3", "all-models"):
             with build.extracted(out) as task:
                 modules = {"handler": "monitor.handler"}
                 if name == "bundled":
