@@ -9,6 +9,8 @@ BENCHES = [
     ["bench.cold_import"],
     ["bench.scale_tick"],
     ["bench.incident"],
+    ["bench.fanout"],           # 1000 targets through moto SQS (a few minutes)
+    ["bench.cost"],             # from bench.fanout's results
     ["bench.ladder"],
     ["bench.hs2_latency"],      # needs pyspark + Java (make install-integration)
     ["bench.package_size"],     # needs the Lambda zip (deploy/build.py)
