@@ -172,11 +172,15 @@ def fan_out(inv: Invocation, req: Request, deadline: Deadline) -> TickReport:
     assert queue is not None  # fans_out said so
     sent = queue.send(selected, kind=req.source, due_at=started)
     report.data = {"dispatch": "queue", "enqueued": len(sent.ids), "failed": sent.failed}
-    for target, why in sorted(sent.failed.items()):
-        report.errors.append(f"{target}: not queued ({why}); it is ticked at the next schedule")
     inv.metrics.put("TicksEnqueued", len(sent.ids), "Count")
-    if sent.failed:
+    if sent.failed:  # SQS refused: tick those here, as dispatch: inline would (monitoring goes on)
+        from monitor.cycle import run_tick
+
+        log.error("%d ticks not queued, ticking them inline", len(sent.failed), extra={"failed": sent.failed})
         inv.metrics.put("TicksNotEnqueued", len(sent.failed), "Count")
+        report.targets = run_tick(inv, deadline=deadline, targets=sorted(sent.failed)).targets
+        for t in report.targets:
+            t.notes.append(f"not queued ({sent.failed[t.target]}): ticked inline by the dispatcher")
     if req.source == "scheduled" and not wanted:
         inv.metrics.put("Heartbeat", 1)
         _freshness(inv, report, started, deadline)

@@ -428,3 +428,23 @@ def test_the_heartbeat_comes_from_the_dispatcher_not_from_queued_ticks(fake_chec
     scheduled = tick(svc)
     assert "Heartbeat" not in {m["name"] for m in queued.metrics}
     assert "Heartbeat" in {m["name"] for m in scheduled.metrics}
+
+
+class RefusingQueue(RecordingQueue):
+    """SQS down: every send fails."""
+
+    def send(self, targets: list[str], *, kind: str, due_at: datetime, delay_s: int = 0) -> queue.Sent:
+        return queue.Sent(failed=dict.fromkeys(targets, "ServiceUnavailable: down"))
+
+
+def test_targets_the_queue_refuses_are_ticked_inline_by_the_dispatcher(fake_checks: Script) -> None:
+    from monitor.events import Request
+
+    raw = raw_config("arn:aws:sns:us-east-1:123456789012:p", ["hive-a", "hive-b"], dispatch="queue")
+    svc = services(parse_config(raw), store=MemoryStateStore(), clock=FakeClock())
+    svc.queue = RefusingQueue()
+    inv = new_invocation(svc)
+    report = queue.fan_out(inv, Request(action="tick", source="scheduled"), Deadline.after(30))
+    assert sorted(t.target for t in report.targets) == ["hive-a", "hive-b"]
+    assert all("ticked inline" in t.notes[0] for t in report.targets) and len(fake_checks.calls) == 2
+    assert report.data and report.data["enqueued"] == 0
