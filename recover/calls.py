@@ -138,8 +138,9 @@ class AwsCalls:
             rec.sent, rec.simulated = False, True
             self.records.append(rec)
             return self._pretend_read(op, params)
-        self.records.append(rec)
+        # Fenced first: when the lease is no longer ours the call is neither sent nor recorded as sent.
         settle = self.fence(rec) if mutating and self.fence is not None else None
+        self.records.append(rec)
         started = time.monotonic()
         try:
             response: dict[str, Any] = getattr(self._client(service, mutating=mutating), op)(**params)

@@ -89,6 +89,7 @@ def test_an_invocation_whose_lease_was_taken_over_never_sends_run_job_flow(world
         report = h.start()
         assert store.fired and log.count("RunJobFlow") == 0, report
         assert "another invocation" in (report.get("stopped") or "")
+        assert not any(c["call"] == "emr.run_job_flow" for c in report["calls"])  # not even recorded as sent
         assert new_clusters(world) == []
         # the invocation that owns the lease now carries on: exactly one cluster in the end
         h.clock.advance(minutes=6)
