@@ -181,14 +181,15 @@ def fan_out(inv: Invocation, req: Request, deadline: Deadline) -> TickReport:
         report.targets = run_tick(inv, deadline=deadline, targets=sorted(sent.failed)).targets
         for t in report.targets:
             t.notes.append(f"not queued ({sent.failed[t.target]}): ticked inline by the dispatcher")
-    if req.source == "scheduled" and not wanted:
+    if req.source == "scheduled":  # a rule's {"targets": [...]} beats too, as an inline tick does
         inv.metrics.put("Heartbeat", 1)
-        _freshness(inv, report, started, deadline)
-        _report_orphans(inv, report)
+        _freshness(inv, report, started, deadline, selected)
+        if not wanted:
+            _report_orphans(inv, report)
     return _finish(inv, report, started)
 
 
-def _freshness(inv: Invocation, report: TickReport, now: datetime, deadline: Deadline) -> None:
+def _freshness(inv: Invocation, report: TickReport, now: datetime, deadline: Deadline, names: list[str]) -> None:
     """``SecondsSinceTick`` per target and ``StalestTickSeconds`` over all: a target whose
     messages are lost, stuck or failing stops being ticked while the dispatcher goes on, and
     the heartbeat alone would not show it. A target with a recovery running is advanced, not
@@ -206,7 +207,6 @@ def _freshness(inv: Invocation, report: TickReport, now: datetime, deadline: Dea
             return None
         return max(0.0, (now - parse_iso(state.last_tick_at)).total_seconds())
 
-    names = [t.name for t in inv.config.targets]
     with ThreadPoolExecutor(max_workers=max(1, min(inv.config.max_workers, len(names))),
                             thread_name_prefix="fresh") as pool:
         ages = dict(zip(names, pool.map(age, names), strict=True))

@@ -222,7 +222,8 @@ def test_an_alarm_naming_several_targets_enqueues_those_only(deployed: Deployed)
 
 def test_two_deliveries_of_one_message_make_one_tick(deployed: Deployed, fake_checks: Script) -> None:
     fake_checks.set("hive", Status.CRITICAL, "timeout")
-    handler.lambda_handler({"targets": ["hive-a"]}, LambdaContext("dispatcher"))
+    dispatched = handler.lambda_handler({"targets": ["hive-a"]}, LambdaContext("dispatcher"))
+    assert "Heartbeat" in {m["name"] for m in dispatched["metrics"]}  # a rule's Input beats as the schedule does
     [rec] = receive(deployed.account.clients, deployed.url)
     assert handler.lambda_handler(sqs_event(rec), LambdaContext("worker-1")) == {"batchItemFailures": []}
     assert handler.lambda_handler(sqs_event(rec), LambdaContext("worker-2")) == {"batchItemFailures": []}
