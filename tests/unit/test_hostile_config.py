@@ -22,6 +22,7 @@ from monitor.cli import main
 from monitor.config import Config, parse_config
 from monitor.errors import ConfigError
 from tests.aws_guard import forbid_aws
+from tests.functional.aws import LambdaContext
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "sentinel.example.yaml"
 HS2 = "targets.0.checks.0"
@@ -190,14 +191,9 @@ def test_hostile_config_is_refused_naming_its_path_with_no_aws_call(
     assert no_aws == []
 
 
-class _Ctx:
-    aws_request_id = "req-hostile"
-    function_name = "sentinel"
-    memory_limit_in_mb = 256
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:sentinel:operator"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 60_000
+def _Ctx() -> LambdaContext:
+    """A Lambda context invoked through the operator door (nothing is refused for the door)."""
+    return LambdaContext(request_id="req-hostile", qualifier="operator")
 
 
 def test_a_union_error_is_one_line_at_the_users_path() -> None:

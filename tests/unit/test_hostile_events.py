@@ -12,6 +12,7 @@ import pytest
 
 from monitor import handler
 from tests.aws_guard import forbid_aws
+from tests.functional.aws import LambdaContext
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "sentinel.example.yaml"
 T = "prod-hive"
@@ -22,16 +23,9 @@ def sns(message: Any) -> dict[str, Any]:
     return {"Records": [{"EventSource": "aws:sns", "Sns": {"Message": message}}]}
 
 
-class Ctx:
+def Ctx() -> LambdaContext:
     """A Lambda context invoked through the operator door (nothing is refused for the door)."""
-
-    aws_request_id = "req-hostile"
-    function_name = "sentinel"
-    memory_limit_in_mb = 256
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:sentinel:operator"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 60_000
+    return LambdaContext(request_id="req-hostile", qualifier="operator")
 
 
 # (what is wrong, the event, a substring the error must contain: the field it names)
