@@ -369,7 +369,7 @@ class TargetTick:
         self.rep.notes.append(f"state table unreadable ({exc}): judged from this run's checks alone")
         results = self.run_checks([c.name for c in self.target.checks], None)
         self.rep.checks = results
-        self.rep.status = max((r.status for r in results), default=Status.UNKNOWN)
+        self.rep.status = policy.worst(results)  # CRITICAL outranks UNKNOWN, as in every verdict
         return self.rep
 
     def _state_unreadable(self, exc: Exception) -> TargetReport:

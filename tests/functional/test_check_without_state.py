@@ -117,6 +117,15 @@ def test_check_with_the_state_table_missing_judges_from_the_checks(
         fake_checks.set("hive", Status.CRITICAL, "refused")
         assert main(["check", "-c", cfg, "--target", "prod-hive", "--json"]) == 2 - 1  # CRITICAL: exit 1 outside Nagios
         assert '"notes": [' in capsys.readouterr().out
+        # a rate check that lost its previous sample is UNKNOWN; the CRITICAL still decides the verdict
+        raw = yaml.safe_load(Path(cfg).read_text())
+        raw["targets"][0]["checks"].append({"type": "fake", "name": "dns"})
+        Path(cfg).write_text(yaml.safe_dump(raw))
+        fake_checks.set("dns", Status.UNKNOWN)
+        assert main(["check", "-c", cfg, "--target", "prod-hive", "--nagios"]) == int(Status.CRITICAL)
+        assert capsys.readouterr().out.startswith("SENTINEL CRITICAL")
+        main(["check", "-c", cfg, "--target", "prod-hive", "--json"])
+        assert '"status": "CRITICAL"' in capsys.readouterr().out.split('"checks"')[0]  # the target's own status
 
 
 def test_every_client_has_bounded_timeouts_and_a_no_retry_variant() -> None:
