@@ -243,6 +243,26 @@ def build_world(tmp: str, *, ladder: bool = False) -> DemoWorld:
     return DemoWorld(seeded, old, new, elb, build_services(config, clients=seeded.clients, clock=clock), clock)
 
 
+def tick_until_recovered(w: DemoWorld, *, dies_at: int = 3, max_ticks: int = 9) -> list[TickReport]:
+    """The plain story (no ladder) for tests and benches: ticks 10 simulated minutes apart,
+    the old HiveServer2 process dies before tick ``dies_at``, until the incident ends."""
+    from checks.base import Deadline
+    from monitor.cycle import run_tick
+    from monitor.runtime import new_invocation
+
+    reports = []
+    for n in range(1, max_ticks + 1):
+        if n == dies_at:
+            w.old.stop()
+        if n > 1:
+            w.clock.advance(TICK)
+            _progress_new_clusters(w.seeded.cluster_id)
+        reports.append(run_tick(new_invocation(w.services, request_id=f"t{n}"), deadline=Deadline.after(60)))
+        if (w.services.store.get("prod-hive").incident or {}).get("phase") in ("DONE", "ESCALATED"):
+            break
+    return reports
+
+
 def _run(out: TextIO, tmp: str, on_tick: TickHook | None = None) -> tuple[int, TickReport | None]:
     from checks.base import Deadline
     from monitor.cycle import run_tick

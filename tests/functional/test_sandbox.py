@@ -7,7 +7,6 @@ import os
 import re
 import time
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -173,24 +172,12 @@ def test_sandbox_topology_dead_backend_is_no_backend_and_verify_new_uses_the_mas
     reaches the new master on its own port and certificate, not the ELB's."""
     from moto import mock_aws
 
-    from checks.base import Deadline
-    from monitor.cycle import run_tick
-    from monitor.runtime import new_invocation
-    from monitor.sandbox.demo import _progress_new_clusters, _sandbox_env, build_world
+    from monitor.sandbox.demo import _sandbox_env, build_world, tick_until_recovered
 
     with _sandbox_env(), mock_aws():
         w = build_world(str(tmp_path))
         try:
-            reports = []
-            for n in range(1, 10):
-                if n == 3:
-                    w.old.stop()
-                if n > 1:
-                    w.clock.advance(timedelta(minutes=10))
-                    _progress_new_clusters(w.seeded.cluster_id)
-                reports.append(run_tick(new_invocation(w.services, request_id=f"t{n}"), deadline=Deadline.after(60)))
-                if (w.services.store.get("prod-hive").incident or {}).get("phase") in ("DONE", "ESCALATED"):
-                    break
+            reports = tick_until_recovered(w)
             events = w.services.store.events("prod-hive", limit=60)
             phase = (w.services.store.get("prod-hive").incident or {}).get("phase")
         finally:

@@ -5,19 +5,16 @@ cut; ``--json`` keeps every key it had (the new ones are additive)."""
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
 import pytest
 from moto import mock_aws
 
-from checks.base import Deadline
 from monitor import render
 from monitor.actions import status
-from monitor.cycle import run_tick
 from monitor.report import TickReport
 from monitor.runtime import new_invocation
-from monitor.sandbox.demo import _progress_new_clusters, _sandbox_env, build_world
+from monitor.sandbox.demo import _sandbox_env, build_world, tick_until_recovered
 
 WIDTH = 90
 KEYS_BEFORE = {"version", "last_tick_at", "verdict", "consecutive_failures", "streaks", "consecutive_unknown",
@@ -30,15 +27,7 @@ def recovered(tmp_path_factory: pytest.TempPathFactory) -> TickReport:
     with _sandbox_env(), mock_aws():
         w = build_world(str(tmp_path_factory.mktemp("world")))
         try:
-            for n in range(1, 10):
-                if n == 3:
-                    w.old.stop()
-                if n > 1:
-                    w.clock.advance(timedelta(minutes=10))
-                    _progress_new_clusters(w.seeded.cluster_id)
-                run_tick(new_invocation(w.services, request_id=f"t{n}"), deadline=Deadline.after(60))
-                if (w.services.store.get("prod-hive").incident or {}).get("phase") == "DONE":
-                    break
+            tick_until_recovered(w)
             return status(new_invocation(w.services), ["prod-hive"])
         finally:
             w.stop()
