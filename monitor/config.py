@@ -353,6 +353,12 @@ class Config(Strict):
     # schedule enqueues one message per target on SENTINEL_QUEUE_URL and the function ticks
     # one target per message (monitor/queue.py), so targets scale with Lambda concurrency.
     dispatch: Literal["inline", "queue"] = "inline"
+    # dispatch: queue only: each target is ticked this often. The scheduled dispatcher (every
+    # SENTINEL_SCHEDULE_S, 600 by default) enqueues the ticks of its whole interval at once,
+    # the later ones delayed (kind "probe"): a failure is *seen* within this many seconds,
+    # then confirmed ``recheck_after_s`` later, without a faster (and dearer) schedule for
+    # the heartbeat and the alarms. A value >= the schedule's interval: one tick per schedule.
+    tick_every_s: int = Field(default=300, ge=60, le=3600)
     targets: list[Target] = Field(min_length=1, max_length=MAX_QUEUED_TARGETS)
 
     def target(self, name: str) -> Target:

@@ -181,6 +181,10 @@ class TargetTick:
         if queue.delivered_twice(self.inv, state):
             self.rep.skipped = "queued tick already served: ticked after this message became due"
             return self.rep
+        not_needed = queue.probe_not_needed(self.inv, state, self.clock.now())
+        if not_needed:
+            self.rep.skipped = not_needed
+            return self.rep
 
         from recover import runbook
 

@@ -188,6 +188,7 @@ def _queued_tick(queued: queue.Queued, source: str, door: Door, request_id: str 
     services = _WARM.services_for(source)
     inv = new_invocation(services, request_id=request_id, emit_metrics=True, requested_by="queue")
     inv.due_at = queued.due_at
+    inv.queued_kind = queued.kind or None
     try:
         report = dispatch(inv, req, deadline)
     finally:

@@ -7,6 +7,13 @@ With ``dispatch: queue`` the scheduled invocation (the *dispatcher*) only enqueu
 an event-source mapping (batch size 1, a maximum concurrency) and ticks one target per
 message under its lease, so targets scale with Lambda concurrency, not with one process.
 
+The dispatcher also enqueues the rest of its interval's ticks, delayed (*probes*, kind
+``probe``): with ``tick_every_s: 300`` and the 10-minute schedule each target is ticked at
+0 and 300 s, so a failure is seen ~2.5 min after it starts (median), not ~5. Polling is what
+bounds detection, and a queued tick costs a fraction of a cent; the schedule itself (the
+heartbeat, the alarm periods) stays at 10 minutes. A probe finding a follow-up pending or a
+recovery running is skipped: the follow-up serves, and a re-check window is never cut short.
+
 The same queue carries *follow-ups*, delayed messages (``DelaySeconds`` ≤ 900):
 
 - a first CRITICAL of a trigger check below ``consecutive_failures`` queues a re-check after
@@ -57,6 +64,12 @@ QUEUE_URL_ENV = "SENTINEL_QUEUE_URL"
 # The deployment's default for a config that does not say `dispatch` (the template sets
 # queue; a config's own `dispatch` always wins, so `dispatch: inline` keeps today's mode).
 DISPATCH_ENV = "SENTINEL_DISPATCH"
+# The schedule's interval in seconds (the template sets it from AlarmPeriodSeconds): the
+# dispatcher enqueues the probes of one interval. Unset: DESIGN's rate(10 minutes).
+SCHEDULE_ENV = "SENTINEL_SCHEDULE_S"
+DEFAULT_SCHEDULE_S = 600
+PROBE = "probe"
+KINDS = ("scheduled", "alarm", "re-check", "advance", PROBE)  # the ``kind`` attribute's values
 # What the code calls: send_message_batch (IAM authorises it as sqs:SendMessage).
 PERMISSIONS = ("sqs:SendMessage",)
 # What Lambda's event-source mapping calls with the function's role to feed it the queue
@@ -140,6 +153,25 @@ def work_queue(inv: Invocation) -> WorkQueue | None:
 
 # ---------------------------------------------------------------- dispatching (the scheduled invocation)
 
+def schedule_seconds() -> int:
+    """The schedule's interval (``SENTINEL_SCHEDULE_S``); anything but a whole number of
+    seconds from 60 to 86400 falls back to DESIGN's 600 (and says so in the log)."""
+    raw = os.environ.get(SCHEDULE_ENV, "").strip()
+    if not raw:
+        return DEFAULT_SCHEDULE_S
+    if raw.isdigit() and 60 <= int(raw) <= 86400:
+        return int(raw)
+    log.warning("%s=%r is not 60-86400 seconds: using %d", SCHEDULE_ENV, raw[:32], DEFAULT_SCHEDULE_S)
+    return DEFAULT_SCHEDULE_S
+
+
+def probe_delays(schedule_s: int, every_s: int) -> list[int]:
+    """The delays of one interval's probes: every ``every_s`` after the scheduled tick and
+    before the next one, within SQS's 900-s limit (a longer schedule is probed only in its
+    first 15 minutes: say so in the README)."""
+    return [d for d in range(every_s, schedule_s, every_s) if d <= MAX_DELAY_S]
+
+
 def fans_out(inv: Invocation, req: Request) -> bool:
     """A scheduled or alarm tick with ``dispatch: queue`` is enqueued, not run. Without a
     queue URL the function ticks inline (and says so in its log): monitoring goes on."""
@@ -173,6 +205,8 @@ def fan_out(inv: Invocation, req: Request, deadline: Deadline) -> TickReport:
     sent = queue.send(selected, kind=req.source, due_at=started)
     report.data = {"dispatch": "queue", "enqueued": len(sent.ids), "failed": sent.failed}
     inv.metrics.put("TicksEnqueued", len(sent.ids), "Count")
+    if req.source == "scheduled":
+        report.data.update(_probes(inv, queue, selected, started, deadline))
     if sent.failed:  # SQS refused: tick those here, as dispatch: inline would (monitoring goes on)
         from monitor.cycle import run_tick
 
@@ -187,6 +221,25 @@ def fan_out(inv: Invocation, req: Request, deadline: Deadline) -> TickReport:
         if not wanted:
             _report_orphans(inv, report)
     return _finish(inv, report, started)
+
+
+def _probes(inv: Invocation, queue: WorkQueue, names: list[str], now: datetime,
+            deadline: Deadline) -> dict[str, Any]:
+    """The rest of the interval's ticks, delayed. Best effort: a probe not sent (SQS refused,
+    the dispatcher's time ran short) only means that target waits for the next schedule, as
+    it would without probes, so it is reported, never ticked inline."""
+    delays = probe_delays(schedule_seconds(), inv.config.tick_every_s)
+    sent = failed = 0
+    for delay in delays:
+        if deadline.remaining() < 5.0:
+            failed += len(names)
+            continue
+        out = queue.send(names, kind=PROBE, due_at=now + timedelta(seconds=delay), delay_s=delay)
+        sent += len(out.ids)
+        failed += len(out.failed)
+    if failed:
+        log.warning("%d probes not queued (those targets wait for the next schedule)", failed)
+    return {"probes": {"delays_s": delays, "enqueued": sent, "failed": failed}}
 
 
 def _freshness(inv: Invocation, report: TickReport, now: datetime, deadline: Deadline, names: list[str]) -> None:
@@ -237,6 +290,7 @@ class Queued:
     message_id: str
     request: Request
     due_at: datetime | None
+    kind: str = ""
 
 
 def parse_record(record: Any, config: Config) -> Queued:
@@ -256,7 +310,19 @@ def parse_record(record: Any, config: Config) -> Queued:
     if target not in {t.name for t in config.targets}:
         raise UnknownTarget(f"message {mid}: target {target[:64]!r} is not in the config")
     return Queued(mid, Request(action="tick", target=target, source="queue", requested_by="queue"),
-                  _due_at(record))
+                  _due_at(record), _kind(record))
+
+
+def _kind(record: Mapping[str, Any]) -> str:
+    """The ``kind`` attribute when it is one of ours (a follow-up's ``advance (PHASE)`` counts
+    as ``advance``), else empty: an unknown kind is ticked as a plain tick."""
+    attrs = record.get("messageAttributes")
+    kind = attrs.get("kind") if isinstance(attrs, Mapping) else None
+    text = kind.get("stringValue") if isinstance(kind, Mapping) else None
+    if not isinstance(text, str):
+        return ""
+    head = text.split(" ", 1)[0]
+    return head if head in KINDS else ""
 
 
 class UnknownTarget(UsageError):
@@ -318,6 +384,19 @@ def delivered_twice(inv: Invocation, state: TargetState) -> bool:
     if inv.due_at is None or not state.last_tick_at or state.active_incident:
         return False
     return parse_iso(state.last_tick_at) >= inv.due_at
+
+
+def probe_not_needed(inv: Invocation, state: TargetState, now: datetime) -> str | None:
+    """Why a probe has nothing to do: a recovery running is paced by its own follow-ups, and
+    a pending re-check is the next look at this target (ticking before it would count a
+    second failure sooner than ``recheck_after_s``, shrinking the confirmation window)."""
+    if inv.queued_kind != PROBE:
+        return None
+    if state.active_incident:
+        return "probe skipped: a recovery is running (its own follow-ups advance it)"
+    if _pending(state, now):
+        return f"probe skipped: a follow-up is pending until {state.recheck_pending_until}"
+    return None
 
 
 # ---------------------------------------------------------------- follow-ups (delayed messages)

@@ -70,6 +70,8 @@ class Invocation:
     # Set when this invocation serves a queued message: when it became due. A target ticked
     # since then was served already, so a second delivery changes nothing (monitor.queue).
     due_at: datetime | None = None
+    # The queued message's ``kind`` (monitor.queue.KINDS); a probe can be skipped as not needed.
+    queued_kind: str | None = None
 
     @property
     def config(self) -> Config:

@@ -293,7 +293,7 @@ def test_packaged_handler_ticks_under_python312_against_moto(
         "AWS_LAMBDA_FUNCTION_NAME": f"sentinel-{ENV}", "LAMBDA_TASK_ROOT": str(package.task_root),
         "SENTINEL_CONFIG": f"ssm:/sentinel/{ENV}/config", "POWERTOOLS_SERVICE_NAME": f"sentinel-{ENV}",
         "POWERTOOLS_METRICS_NAMESPACE": "Sentinel", "POWERTOOLS_LOG_LEVEL": "INFO", "SENTINEL_LOOPBACK_ONLY": "1",
-        "SENTINEL_DISPATCH": "queue",
+        "SENTINEL_DISPATCH": "queue", "SENTINEL_SCHEDULE_S": "600",
         "SENTINEL_QUEUE_URL": f"{moto_server}/123456789012/sentinel-{ENV}-ticks",
     }
     template_env = translated["Resources"]["Function"]["Properties"]["Environment"]["Variables"]

@@ -4,6 +4,7 @@ re-checks once per streak, and a recovery advanced by delayed messages."""
 
 from __future__ import annotations
 
+import heapq
 import json
 import time
 from collections.abc import Iterator
@@ -449,3 +450,140 @@ def test_targets_the_queue_refuses_are_ticked_inline_by_the_dispatcher(fake_chec
     assert sorted(t.target for t in report.targets) == ["hive-a", "hive-b"]
     assert all("ticked inline" in t.notes[0] for t in report.targets) and len(fake_checks.calls) == 2
     assert report.data and report.data["enqueued"] == 0
+
+
+# ---------------------------------------------------------------- probes: each target ticked every tick_every_s
+
+@pytest.mark.parametrize(("schedule_s", "every_s", "delays"), [
+    (600, 300, [300]), (600, 600, []), (600, 3600, []), (600, 200, [200, 400]),
+    (3600, 300, [300, 600, 900]),  # SQS delays stop at 900 s: a long schedule is probed in its first 15 min
+    (600, 60, [60, 120, 180, 240, 300, 360, 420, 480, 540]),
+])
+def test_probe_delays_fill_one_schedule_interval(schedule_s: int, every_s: int, delays: list[int]) -> None:
+    assert queue.probe_delays(schedule_s, every_s) == delays
+
+
+@pytest.mark.parametrize(("raw", "seconds"), [("", 600), ("900", 900), ("60", 60), ("59", 600), ("10 minutes", 600),
+                                             ("-600", 600), ("9" * 40, 600), ("86401", 600)])
+def test_the_schedule_interval_comes_from_the_environment_or_is_designs_600(
+        monkeypatch: pytest.MonkeyPatch, raw: str, seconds: int) -> None:
+    monkeypatch.setenv(queue.SCHEDULE_ENV, raw)
+    assert queue.schedule_seconds() == seconds
+
+
+def _queue_depth(deployed: Deployed) -> tuple[int, int]:
+    attrs = deployed.account.clients.client("sqs").get_queue_attributes(
+        QueueUrl=deployed.url, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesDelayed"])
+    a = attrs["Attributes"]
+    return int(a["ApproximateNumberOfMessages"]), int(a["ApproximateNumberOfMessagesDelayed"])
+
+
+def test_the_scheduled_dispatch_also_enqueues_each_targets_probe_delayed_by_tick_every_s(
+        deployed: Deployed, monkeypatch: pytest.MonkeyPatch) -> None:
+    report = handler.lambda_handler(SCHEDULED, LambdaContext("dispatcher"))
+    assert report["data"]["enqueued"] == 3  # the contract: one tick per target now
+    assert report["data"]["probes"] == {"delays_s": [300], "enqueued": 3, "failed": 0}
+    assert _queue_depth(deployed) == (3, 3)  # the probes wait 300 s, invisible until then
+    assert len(receive(deployed.account.clients, deployed.url)) == 3
+    # a 15-minute schedule: probes at 300 and 600 s; tick_every_s >= the interval: none
+    monkeypatch.setenv(queue.SCHEDULE_ENV, "900")
+    assert handler.lambda_handler(SCHEDULED, LambdaContext("d2"))["data"]["probes"]["enqueued"] == 6
+    deployed.configure(dispatch="queue", tick_every_s=900)
+    assert handler.lambda_handler(SCHEDULED, LambdaContext("d3"))["data"]["probes"] == {
+        "delays_s": [], "enqueued": 0, "failed": 0}
+
+
+def test_an_alarm_dispatch_sends_no_probes(deployed: Deployed) -> None:
+    alarm = {"AlarmName": "x", "NewStateValue": "ALARM", "Trigger": {"Dimensions": [
+        {"name": "target", "value": "hive-a"}]}}
+    report = handler.lambda_handler({"Records": [{"Sns": {"Message": json.dumps(alarm)}}]}, LambdaContext("alarm"))
+    assert report["data"]["enqueued"] == 1 and "probes" not in report["data"]
+    assert _queue_depth(deployed) == (1, 0)
+
+
+def test_a_probe_record_carries_its_kind_and_due_time_to_the_tick(deployed: Deployed, fake_checks: Script) -> None:
+    now = datetime.now().astimezone()
+    rec = record(json.dumps({"action": "tick", "target": "hive-a"}), due_at=now)
+    rec["messageAttributes"]["kind"] = {"stringValue": "probe", "dataType": "String"}
+    queued = queue.parse_record(rec, parse_config(raw_config("arn:aws:sns:us-east-1:1:p", ["hive-a"])))
+    assert queued.kind == "probe" and queued.due_at is not None and abs((queued.due_at - now).total_seconds()) < 1
+    for raw_kind, kind in (("advance (WAIT_READY)", "advance"), ("x" * 300, ""), ("re-check", "re-check")):
+        rec["messageAttributes"]["kind"]["stringValue"] = raw_kind
+        assert queue.parse_record(rec, parse_config(raw_config("arn:aws:sns:us-east-1:1:p", ["hive-a"]))).kind == kind
+    rec["messageAttributes"]["kind"]["stringValue"] = "probe"
+    assert handler.lambda_handler(sqs_event(rec), LambdaContext("worker")) == {"batchItemFailures": []}
+    assert deployed.state("hive-a").last_tick_at and len(fake_checks.calls) == 1
+
+
+def probe(svc: Services, due_at: datetime) -> TickReport:
+    inv = new_invocation(svc, request_id="probe")
+    inv.due_at, inv.queued_kind = due_at, queue.PROBE
+    return run_tick(inv, deadline=Deadline.after(30))
+
+
+def test_a_probe_inside_a_recheck_window_is_skipped_so_the_window_is_never_cut_short(fake_checks: Script) -> None:
+    svc, rq, clock = queued_svc(threshold=2, recheck=120)
+    fake_checks.set("hive", Status.CRITICAL, "timeout")
+    tick(svc)  # streak 1, re-check pending for 120 s
+    clock.advance(seconds=60)
+    skipped = probe(svc, clock.now()).targets[0]
+    assert skipped.skipped and "follow-up is pending" in skipped.skipped
+    assert svc.store.get("hive-a").consecutive_failures == 1 and len(fake_checks.calls) == 1
+    clock.advance(seconds=60)
+    confirmed = tick(svc, due_at=rq.sent[0][3]).targets[0]  # the re-check confirms, 120 s after the first
+    assert confirmed.decision and confirmed.decision["verdict"] == "confirmed"
+
+
+def test_a_probe_during_a_recovery_is_skipped_and_makes_no_aws_call(fake_checks: Script) -> None:
+    svc, _, clock = queued_svc()
+    state = svc.store.get("hive-a")
+    from dataclasses import replace as dc_replace
+
+    svc.store.put("hive-a", dc_replace(state, incident={"phase": "WAIT_READY", "id": "i-1"}), lease=None,
+                  now=clock.now())
+    report = probe(svc, clock.now()).targets[0]
+    assert report.skipped and "recovery is running" in report.skipped and fake_checks.calls == []
+
+
+def _page_minutes(fake_checks: Script, tick_every_s: int) -> float:
+    """A failure 10 s after a scheduled dispatch: minutes until it is confirmed, with every
+    message the real dispatcher and ticks enqueue delivered at its due time, in order."""
+    from monitor.events import Request
+
+    raw = raw_config("arn:aws:sns:us-east-1:123456789012:p", ["hive-a"], dispatch="queue", tick_every_s=tick_every_s)
+    raw["targets"][0]["recovery"]["when"].update(consecutive_failures=2, recheck_after_s=120)
+    clock = FakeClock()
+    svc = services(parse_config(raw), store=MemoryStateStore(), clock=clock)
+    rq = RecordingQueue()
+    svc.queue = rq
+    start = clock.now()
+    failure_at = start + timedelta(seconds=10)
+    next_schedule, seen, due_heap = start, 0, []
+    fake_checks.set("hive", Status.OK)
+    while clock.now() < start + timedelta(minutes=30):
+        for _, kind, _, due in rq.sent[seen:]:  # what was enqueued since: deliverable at its due time
+            heapq.heappush(due_heap, (due, seen, kind))
+            seen += 1
+        if not due_heap or due_heap[0][0] >= next_schedule:
+            clock.advance(seconds=max(0.0, (next_schedule - clock.now()).total_seconds()))
+            queue.fan_out(new_invocation(svc), Request(action="tick", source="scheduled"), Deadline.after(30))
+            next_schedule += timedelta(minutes=10)
+            continue
+        due, _, kind = heapq.heappop(due_heap)
+        clock.advance(seconds=max(0.0, (due - clock.now()).total_seconds()))
+        if clock.now() >= failure_at:
+            fake_checks.set("hive", Status.CRITICAL, "timeout")
+        inv = new_invocation(svc, request_id=kind)
+        inv.due_at, inv.queued_kind = due, kind.split(" ")[0]
+        report = run_tick(inv, deadline=Deadline.after(30)).targets[0]
+        if report.decision and report.decision["verdict"] == "confirmed":
+            return (clock.now() - failure_at).total_seconds() / 60
+    raise AssertionError("not confirmed in 30 minutes")
+
+
+def test_a_failure_just_after_a_dispatch_is_confirmed_by_its_probe_and_recheck_not_the_next_schedule(
+        fake_checks: Script) -> None:
+    probed = _page_minutes(fake_checks, tick_every_s=300)
+    unprobed = _page_minutes(fake_checks, tick_every_s=600)
+    assert 6.5 < probed < 7.5  # seen by the probe at 5 min, confirmed by the re-check at 7
+    assert 11.5 < unprobed < 12.5  # seen at the next schedule (10 min), confirmed at 12
