@@ -1,5 +1,7 @@
-"""Cost per target-month at a 10-minute schedule, from what bench/fanout.py measured (tick
-duration, AWS calls per tick, dispatch time) and stated prices, against a t3.micro Nagios host.
+"""Cost per target-month at a 10-minute schedule (with ``dispatch: queue`` each target is
+looked at ``1 + probes`` times per schedule: twice with the default ``tick_every_s: 300``),
+from what bench/fanout.py measured (tick duration, AWS calls per tick, dispatch time) and
+stated prices, against a t3.micro Nagios host.
 
 Prices assumed (us-east-1, on-demand, no free tier; change them with the flags):
 - Lambda (x86_64): $0.0000166667 per GB-second, $0.20 per million requests;
@@ -23,8 +25,9 @@ import json
 import sys
 
 from bench.common import RESULTS, table, write
+from monitor.queue import DEFAULT_SCHEDULE_S, probe_delays
 
-TICKS_PER_MONTH = 730 * 6  # a 10-minute schedule
+TICKS_PER_MONTH = 730 * 6  # a 10-minute schedule: scheduled dispatches per month
 
 
 def main() -> int:
@@ -44,6 +47,7 @@ def main() -> int:
                         "SecondsSinceTick")
     p.add_argument("--t3-micro-hour", type=float, default=0.0104)
     p.add_argument("--ebs-gb-month", type=float, default=0.08)
+    p.add_argument("--tick-every-s", type=int, default=300, help="tick_every_s (dispatch: queue): probes per schedule")
     args = p.parse_args()
 
     src = RESULTS / "fanout.json"
@@ -65,13 +69,22 @@ def main() -> int:
 
     tick_s = one["tick_ms_median"] / 1000 * args.latency_factor
     dispatch_share_s = f["dispatch_s"] * args.latency_factor / n_targets
-    queue_parts = {
-        "lambda duration": (tick_s + dispatch_share_s) * gb * args.gb_s,
-        "lambda requests": (1 + 1 / n_targets) * args.lambda_request,
-        "sqs requests": (0.1 + 1 + 1) * args.sqs_request,  # batched send, the mapping's receive and delete
-        "dynamodb": dynamodb(calls) + args.rru / 1,  # + the dispatcher's GetItem (SecondsSinceTick)
-        "logs": args.log_kb_per_tick / 1024 / 1024 * args.log_gb,
-    }
+    looks = 1 + len(probe_delays(DEFAULT_SCHEDULE_S, args.tick_every_s))  # queued ticks per target per schedule
+
+    def queue_parts_for(n_looks: int) -> dict[str, float]:
+        """One schedule's cost for one target: ``n_looks`` queued ticks and its share of the
+        dispatch (whose sends grow with the probes: counted as ``n_looks`` dispatch shares)."""
+        return {
+            "lambda duration": n_looks * (tick_s + dispatch_share_s) * gb * args.gb_s,
+            "lambda requests": (n_looks + 1 / n_targets) * args.lambda_request,
+            # per tick: its share of a batched send, the mapping's receive and delete
+            "sqs requests": n_looks * (0.1 + 1 + 1) * args.sqs_request,
+            "dynamodb": n_looks * dynamodb(calls) + args.rru,  # + the dispatcher's GetItem (SecondsSinceTick)
+            "logs": n_looks * args.log_kb_per_tick / 1024 / 1024 * args.log_gb,
+        }
+
+    queue_parts = queue_parts_for(looks)
+    unprobed_total = sum(queue_parts_for(1).values()) * TICKS_PER_MONTH
     inline_s = f["inline_per_target_s"] * args.latency_factor
     inline_parts = {
         "lambda duration": inline_s * gb * args.gb_s,
@@ -90,7 +103,8 @@ def main() -> int:
     rows.append(["CloudWatch custom metrics", metrics, metrics])
     print(table(rows, ["$ per target-month", "dispatch: queue", "dispatch: inline"]))
     print(f"tick billed {tick_s * 1000:.0f} ms at {args.memory_mb} MB (measured {one['tick_ms_median']:.0f} ms against "
-          f"moto x {args.latency_factor:g}); {TICKS_PER_MONTH} ticks per target-month")
+          f"moto x {args.latency_factor:g}); {TICKS_PER_MONTH} schedules per month, queue: {looks} ticks per target "
+          f"per schedule (tick_every_s {args.tick_every_s}); without probes the queue costs ${unprobed_total:.3f}")
     per_host = {n: host / n for n in (10, 100, 1000)}
     print(f"t3.micro Nagios host: ${host:.2f}/month → per target " +
           ", ".join(f"${v:.3f} at {n} targets" for n, v in per_host.items()))
@@ -100,7 +114,8 @@ def main() -> int:
           f"{queue_total / per_host[1000]:.3f}; with custom metrics at 100 targets "
           f"{(queue_total + metrics) / per_host[100]:.2f}")
     write("cost", {"args": vars(args), "queue_month": month, "inline_month": month_inline, "queue_total": queue_total,
-                   "inline_total": inline_total, "custom_metrics": metrics, "nagios_host_month": host,
+                   "inline_total": inline_total, "queue_total_without_probes": unprobed_total,
+                   "looks_per_schedule": looks, "custom_metrics": metrics, "nagios_host_month": host,
                    "nagios_per_target": per_host})
     return 0
 
