@@ -77,7 +77,7 @@ def client(endpoint: str, service: str) -> Any:
     return boto3.client(service, region_name="us-east-1", endpoint_url=endpoint)
 
 
-def seed(endpoint: str, n: int, tmp: Path, dispatch: str) -> Path:
+def seed(endpoint: str, n: int, tmp: Path, dispatch: str, **top: Any) -> Path:
     from monitor.state.dynamodb import create_table
 
     ddb = client(endpoint, "dynamodb")
@@ -91,10 +91,10 @@ def seed(endpoint: str, n: int, tmp: Path, dispatch: str) -> Path:
                          Instances={"InstanceGroups": [{"Name": "m", "InstanceRole": "MASTER", "InstanceType": "m5.xlarge",
                                                         "InstanceCount": 1}], "KeepJobFlowAliveWhenNoSteps": True})
     raw = {"version": 1, "region": "us-east-1", "state_table": TABLE, "notify": {"page_topic_arn": topic},
-           "dispatch": dispatch,
+           "dispatch": dispatch, **top,
            "targets": [{"name": f"t{i:04d}", "cluster": {"name": "RC.HIVE.BENCH"},
                         "checks": [{"type": "emr_state", "name": "cluster-state"}]} for i in range(n)]}
-    path = tmp / f"sentinel-{dispatch}-{n}.yaml"
+    path = tmp / f"sentinel-{dispatch}-{n}{''.join(f'-{k}{v}' for k, v in top.items())}.yaml"
     path.write_text(yaml.safe_dump(raw))
     return path
 
@@ -196,6 +196,7 @@ def dispatcher_main(out: str, event: str) -> None:
     Path(out).write_text(json.dumps({
         "wall": wall, "calls": dict(calls), "peak_rss_mb": peak_rss_mb(),
         "enqueued": (report.get("data") or {}).get("enqueued"), "targets": len(report.get("targets", [])),
+        "probes": (report.get("data") or {}).get("probes"),
         "errors": report.get("errors", [])[:5],
         "target_errors": sum(1 for t in report.get("targets", []) if t.get("error")),
     }))
@@ -249,6 +250,12 @@ def main() -> int:
                      {**qenv, "SENTINEL_CONFIG": str(qcfg)}, 900)
             assert d["enqueued"] == args.targets, d
             dispatches = [d]
+            # Baseline for the probes, same run: the same dispatch without them, to a queue
+            # nobody drains (tick_every_s: 600 = one look per 10-min schedule).
+            bare_url = sqs.create_queue(QueueName=f"{QUEUE}-bare")["QueueUrl"]
+            bcfg = seed(server.url, args.targets, tmp, "queue", tick_every_s=600)
+            bare = _run("dispatcher_main", [str(tmp / "dispatch-bare.json"), json.dumps(SCHEDULED)],
+                        {**qenv, "SENTINEL_QUEUE_URL": bare_url, "SENTINEL_CONFIG": str(bcfg)}, 900)
             counts = sorted({1, 2, args.max_workers} if args.max_workers >= 2 else {1})
             share = args.targets // (len(counts) + 1)
             for n in counts:
@@ -286,7 +293,8 @@ def main() -> int:
     dispatch_s = statistics.median(d["wall"] for d in dispatches)
     print(f"dispatch of {args.targets} targets: median {dispatch_s:.2f} s "
           f"({d_calls['sqs:SendMessageBatch']} SendMessageBatch, {d_calls['dynamodb:GetItem']} GetItem for "
-          f"SecondsSinceTick), peak RSS {dispatches[0]['peak_rss_mb']:.0f} MB")
+          f"SecondsSinceTick), peak RSS {dispatches[0]['peak_rss_mb']:.0f} MB; probes {dispatches[0]['probes']}; "
+          f"without probes (same run) {bare['wall']:.2f} s → ratio {dispatch_s / bare['wall']:.2f}")
     print("AWS calls per queued tick: " + ", ".join(f"{k} {v:.2f}" for k, v in per_tick_calls.items()))
     print(f"inline baseline: {args.inline_targets} targets in one invocation {inline['wall']:.2f} s "
           f"({per_target_inline * 1000:.0f} ms/target on {8} threads, peak RSS {inline['peak_rss_mb']:.0f} MB, "
@@ -299,7 +307,7 @@ def main() -> int:
           ", ".join(f"{c} → {v:.0f} ticks/s" for c, v in projected.items()) +
           f"; 1000 targets at concurrency 10: {args.targets / projected[10]:.0f} s of a 600-s interval")
     write("fanout", {"projected_ticks_per_s": projected, "args": vars(args), "runs": runs, "dispatch_s": dispatch_s,
-                     "dispatch": dispatches[0],
+                     "dispatch": dispatches[0], "dispatch_without_probes": bare,
                      "per_tick_calls": per_tick_calls, "inline": inline, "inline_per_target_s": per_target_inline,
                      "inline_capacity_per_invocation": inline_capacity,
                      "note": "moto serialised in one server: worker scaling is a lower bound"})

@@ -587,3 +587,18 @@ def test_a_failure_just_after_a_dispatch_is_confirmed_by_its_probe_and_recheck_n
     unprobed = _page_minutes(fake_checks, tick_every_s=600)
     assert 6.5 < probed < 7.5  # seen by the probe at 5 min, confirmed by the re-check at 7
     assert 11.5 < unprobed < 12.5  # seen at the next schedule (10 min), confirmed at 12
+
+
+def test_two_dispatches_of_one_schedule_make_one_probe_tick(fake_checks: Script) -> None:
+    """EventBridge delivers at least once: a duplicated dispatch sends every probe twice; the
+    second delivery finds the target ticked since the probe became due and does nothing."""
+    from monitor.events import Request
+
+    svc, rq, clock = queued_svc()
+    for _ in range(2):
+        queue.fan_out(new_invocation(svc), Request(action="tick", source="scheduled"), Deadline.after(30))
+    probes = [(kind, due) for _, kind, _, due in rq.sent if kind == queue.PROBE]
+    assert len(probes) == 2 and probes[0][1] == probes[1][1]
+    clock.advance(seconds=300)
+    reports = [probe(svc, due).targets[0] for _, due in probes]
+    assert len(fake_checks.calls) == 1 and reports[1].skipped and "already served" in reports[1].skipped
