@@ -159,7 +159,7 @@ def schedule_seconds() -> int:
     raw = os.environ.get(SCHEDULE_ENV, "").strip()
     if not raw:
         return DEFAULT_SCHEDULE_S
-    if raw.isdigit() and 60 <= int(raw) <= 86400:
+    if raw.isascii() and raw.isdecimal() and 60 <= int(raw) <= 86400:  # "²".isdigit() is True
         return int(raw)
     log.warning("%s=%r is not 60-86400 seconds: using %d", SCHEDULE_ENV, raw[:32], DEFAULT_SCHEDULE_S)
     return DEFAULT_SCHEDULE_S
@@ -205,8 +205,6 @@ def fan_out(inv: Invocation, req: Request, deadline: Deadline) -> TickReport:
     sent = queue.send(selected, kind=req.source, due_at=started)
     report.data = {"dispatch": "queue", "enqueued": len(sent.ids), "failed": sent.failed}
     inv.metrics.put("TicksEnqueued", len(sent.ids), "Count")
-    if req.source == "scheduled":
-        report.data.update(_probes(inv, queue, selected, started, deadline))
     if sent.failed:  # SQS refused: tick those here, as dispatch: inline would (monitoring goes on)
         from monitor.cycle import run_tick
 
@@ -220,6 +218,10 @@ def fan_out(inv: Invocation, req: Request, deadline: Deadline) -> TickReport:
         _freshness(inv, report, started, deadline, selected)
         if not wanted:
             _report_orphans(inv, report)
+        # Last: what the dispatcher owes (the inline fallback, the heartbeat, the ages) comes
+        # first, and only targets the queue took now get probes (a refusing SQS is not asked
+        # again, hundreds of times, on the fallback's time).
+        report.data.update(_probes(inv, queue, [n for n in selected if n in sent.ids], started, deadline))
     return _finish(inv, report, started)
 
 
@@ -230,15 +232,19 @@ def _probes(inv: Invocation, queue: WorkQueue, names: list[str], now: datetime,
     it would without probes, so it is reported, never ticked inline."""
     delays = probe_delays(schedule_seconds(), inv.config.tick_every_s)
     sent = failed = 0
+    step = BATCH * 10  # the deadline is looked at every 10 SendMessageBatch calls
     for delay in delays:
-        if deadline.remaining() < 5.0:
-            failed += len(names)
-            continue
-        out = queue.send(names, kind=PROBE, due_at=now + timedelta(seconds=delay), delay_s=delay)
-        sent += len(out.ids)
-        failed += len(out.failed)
-    if failed:
+        for start in range(0, len(names), step):
+            chunk = names[start:start + step]
+            if deadline.remaining() < 5.0:
+                failed += len(chunk)
+                continue
+            out = queue.send(chunk, kind=PROBE, due_at=now + timedelta(seconds=delay), delay_s=delay)
+            sent += len(out.ids)
+            failed += len(out.failed)
+    if failed:  # detection falls back to one look per schedule for those: visible, not only logged
         log.warning("%d probes not queued (those targets wait for the next schedule)", failed)
+        inv.metrics.put("ProbesNotEnqueued", failed, "Count")
     return {"probes": {"delays_s": delays, "enqueued": sent, "failed": failed}}
 
 
@@ -394,8 +400,13 @@ def probe_not_needed(inv: Invocation, state: TargetState, now: datetime) -> str 
         return None
     if state.active_incident:
         return "probe skipped: a recovery is running (its own follow-ups advance it)"
-    if _pending(state, now):
-        return f"probe skipped: a follow-up is pending until {state.recheck_pending_until}"
+    until = state.recheck_pending_until
+    try:  # until the follow-up is due *and* a tolerance after it: it may arrive a little late
+        pending = until is not None and now < parse_iso(until) + timedelta(seconds=DUE_TOLERANCE_S)
+    except ValueError:
+        pending = False
+    if pending:
+        return f"probe skipped: a follow-up is pending until {until}"
     return None
 
 

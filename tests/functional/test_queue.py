@@ -464,7 +464,8 @@ def test_probe_delays_fill_one_schedule_interval(schedule_s: int, every_s: int, 
 
 
 @pytest.mark.parametrize(("raw", "seconds"), [("", 600), ("900", 900), ("60", 60), ("59", 600), ("10 minutes", 600),
-                                             ("-600", 600), ("9" * 40, 600), ("86401", 600)])
+                                             ("-600", 600), ("9" * 40, 600), ("86401", 600),
+                                             ("²", 600), ("６００", 600)])
 def test_the_schedule_interval_comes_from_the_environment_or_is_designs_600(
         monkeypatch: pytest.MonkeyPatch, raw: str, seconds: int) -> None:
     monkeypatch.setenv(queue.SCHEDULE_ENV, raw)
@@ -602,3 +603,77 @@ def test_two_dispatches_of_one_schedule_make_one_probe_tick(fake_checks: Script)
     clock.advance(seconds=300)
     reports = [probe(svc, due).targets[0] for _, due in probes]
     assert len(fake_checks.calls) == 1 and reports[1].skipped and "already served" in reports[1].skipped
+
+
+def test_a_probe_just_before_or_after_a_recheck_is_due_is_skipped_the_recheck_counts(fake_checks: Script) -> None:
+    """SQS delays are minimums and invocations' clocks differ: a probe due 3 s before the
+    re-check (tick_every_s == recheck_after_s makes that common) or arriving 3 s after it
+    was due must not count a failure the re-check is about to count."""
+    svc, rq, clock = queued_svc(threshold=3, recheck=120)
+    fake_checks.set("hive", Status.CRITICAL, "timeout")
+    tick(svc)
+    recheck_due = rq.sent[0][3]
+    for offset in (-3, 3):
+        clock.t = recheck_due + timedelta(seconds=offset)
+        skipped = probe(svc, recheck_due).targets[0]
+        assert skipped.skipped and "follow-up is pending" in skipped.skipped, offset
+    assert svc.store.get("hive-a").consecutive_failures == 1
+    clock.t = recheck_due + timedelta(seconds=6)
+    assert not probe(svc, recheck_due + timedelta(seconds=6)).targets[0].skipped  # past the tolerance it ticks
+    assert svc.store.get("hive-a").consecutive_failures == 2
+
+
+def test_through_the_handler_a_probe_record_is_skipped_while_a_recheck_is_pending(
+        deployed: Deployed, fake_checks: Script) -> None:
+    fake_checks.set("hive", Status.CRITICAL, "timeout")
+    now = datetime.now().astimezone()
+    first = record(json.dumps({"action": "tick", "target": "hive-a"}), "m-1", due_at=now - timedelta(seconds=1))
+    assert handler.lambda_handler(sqs_event(first), LambdaContext("w1")) == {"batchItemFailures": []}
+    assert deployed.state("hive-a").recheck_pending_until and _queue_depth(deployed) == (0, 1)  # the re-check
+    rec = record(json.dumps({"action": "tick", "target": "hive-a"}), "m-2", due_at=datetime.now().astimezone())
+    rec["messageAttributes"]["kind"] = {"stringValue": "probe", "dataType": "String"}
+    assert handler.lambda_handler(sqs_event(rec), LambdaContext("w2")) == {"batchItemFailures": []}
+    assert len(fake_checks.calls) == 1 and deployed.state("hive-a").consecutive_failures == 1
+    rec["messageAttributes"]["kind"]["stringValue"] = "scheduled"  # the same record, not a probe: it ticks
+    rec["messageId"] = "m-3"
+    handler.lambda_handler(sqs_event(rec), LambdaContext("w3"))
+    assert len(fake_checks.calls) == 2
+
+
+class CountingRefusingQueue(RefusingQueue):
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked = 0
+
+    def send(self, targets: list[str], *, kind: str, due_at: datetime, delay_s: int = 0) -> queue.Sent:
+        self.asked += 1
+        return super().send(targets, kind=kind, due_at=due_at, delay_s=delay_s)
+
+
+def test_a_refusing_queue_is_not_asked_for_probes_and_the_inline_fallback_comes_first(fake_checks: Script) -> None:
+    from monitor.events import Request
+
+    raw = raw_config("arn:aws:sns:us-east-1:123456789012:p", ["hive-a", "hive-b"], dispatch="queue")
+    svc = services(parse_config(raw), store=MemoryStateStore(), clock=FakeClock())
+    svc.queue = rq = CountingRefusingQueue()
+    report = queue.fan_out(new_invocation(svc), Request(action="tick", source="scheduled"), Deadline.after(30))
+    assert rq.asked == 1 and len(report.targets) == 2  # the scheduled send only; both ticked inline
+    assert report.data and report.data["probes"] == {"delays_s": [300], "enqueued": 0, "failed": 0}
+
+
+class ProbeRefusingQueue(RecordingQueue):
+    def send(self, targets: list[str], *, kind: str, due_at: datetime, delay_s: int = 0) -> queue.Sent:
+        if kind == queue.PROBE:
+            return queue.Sent(failed=dict.fromkeys(targets, "Throttled"))
+        return super().send(targets, kind=kind, due_at=due_at, delay_s=delay_s)
+
+
+def test_probes_sqs_refuses_are_a_metric_not_only_a_log_line(fake_checks: Script) -> None:
+    from monitor.events import Request
+
+    raw = raw_config("arn:aws:sns:us-east-1:123456789012:p", ["hive-a", "hive-b"], dispatch="queue")
+    svc = services(parse_config(raw), store=MemoryStateStore(), clock=FakeClock())
+    svc.queue = ProbeRefusingQueue()
+    report = queue.fan_out(new_invocation(svc), Request(action="tick", source="scheduled"), Deadline.after(30))
+    assert report.data and report.data["probes"]["failed"] == 2 and report.targets == []
+    assert {m["name"]: m["value"] for m in report.metrics if m["name"] == "ProbesNotEnqueued"} == {"ProbesNotEnqueued": 2}
