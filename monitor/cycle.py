@@ -178,10 +178,7 @@ class TargetTick:
             return self._state_unreadable(exc)
         self.rep.state_version = state.version
         self.last_results = list(state.last_results)
-        if queue.delivered_twice(self.inv, state):
-            self.rep.skipped = "queued tick already served: ticked after this message became due"
-            return self.rep
-        not_needed = queue.probe_not_needed(self.inv, state, self.clock.now())
+        not_needed = queue.not_needed(self.inv, state, self.clock.now())
         if not_needed:
             self.rep.skipped = not_needed
             return self.rep

@@ -26,7 +26,7 @@ a conditional write (version + lease fencing) before the message is sent.
 
 Duplicates are harmless: SQS delivers at least once. Concurrent deliveries meet the lease
 (one ticks, the other is skipped); a late second delivery finds the target ticked after the
-message became due (``due_at``, a message attribute) and is dropped (:func:`delivered_twice`).
+message became due (``due_at``, a message attribute) and is dropped (:func:`not_needed`).
 Malformed bodies are reported as batch item failures, so SQS redrives them to the dead-letter
 queue after ``maxReceiveCount`` receives; nothing runs for them.
 
@@ -319,13 +319,19 @@ def parse_record(record: Any, config: Config) -> Queued:
                   _due_at(record), _kind(record))
 
 
+def _attribute(record: Mapping[str, Any], name: str) -> str | None:
+    """A string message attribute as Lambda hands it over, or None (absent or malformed)."""
+    attrs = record.get("messageAttributes")
+    attr = attrs.get(name) if isinstance(attrs, Mapping) else None
+    text = attr.get("stringValue") if isinstance(attr, Mapping) else None
+    return text if isinstance(text, str) else None
+
+
 def _kind(record: Mapping[str, Any]) -> str:
     """The ``kind`` attribute when it is one of ours (a follow-up's ``advance (PHASE)`` counts
     as ``advance``), else empty: an unknown kind is ticked as a plain tick."""
-    attrs = record.get("messageAttributes")
-    kind = attrs.get("kind") if isinstance(attrs, Mapping) else None
-    text = kind.get("stringValue") if isinstance(kind, Mapping) else None
-    if not isinstance(text, str):
+    text = _attribute(record, "kind")
+    if text is None:
         return ""
     head = text.split(" ", 1)[0]
     return head if head in KINDS else ""
@@ -337,10 +343,8 @@ class UnknownTarget(UsageError):
 
 
 def _due_at(record: Mapping[str, Any]) -> datetime | None:
-    attrs = record.get("messageAttributes")
-    due = attrs.get("due_at") if isinstance(attrs, Mapping) else None
-    text = due.get("stringValue") if isinstance(due, Mapping) else None
-    if isinstance(text, str):
+    text = _attribute(record, "due_at")
+    if text is not None:
         try:
             return parse_iso(text)
         except ValueError:
@@ -382,42 +386,40 @@ def consume(records: Sequence[Any], config: Config,
     return {"batchItemFailures": [{"itemIdentifier": m} for m in failures]}
 
 
-def delivered_twice(inv: Invocation, state: TargetState) -> bool:
-    """A queued tick whose target was ticked after the message became due: the work it asked
-    for is done (a duplicate delivery, or a schedule that came first). Checked under the
-    lease, so two deliveries make one tick's effect. A running recovery is exempt: its
-    phases are idempotent and its follow-ups carry no tick time."""
-    if inv.due_at is None or not state.last_tick_at or state.active_incident:
-        return False
-    return parse_iso(state.last_tick_at) >= inv.due_at
+def not_needed(inv: Invocation, state: TargetState, now: datetime) -> str | None:
+    """Why a queued tick has nothing to do (checked under the lease), else None.
 
-
-def probe_not_needed(inv: Invocation, state: TargetState, now: datetime) -> str | None:
-    """Why a probe has nothing to do: a recovery running is paced by its own follow-ups, and
-    a pending re-check is the next look at this target (ticking before it would count a
-    second failure sooner than ``recheck_after_s``, shrinking the confirmation window)."""
+    - Its target was ticked after the message became due: the work it asked for is done (a
+      duplicate delivery, or a schedule that came first), so two deliveries make one tick's
+      effect. A running recovery is exempt: its phases are idempotent and its follow-ups
+      carry no tick time.
+    - A probe, while a recovery runs (its own follow-ups pace it) or a follow-up is pending
+      until a little after it is due (SQS delays are minimums): the re-check is the next look,
+      and a probe before it would count a second failure sooner than ``recheck_after_s``.
+    """
+    if inv.due_at is not None and state.last_tick_at and not state.active_incident \
+            and parse_iso(state.last_tick_at) >= inv.due_at:
+        return "queued tick already served: ticked after this message became due"
     if inv.queued_kind != PROBE:
         return None
     if state.active_incident:
         return "probe skipped: a recovery is running (its own follow-ups advance it)"
-    until = state.recheck_pending_until
-    try:  # until the follow-up is due *and* a tolerance after it: it may arrive a little late
-        pending = until is not None and now < parse_iso(until) + timedelta(seconds=DUE_TOLERANCE_S)
-    except ValueError:
-        pending = False
-    if pending:
-        return f"probe skipped: a follow-up is pending until {until}"
+    if _pending(state, now, slack_s=DUE_TOLERANCE_S):
+        return f"probe skipped: a follow-up is pending until {state.recheck_pending_until}"
     return None
 
 
 # ---------------------------------------------------------------- follow-ups (delayed messages)
 
-def _pending(state: TargetState, now: datetime) -> bool:
+def _pending(state: TargetState, now: datetime, *, slack_s: float = -DUE_TOLERANCE_S) -> bool:
+    """Whether the target's follow-up is still pending ``slack_s`` around its due time: a new
+    follow-up may be queued a little *before* it is due (the default), a probe waits until a
+    little *after*."""
     until = state.recheck_pending_until
     if not until:
         return False
     try:
-        return now < parse_iso(until) - timedelta(seconds=DUE_TOLERANCE_S)
+        return now < parse_iso(until) + timedelta(seconds=slack_s)
     except ValueError:
         return False
 

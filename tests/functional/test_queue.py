@@ -8,7 +8,7 @@ import heapq
 import json
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ from monitor.aws import ClientFactory
 from monitor.clock import iso
 from monitor.config import parse_config
 from monitor.cycle import run_tick
+from monitor.events import Request
 from monitor.report import TickReport
 from monitor.runtime import Services, new_invocation
 from monitor.state.dynamodb import DynamoStateStore
@@ -440,8 +441,6 @@ class RefusingQueue(RecordingQueue):
 
 
 def test_targets_the_queue_refuses_are_ticked_inline_by_the_dispatcher(fake_checks: Script) -> None:
-    from monitor.events import Request
-
     raw = raw_config("arn:aws:sns:us-east-1:123456789012:p", ["hive-a", "hive-b"], dispatch="queue")
     svc = services(parse_config(raw), store=MemoryStateStore(), clock=FakeClock())
     svc.queue = RefusingQueue()
@@ -538,9 +537,7 @@ def test_a_probe_inside_a_recheck_window_is_skipped_so_the_window_is_never_cut_s
 def test_a_probe_during_a_recovery_is_skipped_and_makes_no_aws_call(fake_checks: Script) -> None:
     svc, _, clock = queued_svc()
     state = svc.store.get("hive-a")
-    from dataclasses import replace as dc_replace
-
-    svc.store.put("hive-a", dc_replace(state, incident={"phase": "WAIT_READY", "id": "i-1"}), lease=None,
+    svc.store.put("hive-a", replace(state, incident={"phase": "WAIT_READY", "id": "i-1"}), lease=None,
                   now=clock.now())
     report = probe(svc, clock.now()).targets[0]
     assert report.skipped and "recovery is running" in report.skipped and fake_checks.calls == []
@@ -549,8 +546,6 @@ def test_a_probe_during_a_recovery_is_skipped_and_makes_no_aws_call(fake_checks:
 def _page_minutes(fake_checks: Script, tick_every_s: int) -> float:
     """A failure 10 s after a scheduled dispatch: minutes until it is confirmed, with every
     message the real dispatcher and ticks enqueue delivered at its due time, in order."""
-    from monitor.events import Request
-
     raw = raw_config("arn:aws:sns:us-east-1:123456789012:p", ["hive-a"], dispatch="queue", tick_every_s=tick_every_s)
     raw["targets"][0]["recovery"]["when"].update(consecutive_failures=2, recheck_after_s=120)
     clock = FakeClock()
@@ -593,8 +588,6 @@ def test_a_failure_just_after_a_dispatch_is_confirmed_by_its_probe_and_recheck_n
 def test_two_dispatches_of_one_schedule_make_one_probe_tick(fake_checks: Script) -> None:
     """EventBridge delivers at least once: a duplicated dispatch sends every probe twice; the
     second delivery finds the target ticked since the probe became due and does nothing."""
-    from monitor.events import Request
-
     svc, rq, clock = queued_svc()
     for _ in range(2):
         queue.fan_out(new_invocation(svc), Request(action="tick", source="scheduled"), Deadline.after(30))
@@ -651,8 +644,6 @@ class CountingRefusingQueue(RefusingQueue):
 
 
 def test_a_refusing_queue_is_not_asked_for_probes_and_the_inline_fallback_comes_first(fake_checks: Script) -> None:
-    from monitor.events import Request
-
     raw = raw_config("arn:aws:sns:us-east-1:123456789012:p", ["hive-a", "hive-b"], dispatch="queue")
     svc = services(parse_config(raw), store=MemoryStateStore(), clock=FakeClock())
     svc.queue = rq = CountingRefusingQueue()
@@ -669,8 +660,6 @@ class ProbeRefusingQueue(RecordingQueue):
 
 
 def test_probes_sqs_refuses_are_a_metric_not_only_a_log_line(fake_checks: Script) -> None:
-    from monitor.events import Request
-
     raw = raw_config("arn:aws:sns:us-east-1:123456789012:p", ["hive-a", "hive-b"], dispatch="queue")
     svc = services(parse_config(raw), store=MemoryStateStore(), clock=FakeClock())
     svc.queue = ProbeRefusingQueue()
