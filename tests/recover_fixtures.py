@@ -348,6 +348,17 @@ def real_now_clock() -> FakeClock:
     return FakeClock(datetime.now(UTC))
 
 
+def cli_services(world: World, store: StateStore, clock: FakeClock | None = None) -> Callable[[Any, Any], Any]:
+    """The CLI's ``services_factory`` for a moto world: its clients, this store, and ``clock``
+    (else a clock at the real now for each CLI call, since moto stamps clusters with it)."""
+    from tests.fakes import services
+
+    def factory(config: Any, args: Any) -> Any:
+        return services(config, store=store, clients=world.clients, clock=clock or real_now_clock())
+
+    return factory
+
+
 # ------------------------------------------------------------------ call counting and crashes
 
 def both_clients(clients: ClientFactory, service: str) -> list[Any]:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
@@ -17,7 +16,7 @@ from monitor.cli import _parser, main
 from monitor.state.memory import MemoryStateStore
 from tests.fakes import Script, services
 from tests.functional.test_handler import write_config
-from tests.recover_fixtures import TARGET, moto_world, real_now_clock, recovery_raw
+from tests.recover_fixtures import TARGET, cli_services, moto_world, recovery_raw
 
 TOPIC = "arn:aws:sns:us-east-1:123456789012:sentinel-pages"
 
@@ -107,10 +106,7 @@ def test_recover_from_the_cli_shows_each_phase_on_stderr(tmp_path: Path, fake_ch
     with moto_world() as world:
         cfg = tmp_path / "s.yaml"
         cfg.write_text(yaml.safe_dump(recovery_raw(world)))
-        store = MemoryStateStore()
-
-        def factory(config: Any, args: Any) -> Any:
-            return services(config, store=store, clients=world.clients, clock=real_now_clock())
+        factory = cli_services(world, MemoryStateStore())
 
         fake_checks.set("hive", Status.CRITICAL, "timeout")
         main(["recover", "-c", str(cfg), "--target", TARGET, "--force", "--yes"], services_factory=factory)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
@@ -12,8 +11,8 @@ import yaml
 from checks.base import Status
 from monitor.cli import main
 from monitor.state.memory import MemoryStateStore
-from tests.fakes import Script, services
-from tests.recover_fixtures import TARGET, moto_world, new_clusters, real_now_clock, recovery_raw
+from tests.fakes import Script
+from tests.recover_fixtures import TARGET, cli_services, moto_world, new_clusters, recovery_raw
 
 
 def test_plan_then_forced_recover(tmp_path: Path, fake_checks: Script, capsys: pytest.CaptureFixture[str]) -> None:
@@ -21,9 +20,7 @@ def test_plan_then_forced_recover(tmp_path: Path, fake_checks: Script, capsys: p
         cfg = tmp_path / "s.yaml"
         cfg.write_text(yaml.safe_dump(recovery_raw(world)))
         store = MemoryStateStore()
-
-        def factory(config: Any, args: Any) -> Any:
-            return services(config, store=store, clients=world.clients, clock=real_now_clock())
+        factory = cli_services(world, store)
 
         assert main(["plan", "-c", str(cfg), "--target", TARGET], services_factory=factory) == 0
         assert "CHANGE emr.run_job_flow" in capsys.readouterr().out

@@ -28,6 +28,7 @@ from tests.recover_fixtures import (
     Harness,
     World,
     both_clients,
+    cli_services,
     moto_world,
     new_clusters,
     real_now_clock,
@@ -372,7 +373,6 @@ def test_an_incident_whose_target_left_the_config_is_reported_and_paged_once(wor
 def test_abort_from_the_cli_ends_the_incident_under_the_lease(world: World, fake_checks: Script, tmp_path: Path,
                                                              capsys: pytest.CaptureFixture[str]) -> None:
     from monitor.cli import main
-    from tests.fakes import services
 
     h = make(world)
     h.start()
@@ -381,9 +381,7 @@ def test_abort_from_the_cli_ends_the_incident_under_the_lease(world: World, fake
     path.write_text(yaml.safe_dump(recovery_raw(world)))
     h.clock.advance(days=3)  # the harness's last invocation and its lease are long gone
 
-    def factory(config: Any, args: Any) -> Any:
-        return services(config, store=h.store, clients=world.clients, clock=h.clock)
-
+    factory = cli_services(world, h.store, h.clock)
     code = main(["abort", "-c", str(path), "--target", TARGET, "--reason", "taking over", "--yes", "--json"],
                 services_factory=factory)
     out = capsys.readouterr().out

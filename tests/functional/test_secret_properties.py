@@ -40,7 +40,7 @@ from recover.sealed import (
     unseal_spec,
 )
 from recover.spec import capture_last_known_good
-from tests.fakes import Script, services
+from tests.fakes import Script
 from tests.functional.aws import LambdaContext
 from tests.recover_fixtures import (
     METASTORE_PASSWORD,
@@ -48,6 +48,7 @@ from tests.recover_fixtures import (
     TARGET,
     Harness,
     World,
+    cli_services,
     moto_world,
     new_clusters,
     real_now_clock,
@@ -240,10 +241,8 @@ def test_no_output_or_stored_item_holds_a_planted_secret_and_the_new_cluster_get
     cfg = tmp_path / "sentinel.yaml"
     cfg.write_text(yaml.safe_dump(raw))
     clock = real_now_clock()
+    factory = cli_services(world, store, clock)
     outputs: list[str] = []
-
-    def factory(config: Any, args: Any) -> Any:
-        return services(config, store=store, clients=world.clients, clock=clock)
 
     def cli(*argv: str) -> int:
         code = main([argv[0], "-c", str(cfg), *argv[1:]], services_factory=factory)
