@@ -511,8 +511,13 @@ def _key(part: str) -> str:
 
 
 def _walk(loc: tuple[int | str, ...], raw: Any) -> tuple[str, tuple[str, Any, str] | None]:
-    """The user's path of ``loc`` and, when it passes through a union, (the path of the
-    union field, the raw value written there, the member pydantic tried)."""
+    """The user's path of ``loc`` (``a.b[0].c``) and, when it passes through a union, (the
+    path of the union field, the raw value written there, the member pydantic tried).
+
+    The path drops what pydantic inserts that the user never wrote — check-type tags
+    (``checks[1].hiveserver2.port`` → ``checks[1].port``) and union members
+    (``tls.TlsConfig.ca_file`` → ``tls.ca_file``) — by walking the raw input; a key that is
+    not a plain name is quoted (``host_aliases['*.internal']``)."""
     out = ""
     node = raw
     union: tuple[str, Any, str] | None = None
@@ -532,14 +537,6 @@ def _walk(loc: tuple[int | str, ...], raw: Any) -> tuple[str, tuple[str, Any, st
         out += _key(part) if out else (part if _PLAIN_KEY.match(part) else _key(part))
         node = node.get(part) if isinstance(node, dict) else None
     return out, union
-
-
-def _loc_to_path(loc: tuple[int | str, ...], raw: Any) -> str:
-    """Render a pydantic location as ``a.b[0].c``, dropping what pydantic inserts that the
-    user never wrote: check-type tags (``checks[1].hiveserver2.port`` → ``checks[1].port``)
-    and union members (``tls.TlsConfig.ca_file`` → ``tls.ca_file``), by walking the raw
-    input. A key that is not a plain name is quoted (``host_aliases['*.internal']``)."""
-    return _walk(loc, raw)[0]
 
 
 _MSG_REWRITES = [

@@ -15,7 +15,6 @@ Why one choke point:
 from __future__ import annotations
 
 import copy
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -70,7 +69,6 @@ class CallRecord:
     sent: bool  # False: dry run recorded it (mutating) or answered it (simulated read)
     simulated: bool = False
     error: str | None = None
-    ms: float = 0.0
 
     def to_dict(self, *, params: bool = True) -> dict[str, Any]:
         out: dict[str, Any] = {"phase": self.phase, "call": f"{self.service}.{self.op}",
@@ -141,7 +139,6 @@ class AwsCalls:
         # Fenced first: when the lease is no longer ours the call is neither sent nor recorded as sent.
         settle = self.fence(rec) if mutating and self.fence is not None else None
         self.records.append(rec)
-        started = time.monotonic()
         try:
             response: dict[str, Any] = getattr(self._client(service, mutating=mutating), op)(**params)
         except Exception as exc:  # translated once, here
@@ -149,11 +146,9 @@ class AwsCalls:
             if isinstance(exc, NotImplementedError):  # moto: action not implemented
                 code = "NotImplemented"
             rec.error = code
-            rec.ms = (time.monotonic() - started) * 1000
             if settle is not None:  # no answer (timeout, connection): it may have taken effect
                 settle("unknown" if code in UNANSWERED_CODES else "error", None, code)
             raise AwsError(service, op, code, str(exc), transient=code in TRANSIENT_CODES) from exc
-        rec.ms = (time.monotonic() - started) * 1000
         if settle is not None:
             settle("done", response, None)
         return response
