@@ -8,8 +8,9 @@ Why one choke point:
   so ``sentinel plan`` shows what would happen against the account as it is now.
 - **counting**: each call is recorded with the phase it ran in (the report and the
   incident carry per-phase counts; the IAM test checks them against permissions.py).
-- **errors translated once** (style note 4): any failure becomes :class:`AwsError`,
-  marked transient (throttling, 5xx, network: retry on a later tick) or permanent.
+- **errors translated once** (style note 4): any failure becomes :class:`AwsError` with
+  its :class:`~monitor.faults.Fault` (transient, not visible yet, final) from the fault
+  contract (:mod:`monitor.faults`, plus the codes the call site declares "not visible yet").
 """
 
 from __future__ import annotations
@@ -20,8 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from checks.base import ClientSource
-from monitor.aws import THROTTLING_CODES, error_code
-from monitor.errors import SentinelError
+from monitor.faults import translate
 from recover.sealed import mask
 
 MUTATING = frozenset({
@@ -31,15 +31,6 @@ MUTATING = frozenset({
     "change_resource_record_sets",
     "send_command", "cancel_command", "add_job_flow_steps", "cancel_steps",
 })
-TRANSIENT_CODES = THROTTLING_CODES | {
-    "InternalServerError", "InternalServerException", "InternalFailure", "ServiceUnavailable",
-    "ServiceUnavailableException", "RequestTimeout", "RequestTimeoutException",
-    "EndpointConnectionError", "ConnectTimeoutError", "ReadTimeoutError", "ConnectionClosedError",
-}
-# Errors after which nobody knows whether the request reached AWS and took effect.
-# (A connect error never reached AWS: that call definitely did not happen.)
-UNANSWERED_CODES = frozenset({"RequestTimeout", "RequestTimeoutException", "ReadTimeoutError", "ConnectionClosedError",
-                              "ReadTimeout", "InternalServerError", "InternalFailure", "ServiceUnavailable"})
 IAM_PREFIX = {"emr": "elasticmapreduce", "elbv2": "elasticloadbalancing", "elb": "elasticloadbalancing",
               "route53": "route53", "ssm": "ssm"}
 
@@ -53,12 +44,6 @@ DRY_COMMAND_ID = "00000000-dry0-run0-0000-000000000000"
 DRY_STEP_ID = "s-DRYRUNRESTART"
 
 
-class AwsError(SentinelError):
-    def __init__(self, service: str, op: str, code: str, message: str, *, transient: bool) -> None:
-        self.service, self.op, self.code, self.transient = service, op, code, transient
-        super().__init__(f"{service}.{op}: {code}: {message[:300]}")
-
-
 @dataclass
 class CallRecord:
     phase: str
@@ -69,6 +54,7 @@ class CallRecord:
     sent: bool  # False: dry run recorded it (mutating) or answered it (simulated read)
     simulated: bool = False
     error: str | None = None
+    fault: str | None = None  # monitor.faults.Fault value when the call failed
 
     def to_dict(self, *, params: bool = True) -> dict[str, Any]:
         out: dict[str, Any] = {"phase": self.phase, "call": f"{self.service}.{self.op}",
@@ -77,6 +63,7 @@ class CallRecord:
             out["simulated"] = True
         if self.error:
             out["error"] = self.error
+            out["fault"] = self.fault
         if params:
             out["params"] = self.params
         return out
@@ -121,7 +108,7 @@ class AwsCalls:
         return out
 
     def call(self, service: str, op: str, params: dict[str, Any], *,
-             record_params: dict[str, Any] | None = None) -> dict[str, Any]:
+             record_params: dict[str, Any] | None = None, not_visible: frozenset[str] = frozenset()) -> dict[str, Any]:
         """Send (or in a dry run record) one call. The record holds ``record_params`` when
         given (RunJobFlow: the sealed spec, while ``params`` carries the clear secrets), and
         is masked by the secret rule either way: records reach reports, plans and the state."""
@@ -142,13 +129,11 @@ class AwsCalls:
         try:
             response: dict[str, Any] = getattr(self._client(service, mutating=mutating), op)(**params)
         except Exception as exc:  # translated once, here
-            code = error_code(exc)
-            if isinstance(exc, NotImplementedError):  # moto: action not implemented
-                code = "NotImplemented"
-            rec.error = code
-            if settle is not None:  # no answer (timeout, connection): it may have taken effect
-                settle("unknown" if code in UNANSWERED_CODES else "error", None, code)
-            raise AwsError(service, op, code, str(exc), transient=code in TRANSIENT_CODES) from exc
+            err = translate(exc, service, op, not_visible=not_visible)
+            rec.error, rec.fault = err.code, err.fault.value
+            if settle is not None:  # no answer (timeout, 5xx): it may have taken effect
+                settle("unknown" if err.unanswered else "error", None, err.code)
+            raise err from exc
         if settle is not None:
             settle("done", response, None)
         return response
@@ -225,6 +210,10 @@ class RecordingClient:
             return self._calls.call(self._service, op, params)
 
         return invoke
+
+    def call(self, op: str, params: dict[str, Any], *, not_visible: frozenset[str] = frozenset()) -> dict[str, Any]:
+        """One call with the codes that mean "not visible yet" at this site."""
+        return self._calls.call(self._service, op, params, not_visible=not_visible)
 
     def get_paginator(self, op: str) -> _Paginator:
         return _Paginator(self, op)

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from monitor.clusters import ACTIVE_STATES
-from recover.calls import AwsError
+from monitor.faults import AwsError
 from recover.emr import master_of, owner_of
 from recover.facades import Emr
 

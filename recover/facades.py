@@ -1,5 +1,5 @@
-"""Typed facades over every AWS call recover/ makes, each with the IAM actions it needs
-declared beside it (the way cloud-custodian's actions declare theirs).
+"""Typed facades over every AWS call recover/ makes, each with the IAM actions it needs and
+its fault contract declared beside it (the way cloud-custodian's actions declare theirs).
 
 Why: the runbook's most dangerous code used to call an untyped, dynamic client
 (``emr.terminate_job_flows(**anything)``). Here each operation has a signature, returns the
@@ -8,24 +8,48 @@ part of the answer the runbook uses, and says what permission it takes; the IAM 
 cannot be forgotten in the policy. Every call still goes through
 :class:`recover.calls.AwsCalls` — the one place that records it, fences a changing one under
 the lease, sends it without botocore retries, and answers it in a dry run.
+
+Fault contract (:mod:`monitor.faults`): every call's errors are classified there (transient,
+final, and for a changing call whether it may have taken effect). What only the call site
+knows is declared here: ``not_visible`` names the error codes that mean "created a moment
+ago, not visible yet" for this operation (SSM ``InvocationDoesNotExist`` right after
+SendCommand). An answer that is not an error but lags (ListClusters/ListCommands not listing
+a fresh send yet) is handled by the caller's settle window (``recover.phases``).
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar, cast
 
+from monitor.faults import AwsError, Fault
 from recover.calls import AwsCalls, RecordingClient, collect
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def needs(*actions: str) -> Callable[[F], F]:
-    """Declare the IAM actions a facade method needs."""
+def needs(*actions: str, not_visible: tuple[str, ...] = ()) -> Callable[[F], F]:
+    """Declare the IAM actions a facade method needs and the error codes that mean "not
+    visible yet" for it (raised as :class:`AwsError` with ``Fault.NOT_VISIBLE``)."""
 
     def mark(fn: F) -> F:
+        if not_visible:
+            codes, inner = frozenset(not_visible), fn
+
+            @functools.wraps(inner)
+            def wrapped(*args: Any, **kwargs: Any) -> Any:
+                try:
+                    return inner(*args, **kwargs)
+                except AwsError as exc:
+                    if exc.code in codes and exc.fault is Fault.FINAL:
+                        exc.fault = Fault.NOT_VISIBLE
+                    raise
+
+            fn = cast(F, wrapped)
         fn.permissions = actions  # type: ignore[attr-defined]
+        fn.not_visible = tuple(not_visible)  # type: ignore[attr-defined]
         return fn
 
     return mark
@@ -47,6 +71,12 @@ class Emr(Facade):
 
     @needs("elasticmapreduce:DescribeCluster")
     def describe_cluster(self, cluster_id: str) -> dict[str, Any]:
+        return dict(self._call("describe_cluster", ClusterId=cluster_id)["Cluster"])
+
+    # The id RunJobFlow just returned may not be describable for a moment: EMR answers
+    # InvalidRequestException ("Cluster id ... is not valid") until it is.
+    @needs("elasticmapreduce:DescribeCluster", not_visible=("InvalidRequestException", "ClusterNotFound"))
+    def describe_launched(self, cluster_id: str) -> dict[str, Any]:
         return dict(self._call("describe_cluster", ClusterId=cluster_id)["Cluster"])
 
     @needs("elasticmapreduce:ListClusters", "elasticmapreduce:DescribeCluster")
@@ -203,7 +233,9 @@ class Ssm(Facade):
                           Parameters={"commands": [command]}, Comment=comment[:100], TimeoutSeconds=timeout_s)
         return str(resp["Command"]["CommandId"])
 
-    @needs("ssm:GetCommandInvocation")
+    # Right after SendCommand the invocation may not exist yet (AWS documents it; botocore's
+    # CommandExecuted waiter retries exactly this code).
+    @needs("ssm:GetCommandInvocation", not_visible=("InvocationDoesNotExist",))
     def invocation(self, command_id: str, instance_id: str) -> dict[str, Any]:
         return self._call("get_command_invocation", CommandId=command_id, InstanceId=instance_id)
 

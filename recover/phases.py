@@ -14,10 +14,10 @@ from checks.base import EndpointOverride
 from monitor.clock import iso, parse_iso
 from monitor.clusters import RETIRED_TAG, ClusterLookupError
 from monitor.config import MasterTls, RestartRung, Verify
+from monitor.faults import AwsError
 from monitor.runner import check_budget
 from recover import emr as emr_ops
 from recover import routing, sealed, spec
-from recover.calls import AwsError
 from recover.facades import Emr, Ssm
 from recover.incident import Phase
 from recover.run import Escalate, Fail, Next, Outcome, Run, Wait
@@ -31,6 +31,13 @@ LAUNCH_SEARCH_SLACK = timedelta(hours=1)  # clock skew margin when looking for o
 # How long a RunJobFlow whose outcome nobody recorded may take to appear in ListClusters
 # (eventually consistent: seconds to a minute in practice) before the runbook sends it again.
 LAUNCH_LIST_LAG = timedelta(minutes=5)
+# The same for SendCommand / AddJobFlowSteps and ListCommands / ListSteps.
+SEND_LIST_LAG = timedelta(minutes=2)
+MAX_LAUNCHES = 2  # clusters of one incident that ended on their own before LAUNCH gives up
+
+
+class NotListedYet(Exception):
+    """A send with no recorded outcome is not listed yet: wait before sending again."""
 
 
 def snapshot(run: Run) -> Outcome:
@@ -75,7 +82,11 @@ def launch(run: Run) -> Outcome:
     predecessor, or a botocore-level resend) may have launched: by the id an earlier settled
     intent recorded, then by the incident tag. A send whose outcome nobody saw (a crash, a
     timeout, a lease lost after the intent was written) is given ``LAUNCH_LIST_LAG`` for
-    EMR's eventually consistent ListClusters to show it before anything is resent."""
+    EMR's eventually consistent ListClusters to show it before anything is resent.
+
+    Among the incident's clusters a live one is kept (the oldest live, so every invocation
+    picks the same); ended ones are ignored. Only ended ones (a lost send whose cluster
+    died at once) is a resend after the same settle window, at most ``MAX_LAUNCHES`` sends."""
     inc = run.inc
     assert inc.spec is not None
     emr = Emr(run.aws)
@@ -87,19 +98,27 @@ def launch(run: Run) -> Outcome:
     for intent in sent:  # launched earlier, maybe not listed yet: describe needs no list
         launched = str((intent.get("outcome") or {}).get("JobFlowId") or "")
         if launched and launched not in known:
-            found.append(emr.describe_cluster(launched))
+            found.append(emr.describe_launched(launched))
             known.add(launched)
     how = "adopted (launched earlier for this incident)"
-    if not found:
+    live = [c for c in found if emr_ops.cluster_state(c) not in emr_ops.ENDED_STATES]
+    dead = [c for c in found if emr_ops.cluster_state(c) in emr_ops.ENDED_STATES]
+    if not live:
+        if len(dead) >= MAX_LAUNCHES:
+            return Fail("every cluster launched for this incident ended: " + "; ".join(
+                f"{c['Id']} {emr_ops.cluster_state(c)}" + (f" ({emr_ops.state_reason(c)})" if emr_ops.state_reason(c)
+                                                          else "") for c in dead))
         unsettled = [i for i in sent if i.get("status") in ("pending", "unknown")]
         if unsettled and not run.dry_run:
             waited = run.now() - parse_iso(str(unsettled[-1]["at"]))
             if waited < LAUNCH_LIST_LAG:
                 return Wait(f"RunJobFlow was sent at {unsettled[-1]['at']} with no recorded outcome; waiting "
-                            f"for EMR to list a cluster tagged {inc.id} before any resend "
+                            f"for EMR to list a live cluster tagged {inc.id} before any resend "
                             f"({waited.total_seconds():.0f} of {LAUNCH_LIST_LAG.total_seconds():.0f} s)")
-            inc.notes.append(f"RunJobFlow of {unsettled[-1]['at']} left no cluster after "
+            inc.notes.append(f"RunJobFlow of {unsettled[-1]['at']} left no live cluster after "
                              f"{waited.total_seconds() / 60:.0f} min: sent again")
+        for gone in dead:
+            inc.notes.append(f"{gone['Id']} (launched for this incident) is {emr_ops.cluster_state(gone)}: ignored")
         try:  # secrets are opened only for this call; its record keeps the sealed form
             launched = emr_ops.run_job_flow(run.aws, inc.spec)
         except sealed.SealError as exc:
@@ -107,10 +126,12 @@ def launch(run: Run) -> Outcome:
         how = "launched"
         found = [] if run.dry_run else emr_ops.tagged_clusters(emr, inc.id, name, since)
         if launched not in {str(c["Id"]) for c in found}:  # ListClusters may lag behind RunJobFlow
-            found = [*found, emr.describe_cluster(launched)]
-    found = sorted(found, key=emr_ops.launch_order)
-    keep = str(found[0]["Id"])
-    for extra in found[1:]:
+            found = [*found, emr.describe_launched(launched)]
+        live = [c for c in found if emr_ops.cluster_state(c) not in emr_ops.ENDED_STATES] or \
+            [c for c in found if str(c["Id"]) == launched]
+    live = sorted(live, key=emr_ops.launch_order)
+    keep = str(live[0]["Id"])
+    for extra in live[1:]:
         inc.notes.append(f"duplicate launch {extra['Id']}: " +
                          emr_ops.terminate(emr, str(extra["Id"]), allow_protected=True))
     inc.new = {"cluster_id": keep, "launched_at": iso(run.now()),
@@ -360,7 +381,10 @@ def restart(run: Run) -> Outcome:
     r = inc.restart
     assert r is not None
     if not r.get("sent_at"):
-        found = _restart_already_sent(run, r)
+        try:
+            found = _restart_already_sent(run, r)
+        except NotListedYet as exc:
+            return Wait(str(exc))
         if found is None:
             r.update(_send_restart(run, rung, r), sent_at=iso(run.now()))
         else:
@@ -412,21 +436,43 @@ def _restart_already_sent(run: Run, r: dict[str, Any]) -> dict[str, Any] | None:
     if done:
         key = "command_id" if r["via"] == "ssm" else "step_id"
         return {key: str(done[-1]["outcome"]["id"])}
-    if not inc.intents_for(call):
+    unsettled = [i for i in inc.intents_for(call) if i.get("status") in ("pending", "unknown")]
+    if not unsettled:
         return None
     if r["via"] == "ssm":
         for cmd in Ssm(run.aws).commands(r["instance_id"]):
             if cmd.get("Comment") == f"sentinel {inc.id}"[:100]:
                 return {"command_id": str(cmd["CommandId"])}
-        return None
-    for step in Emr(run.aws).list_steps(r["cluster_id"]):
-        if step.get("Name") == _step_name(inc.id):
-            return {"step_id": str(step["Id"])}
+    else:
+        for step in Emr(run.aws).list_steps(r["cluster_id"]):
+            if step.get("Name") == _step_name(inc.id):
+                return {"step_id": str(step["Id"])}
+    # Sent with no recorded outcome and not listed: ListCommands (like ListClusters) lags
+    # behind a send. Give it a settle window before sending again, as LAUNCH does.
+    waited = run.now() - parse_iso(str(unsettled[-1]["at"]))
+    if waited < SEND_LIST_LAG and not run.dry_run:
+        raise NotListedYet(f"{call} was sent at {unsettled[-1]['at']} with no recorded outcome; waiting for it to "
+                           f"be listed before any resend ({waited.total_seconds():.0f} of "
+                           f"{SEND_LIST_LAG.total_seconds():.0f} s)")
+    inc.notes.append(f"{call} of {unsettled[-1]['at']} was not listed after {waited.total_seconds():.0f} s: sent again")
     return None
 
 
 def _restart_status(run: Run, r: dict[str, Any]) -> tuple[str, str]:
-    """("done" | "failed" | "running", what AWS says)."""
+    """("done" | "failed" | "running", what AWS says). A command SSM does not show yet
+    (``InvocationDoesNotExist`` right after SendCommand, documented) or a throttled or failed
+    poll is still running as far as anyone knows: the rung's ``timeout_min`` bounds it."""
+    try:
+        return _restart_status_once(run, r)
+    except AwsError as exc:
+        if not exc.transient:
+            raise
+        what = f"command {r.get('command_id')}" if r["via"] == "ssm" else f"step {r.get('step_id')}"
+        return "running", f"{what} not visible yet ({exc.code})" if exc.not_visible else \
+            f"{what} status unknown ({exc.code}, transient)"
+
+
+def _restart_status_once(run: Run, r: dict[str, Any]) -> tuple[str, str]:
     if r["via"] == "ssm":
         inv = Ssm(run.aws).invocation(r["command_id"], r["instance_id"])
         status = str(inv.get("Status"))

@@ -22,16 +22,16 @@ from monitor.notify import Notifier
 from monitor.state.base import TargetState
 from monitor.state.readonly import ReadOnlyStore
 from recover import sealed
-from recover.calls import TRANSIENT_CODES
 from recover.context import RecoveryContext
 from recover.runbook import build_plan
 
 PLAN_DEADLINE_S = 120.0
 
 
-# A read that failed with one of these says nothing about the plan, only that AWS could not
-# be read (network, timeout, throttling, credentials): sentinel cannot judge, exit 3.
-UNREADABLE_CODES = TRANSIENT_CODES | {
+# A read that failed with a transient fault (network, timeout, throttling: monitor.faults) or
+# one of these says nothing about the plan, only that AWS could not be read (credentials):
+# sentinel cannot judge, exit 3.
+UNREADABLE_CODES = {
     "AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "UnrecognizedClientException",
     "InvalidClientTokenId", "ExpiredToken", "ExpiredTokenException", "NoCredentialsError",
 }
@@ -40,7 +40,8 @@ UNREADABLE_CODES = TRANSIENT_CODES | {
 def aws_unreadable(plan: dict[str, Any]) -> list[str]:
     """The reads (sent, not changing) that failed because AWS could not be read."""
     return [f"{c['call']}: {c['error']}" for c in plan.get("calls") or []
-            if c.get("sent") and not c.get("mutating") and c.get("error") in UNREADABLE_CODES]
+            if c.get("sent") and not c.get("mutating") and c.get("error")
+            and (c.get("fault") == "transient" or c.get("error") in UNREADABLE_CODES)]
 
 
 def plan_for(services: Any, target: Any, *, deadline: Deadline | None = None) -> dict[str, Any]:

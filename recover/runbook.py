@@ -10,9 +10,10 @@ Guarantees, and what gives them:
   condition on every state write (a :class:`~recover.run.Stop` ends the call at once), and
   the incident tag that LAUNCH looks for before launching;
 - resumable: each phase is idempotent and its result is persisted before the next one;
-- bounded: budget (start), ``launch_timeout_min`` (WAIT_READY), verify timeouts, and a
-  limit on transient errors per phase; then FAILED → rollback → ESCALATED (page, and the
-  policy blocks automation until ``sentinel ack``);
+- bounded: budget (start), ``launch_timeout_min`` (WAIT_READY), verify timeouts, a limit on
+  internal errors per phase, and transient AWS faults retried for at most twice the phase's
+  stall limit; then FAILED → rollback → ESCALATED (page, and the policy blocks automation
+  until ``sentinel ack``);
 - dry run: the same functions with the mutating AWS calls recorded instead of made.
 """
 
@@ -26,18 +27,18 @@ from typing import Any
 from monitor.clock import iso, parse_iso
 from monitor.config import Recovery, RestartRung
 from monitor.errors import SentinelError
+from monitor.faults import AwsError
 from monitor.policy import active_silence, recoveries_in_window, start_blockers, usable_rungs
 from monitor.runner import check_budget
 from monitor.state.base import Event, TargetState
 from monitor.state.readonly import ReadOnlyStore
 from recover import messages
-from recover.calls import AwsError
 from recover.context import RecoveryContext, RecoveryResult
 from recover.incident import ORDER, RESTART_PHASES, TERMINAL, Incident, Phase, next_phase
 from recover.phases import PHASES, VERIFY_TIMEOUT, sweep
 from recover.run import Escalate, Fail, Next, Outcome, Run, Stop, Wait
 
-MAX_TRANSIENT_ERRORS = 5  # consecutive transient errors (throttling, 5xx, bugs) in one phase → FAILED
+MAX_TRANSIENT_ERRORS = 5  # consecutive internal errors (bugs) in one phase → FAILED
 MIN_PHASE_BUDGET_S = 5.0  # do not start a phase with less time than this left in the invocation
 KEEP_RECOVERIES = 50
 INFO_PHASES = frozenset({Phase.LAUNCH, Phase.WAIT_READY, Phase.REPOINT, Phase.RETIRE_OLD, Phase.RESTART})
@@ -374,8 +375,27 @@ def _sweep(run: Run) -> None:
 
 
 def _on_error(run: Run, phase: Phase, exc: Exception, *, transient: bool) -> Outcome:
+    """A phase raised. The fault contract (monitor.faults) decides:
+
+    - a transient or not-yet-visible AWS answer never fails the phase (nor climbs a rung,
+      escalates or spends a budget): the phase waits and is retried on a later tick, until it
+      has been stuck for twice its stall limit (the stall page went out at one limit: a person
+      knows), which is no longer one bad answer;
+    - anything else that is not an AWS error is a bug: retried a few times (it must not loop
+      forever), then the phase fails;
+    - a final AWS answer fails the phase.
+    """
     what = str(exc) if isinstance(exc, AwsError) else f"internal error {type(exc).__name__}: {exc}"
-    if transient and not run.dry_run and run.inc.transient_errors + 1 < MAX_TRANSIENT_ERRORS:
+    if isinstance(exc, AwsError) and exc.transient and not run.dry_run:
+        stuck = run.now() - parse_iso(run.inc.phase_started_at)
+        limit = 2 * stall_limit(run.rctx, run.inc)
+        if stuck <= limit:
+            kind = "not visible yet" if exc.not_visible else "transient"
+            return Wait(f"{what} ({kind}: retried on the next tick; {phase.value} has waited "
+                        f"{stuck.total_seconds() / 60:.0f} of {limit.total_seconds() / 60:.0f} min)")
+        return Fail(f"{phase.value}: {what} (AWS kept failing for {stuck.total_seconds() / 60:.0f} min)")
+    if transient and not isinstance(exc, AwsError) and not run.dry_run \
+            and run.inc.transient_errors + 1 < MAX_TRANSIENT_ERRORS:
         run.inc.transient_errors += 1
         return Wait(f"{what} (attempt {run.inc.transient_errors} of {MAX_TRANSIENT_ERRORS}; retried next tick)")
     if phase is Phase.FAILED:  # rollback itself keeps failing: escalate with what is known

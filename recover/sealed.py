@@ -50,6 +50,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from monitor.errors import SentinelError
+from monitor.faults import AwsError, translate
 
 if TYPE_CHECKING:
     from recover.calls import AwsCalls
@@ -214,14 +215,20 @@ def _encrypt(kms: Any, key_id: str, target: str, value: str, label: str) -> str:
 
         blob = Kms(kms).encrypt(key_id, value.encode("utf-8"), encryption_context(target))
     except Exception as exc:  # never include the request (the secret) in the message
-        raise SealError(f"{label}: KMS Encrypt with {key_id} failed ({_code(exc)})") from None
+        raise _kms_failure(exc, "encrypt", f"{label}: KMS Encrypt with {key_id} failed") from None
     return f"{SEALED_PREFIX}{target}:{base64.b64encode(blob).decode('ascii')}"
 
 
-def _code(exc: Exception) -> str:
-    from monitor.aws import error_code
-
-    return error_code(exc) or type(exc).__name__
+def _kms_failure(exc: Exception, op: str, what: str) -> Exception:
+    """A KMS error as the fault contract says: a transient one (throttled, KMS internal error,
+    dependency timeout) is an :class:`~monitor.faults.AwsError` the phase waits out and
+    retries; a final one (key disabled, wrong ciphertext) is a :class:`SealError`, which fails
+    the phase. Neither message carries the request (the secret)."""
+    err = translate(exc, "kms", op)
+    if err.transient:
+        return AwsError("kms", op, err.code, f"{what} ({err.code}, transient: retried on a later tick)",
+                        fault=err.fault)
+    return SealError(f"{what} ({err.code})")
 
 
 # ------------------------------------------------------------------ unseal
@@ -286,7 +293,7 @@ def _decrypt(kms: Any, value: str, label: str) -> str:
 
         plain = Kms(kms).decrypt(blob, encryption_context(target))
     except Exception as exc:
-        raise SealError(f"{label}: KMS Decrypt failed ({_code(exc)}; sealed for target {target!r})") from None
+        raise _kms_failure(exc, "decrypt", f"{label}: KMS Decrypt failed (sealed for target {target!r})") from None
     return bytes(plain).decode("utf-8")
 
 

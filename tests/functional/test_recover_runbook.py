@@ -322,23 +322,26 @@ def test_kerberos_cluster_cannot_be_cloned_and_nothing_is_launched(fake_checks: 
 
 # ---------------------------------------------------------------------------- guardrails
 
-def test_transient_errors_are_retried_on_later_ticks_then_fail(h: Harness, world: World) -> None:
+def test_transient_errors_are_waited_out_and_spend_nothing(h: Harness, world: World) -> None:
     start(h)
     finish_setup(world)
     with FailCalls(world.clients, "emr", "ListSteps", times=2):
-        assert advance(h)["phase"] == "WAIT_READY"
-        assert incident(h)["transient_errors"] == 1
+        report = advance(h)
+        assert report["phase"] == "WAIT_READY" and "transient: retried on the next tick" in report["waiting"]
+        assert incident(h)["transient_errors"] == 0  # a transient AWS answer is not counted toward failing
         assert advance(h)["phase"] == "WAIT_READY"
         assert advance(h)["phase"] == "DONE"
-    assert incident(h)["transient_errors"] == 0
+    assert len(h.store.get(TARGET).recoveries) == 1
 
 
-def test_persistent_throttling_ends_in_rollback(h: Harness, world: World) -> None:
+def test_persistent_throttling_ends_in_rollback_after_twice_the_stall_limit(h: Harness, world: World) -> None:
     start(h)
     [new] = new_clusters(world)
-    with FailCalls(world.clients, "emr", "ListSteps", times=99):
-        for _ in range(4):
+    with FailCalls(world.clients, "emr", "ListSteps", times=999):
+        for _ in range(10):  # many failing ticks within the limit: still waiting
             assert advance(h)["phase"] == "WAIT_READY"
+            h.clock.advance(minutes=10)
+        h.clock.advance(minutes=20)  # WAIT_READY's stall limit is 45 + 10 min: twice that is 110 min
         assert advance(h)["phase"] == "ESCALATED"
     assert "ThrottlingException" in incident(h)["failed"]["error"]
     assert _describe(world, new)["Status"]["State"] == "TERMINATED"
