@@ -20,7 +20,8 @@ from monitor import policy, queue
 from monitor.clock import iso, parse_iso
 from monitor.config import Target, recovery_gaps
 from monitor.errors import ConflictError, LeaseHeld, StateError
-from monitor.notify import Message, PageFacts
+from monitor.notify import MAX_PENDING, Message, PageFacts, pending_entry
+from monitor.outages import STATE_TABLE, OutageLedger
 from monitor.report import TargetReport, TickReport
 from monitor.runner import run_checks
 from monitor.runtime import Invocation
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("sentinel.cycle")
 
 LEASE_SLACK_S = 30.0
+STATE_OUTAGE = STATE_TABLE  # the outage key of the state table (monitor.outages)
 TICK_ACTIONS = ("tick", "check", "recover", "abort")
 
 
@@ -76,6 +78,7 @@ def run_tick(
         _report_orphans(inv, report)
     if action == "tick" and not inv.dry_run and inv.due_at is None:  # queued ticks: the dispatcher beats
         inv.metrics.put("Heartbeat", 1)
+    page_outages(inv, report)
     return _finish(inv, report, started)
 
 
@@ -103,17 +106,64 @@ def _report_orphans(inv: Invocation, report: TickReport) -> None:
             if (state.last_page or {}).get("kind") == "orphaned":
                 continue
             now = inv.services.clock.now()
+            msg = inv.notifier.page(name, "incident-orphaned", f"incident {inc.get('id')} orphaned in {inc.get('phase')}",
+                                    f"Target {name} was removed from the config while incident {inc.get('id')} was in "
+                                    f"{inc.get('phase')}. Nothing advances or rolls it back now: clusters and routing "
+                                    "may be half-moved.\n\nNext:\n  put the target back in the config, then\n"
+                                    f"  sentinel abort --target {name} --reason \"target removed\"")
+            if not msg.delivered:  # not recorded as paged: the next full tick pages again
+                inv.unkept_pages.append(msg)
+                continue
             store.put(name, replace(state, last_page={"kind": "orphaned", "at": iso(now)}), lease=None, now=now,
                       events=[Event(iso(now), "orphaned", "target removed from the config during an incident",
                                     dict(inc), "sentinel")])
-            inv.notifier.page(name, "incident-orphaned", f"incident {inc.get('id')} orphaned in {inc.get('phase')}",
-                              f"Target {name} was removed from the config while incident {inc.get('id')} was in "
-                              f"{inc.get('phase')}. Nothing advances or rolls it back now: clusters and routing "
-                              "may be half-moved.\n\nNext:\n  put the target back in the config, then\n"
-                              f"  sentinel abort --target {name} --reason \"target removed\"")
+
+
+def page_outages(inv: Invocation, report: TickReport) -> None:
+    """One page per outage of sentinel's own dependencies seen by this invocation (the state
+    table; a stall whose marker could not be written), deduplicated across invocations by
+    the outage ledger (monitor.outages), naming how many targets are affected."""
+    if inv.dry_run or not inv.outages.seen:
+        return
+    ledger = OutageLedger(inv.services.clients, inv.config.state_table)
+    now = inv.services.clock.now()
+    for key, seen in sorted(inv.outages.seen.items()):
+        verdict = ledger.decide(key, list(seen["targets"]), now)
+        names = verdict.targets or list(seen["targets"])
+        report.data = {**(report.data or {}), "outages": {**(report.data or {}).get("outages", {}),
+                                                          key: {"paged": verdict.page, "why": verdict.why,
+                                                                "targets": names, "since": verdict.first_at}}}
+        if not verdict.page:
+            continue
+        subject, body, kind, target = _outage_text(inv, key, seen, names, verdict)
+        since = parse_iso(verdict.first_at) if verdict.first_at else now
+        inv.notifier.note(target, PageFacts(failed=str(seen["error"])[:300], since=since, since_label="Outage since"))
+        msg = inv.notifier.page(target, kind, subject, body)
+        if not msg.delivered:  # the next invocation that sees the outage pages it again
+            ledger.unpaged(key)
+            inv.unkept_pages.append(msg)
+
+
+def _outage_text(inv: Invocation, key: str, seen: dict[str, Any], names: list[str],
+                 verdict: Any) -> tuple[str, str, str, str]:
+    if seen.get("subject"):
+        return str(seen["subject"]), str(seen["body"]), str(seen.get("kind") or "recovery-stalled"), names[0]
+    table = inv.config.state_table
+    again = "(reminder) " if verdict.why == "reminder" else ""
+    subject = f"{again}{len(names)} target(s) paused: {table} unreadable or unwritable"
+    body = (f"sentinel cannot read or write its state table '{table}' ({str(seen['error'])[:300]}).\n"
+            f"Targets affected so far ({len(names)}): {', '.join(names)}.\n"
+            "No automatic action is taken for them until the table works (fail closed); checks still run and "
+            "their results are in the function's reports and metrics.\n"
+            "This is paged once per outage, then at most hourly, whatever the number of targets and ticks.\n\n"
+            f"Next:\n  check the DynamoDB table '{table}' (throttling, item size, IAM) and the function's role.")
+    return subject, body, "state-unreadable", "state-table"
 
 
 def _finish(inv: Invocation, report: TickReport, started: float) -> TickReport:
+    undelivered = sum(t.pages_pending for t in report.targets) + len(inv.unkept_pages)
+    if undelivered and not inv.dry_run:
+        inv.metrics.put("PagesNotDelivered", undelivered, "Count", service="sentinel")
     report.finished_at = iso(inv.services.clock.now())
     report.duration_ms = (time.monotonic() - started) * 1000
     report.notifications = [m.to_dict() for m in inv.notifier.sent]
@@ -165,6 +215,10 @@ class TargetTick:
         try:
             return self._run_locked()
         finally:
+            try:
+                self._keep_undelivered()
+            except Exception:  # never let bookkeeping hide the tick's own outcome
+                log.exception("keeping undelivered pages failed", extra={"target": name})
             if self.lease is not None:
                 with contextlib.suppress(StateError):  # it expires by itself
                     self._lease_store.release_lease(self.lease)
@@ -177,6 +231,7 @@ class TargetTick:
                 return self._check_without_state(exc)
             return self._state_unreadable(exc)
         self.rep.state_version = state.version
+        state = self._deliver_pending(state)
         self.last_results = list(state.last_results)
         not_needed = queue.not_needed(self.inv, state, self.clock.now())
         if not_needed:
@@ -230,6 +285,55 @@ class TargetTick:
         result = capture_last_known_good(self._recovery_context(), cluster_id=cluster.get("id"))
         if result.get("captured"):
             self.rep.actions.append(f"last known good spec saved ({result.get('reason', '')})")
+
+    # ------------------------------------------------------------------ pages SNS refused
+    def _deliver_pending(self, state: TargetState) -> TargetState:
+        """Pages kept from earlier ticks go first: SNS may take them now. Each is marked late
+        and carries its original time. Dropped from the state only once SNS accepted it (a
+        failed write sends it again next tick: a copy, never a loss)."""
+        if not state.pending_pages or self.read_only:
+            self.rep.pages_pending = len(state.pending_pages)
+            return state
+        left: list[dict[str, Any]] = []
+        for entry in state.pending_pages:
+            msg = self.inv.notifier.redeliver(self.target.name, entry)
+            if not msg.delivered:
+                left.append({**entry, "attempts": msg.attempts, "error": msg.error})
+        sent = len(state.pending_pages) - len(left)
+        self.rep.pages_pending = len(left)
+        if sent:
+            self.rep.actions.append(f"{sent} page(s) SNS refused earlier delivered late")
+            try:
+                state = self.store.put(self.target.name, replace(state, pending_pages=left), lease=self.lease,
+                                       now=self.clock.now())
+            except (ConflictError, StateError) as exc:
+                self.rep.notes.append(f"late pages sent, but not cleared from the state ({exc}): sent again next tick")
+        return state
+
+    def _keep_undelivered(self) -> None:
+        """This tick's pages that SNS refused are kept in the target's state and retried by
+        every later tick; when the state cannot be written they stay in this invocation's
+        report and its PagesNotDelivered metric."""
+        if self.read_only:
+            return
+        fresh = [m for m in self.inv.notifier.undelivered(self.target.name) if not m.pending_id]
+        if not fresh:
+            return
+        try:
+            state = self._lease_store.get(self.target.name)
+            kept = [*state.pending_pages, *(pending_entry(m) for m in fresh)]
+            if len(kept) > MAX_PENDING:
+                self.rep.notes.append(f"{len(kept) - MAX_PENDING} oldest undelivered page(s) dropped "
+                                      f"(at most {MAX_PENDING} are kept)")
+                kept = kept[-MAX_PENDING:]
+            self._lease_store.put(self.target.name, replace(state, pending_pages=kept), lease=self.lease,
+                                  now=self.clock.now())
+            self.rep.pages_pending = len(kept)
+            self.rep.actions.append(f"{len(fresh)} page(s) SNS refused kept; every tick retries them")
+        except (ConflictError, StateError) as exc:
+            self.inv.unkept_pages.extend(fresh)
+            self.rep.notes.append(f"{len(fresh)} page(s) SNS refused could not be kept in the state ({exc}): "
+                                  "they are in this report's notifications and PagesNotDelivered")
 
     # ------------------------------------------------------------------ checks
     def run_checks(self, names: Sequence[str], endpoint: EndpointOverride | None) -> list[CheckResult]:
@@ -386,11 +490,9 @@ class TargetTick:
             except Exception as check_exc:
                 self.rep.error += f"; checks not run ({type(check_exc).__name__})"
         self.inv.metrics.put("TargetStatus", int(Status.UNKNOWN), "None", target=self.target.name)
-        if not self.read_only:
-            self._send("page", "state-unreadable", "state store unreadable: automation stopped",
-                       f"sentinel cannot read or write its state table ({exc}).\nNo automatic action is "
-                       f"taken until it can (fail closed).\n\nNext:\n  check the DynamoDB table "
-                       f"'{self.inv.config.state_table}' and the function's IAM role.")
+        if not self.read_only:  # one page per outage for every target it hits (run_tick's end)
+            self.inv.outages.note(STATE_OUTAGE, self.target.name, str(exc))
+            self.rep.actions.append("state table outage noted: paged once per outage, not per target")
         return self.rep
 
     # ------------------------------------------------------------------ recovery
@@ -403,6 +505,7 @@ class TargetTick:
             lease=self.lease, clock=self.clock, deadline=self.deadline, resolver=svc.resolver,
             notifier=self.inv.notifier, metrics=self.inv.metrics, run_checks=self.run_checks,
             dry_run=self.inv.dry_run or self.target.recovery.dry_run, requested_by=self.inv.requested_by,
+            outages=self.inv.outages,
         )
 
     def _start_recovery(self, state: TargetState, decision: policy.Decision) -> None:
@@ -448,6 +551,8 @@ class TargetTick:
         return self._recovery_done(result.state, result.report)
 
     def _recovery_done(self, state: TargetState, report: dict[str, Any]) -> TargetReport:
+        if report.get("store_failed"):
+            self.inv.outages.note(STATE_OUTAGE, self.target.name, str(report["store_failed"]))
         self.rep.recovery = report
         self.rep.state_version = state.version
         state = queue.after_advance(self, state)

@@ -4,6 +4,10 @@ Every message says what happened, what sentinel did, and what to run next. Text 
 redactor (known secret values → ``****``) before it leaves the process; a failed publish
 never fails the tick: it is recorded in the report and logged.
 
+A page SNS did not accept is not lost: :meth:`Notifier.undelivered` hands it to the tick, which
+keeps it in the target's state (``pending_pages``, :func:`pending_entry`) and retries it on every
+later tick with :meth:`Notifier.redeliver`, marked late and carrying its original time.
+
 Every message also ends with the same "at a glance" block, added here and nowhere else, so a
 new message kind gets it without anyone remembering to: the target, what failed, since when
 (in ``notify.timezone`` and in UTC: on-call thinks in local time, logs and AWS speak UTC), what
@@ -14,6 +18,7 @@ default for kinds it does not list).
 from __future__ import annotations
 
 import threading
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
@@ -37,10 +42,32 @@ class Message:
     kind: str  # e.g. "confirmed", "unknown", "state-unreadable", "recovery-started"
     delivered: bool = False
     error: str | None = None
+    at: str | None = None  # when it was first sent (ISO); a late delivery keeps the original
+    pending_id: str | None = None  # set on a redelivery of a kept page
+    attempts: int = 1
 
     def to_dict(self) -> dict[str, Any]:
-        return {"severity": self.severity, "target": self.target, "kind": self.kind,
-                "subject": self.subject, "delivered": self.delivered, "error": self.error}
+        out = {"severity": self.severity, "target": self.target, "kind": self.kind,
+               "subject": self.subject, "delivered": self.delivered, "error": self.error}
+        if self.pending_id:
+            out.update(late=True, first_at=self.at, attempts=self.attempts)
+        return out
+
+    @property
+    def retryable(self) -> bool:
+        """A page SNS refused (not a dry run, not a missing topic): keep it and send it again."""
+        return self.severity == "page" and not self.delivered and (self.error or "").startswith("sns publish failed")
+
+
+MAX_PENDING = 20  # pages kept per target; beyond it the oldest is dropped (and said in the next)
+MAX_PENDING_BODY = 6000  # characters of a kept page's body (DynamoDB items stay small)
+
+
+def pending_entry(msg: Message) -> dict[str, Any]:
+    """What the target's state keeps of an undelivered page (``TargetState.pending_pages``)."""
+    return {"id": msg.pending_id or uuid.uuid4().hex[:12], "kind": msg.kind, "severity": msg.severity,
+            "subject": msg.subject, "body": msg.body[:MAX_PENDING_BODY], "first_at": msg.at,
+            "attempts": msg.attempts, "error": msg.error}
 
 
 @dataclass(frozen=True)
@@ -157,6 +184,27 @@ class Notifier:
         with self._lock:
             self._noted[target] = facts
 
+    def undelivered(self, target: str) -> list[Message]:
+        """This invocation's pages to ``target`` that SNS did not take (redeliveries included)."""
+        with self._lock:
+            return [m for m in self.sent if m.target == target and m.retryable]
+
+    def redeliver(self, target: str, entry: dict[str, Any]) -> Message:
+        """Send a kept page again, marked late, with its original time."""
+        first = _parse(entry.get("first_at"))
+        attempts = int(entry.get("attempts") or 1) + 1
+        first_text = when(first, self.tz) if first else "an earlier tick"
+        body = (f"Delivered late: first sent at {first_text}; SNS did not accept it then "
+                f"({entry.get('error') or 'unknown error'}). Attempt {attempts}.\n\n{entry.get('body', '')}")
+        subject = str(entry.get("subject") or "")
+        if "(late)" not in subject:
+            subject = subject.replace("] ", "] (late) ", 1)
+            subject = subject if len(subject) <= 100 else subject[:97] + "..."
+        msg = Message("page" if entry.get("severity") != "info" else "info", target, subject, body,
+                      str(entry.get("kind") or "page"), at=entry.get("first_at"),
+                      pending_id=str(entry.get("id") or ""), attempts=attempts)
+        return self._publish(msg)
+
     def page(self, target: str, kind: str, subject: str, body: str) -> Message:
         return self._send(Message("page", target, subject, self._with_glance(target, kind, body), kind))
 
@@ -193,6 +241,10 @@ class Notifier:
     def _send(self, msg: Message) -> Message:
         msg.subject = self._redact(_subject(msg))
         msg.body = self._redact(msg.body)
+        msg.at = _iso(self._now())
+        return self._publish(msg)
+
+    def _publish(self, msg: Message) -> Message:
         topic = self.page_topic_arn if msg.severity == "page" else (self.info_topic_arn or None)
         if topic is None:
             msg.error = "no info_topic_arn configured"
@@ -200,16 +252,15 @@ class Notifier:
             msg.error = "dry run: not sent"
         else:
             try:
-                self._sns.publish(
-                    TopicArn=topic,
-                    Subject=msg.subject,
-                    Message=msg.body,
-                    MessageAttributes={
-                        "target": {"DataType": "String", "StringValue": msg.target},
-                        "kind": {"DataType": "String", "StringValue": msg.kind},
-                        "severity": {"DataType": "String", "StringValue": msg.severity},
-                    },
-                )
+                attributes = {
+                    "target": {"DataType": "String", "StringValue": msg.target},
+                    "kind": {"DataType": "String", "StringValue": msg.kind},
+                    "severity": {"DataType": "String", "StringValue": msg.severity},
+                }
+                if msg.pending_id:
+                    attributes["late"] = {"DataType": "String", "StringValue": "true"}
+                self._sns.publish(TopicArn=topic, Subject=msg.subject, Message=msg.body,
+                                  MessageAttributes=attributes)
                 msg.delivered = True
             except Exception as exc:
                 msg.error = f"sns publish failed ({error_code(exc)})"
@@ -220,6 +271,10 @@ class Notifier:
         if self.on_send is not None:
             self.on_send(msg)
         return msg
+
+
+def _iso(ts: datetime) -> str:
+    return ts.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def _subject(msg: Message) -> str:

@@ -26,9 +26,11 @@ class TargetReport:
     # Facts about this run that do not change its verdict (e.g. ``check`` with the state table
     # unreadable): shown, never turned into an exit code.
     notes: list[str] = field(default_factory=list)
+    # Pages to this target SNS has not accepted yet, kept in its state and retried every tick.
+    pages_pending: int = 0
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "target": self.target,
             "status": self.status.name,
             "checks": [c.to_dict() for c in self.checks],
@@ -40,6 +42,9 @@ class TargetReport:
             "state_version": self.state_version,
             "notes": self.notes,
         }
+        if self.pages_pending:
+            out["pages_pending"] = self.pages_pending
+        return out
 
 
 @dataclass

@@ -13,7 +13,8 @@ from checks.base import ClientSource
 from monitor.clock import Clock, SystemClock
 from monitor.config import Config
 from monitor.metrics import MetricsRecorder
-from monitor.notify import Notifier, PageFacts, facts_from_state
+from monitor.notify import Message, Notifier, PageFacts, facts_from_state
+from monitor.outages import OutageNotes
 from monitor.resolve import HostResolver
 from monitor.secrets import SecretResolver
 from monitor.state.base import StateStore
@@ -72,6 +73,12 @@ class Invocation:
     due_at: datetime | None = None
     # The queued message's ``kind`` (monitor.queue.KINDS); a probe can be skipped as not needed.
     queued_kind: str | None = None
+    # Outages of sentinel's own dependencies seen by this invocation: paged once at its end
+    # (monitor.outages), not once per target.
+    outages: OutageNotes = field(default_factory=OutageNotes)
+    # Pages SNS refused that could not be kept in their target's state either (it cannot be
+    # written): counted in PagesNotDelivered and listed in the report.
+    unkept_pages: list[Message] = field(default_factory=list)
 
     @property
     def config(self) -> Config:

@@ -12,6 +12,7 @@ from monitor.clock import Clock
 from monitor.config import Config, Target
 from monitor.metrics import MetricsRecorder
 from monitor.notify import Notifier
+from monitor.outages import OutageNotes
 from monitor.resolve import HostResolver
 from monitor.state.base import Lease, StateStore, TargetState
 
@@ -36,6 +37,9 @@ class RecoveryContext:
     dry_run: bool = False
     requested_by: str | None = None
     log: Callable[..., None] = field(default=lambda *a, **k: None)
+    # The invocation's outage notes (monitor.outages): a page that needs a state write it
+    # cannot make (the stall marker) is paged through them, once per outage. None: paged at once.
+    outages: OutageNotes | None = None
 
 
 @dataclass

@@ -58,7 +58,7 @@ def tagged_clusters(emr: Emr, incident_id: str, name: str, created_after: dateti
     for summary in emr.list_clusters(created_after=created_after):
         if summary.get("Name") != name:
             continue
-        cluster = emr.describe_cluster(str(summary["Id"]))
+        cluster = emr.describe_launched(str(summary["Id"]))  # listed a moment ago: maybe not describable yet
         if has_incident_tag(cluster, incident_id):
             found.append(cluster)
     return sorted(found, key=launch_order)
@@ -86,7 +86,7 @@ class Readiness:
 
 def readiness(emr: Emr, cluster_id: str, *, fleet: bool) -> Readiness:
     """WAIT_READY's judgement: WAITING/RUNNING, every step COMPLETED, a running master."""
-    cluster = emr.describe_cluster(cluster_id)
+    cluster = emr.describe_launched(cluster_id)
     state = cluster_state(cluster)
     if state in ENDED_STATES:
         why = state_reason(cluster)

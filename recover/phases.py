@@ -32,7 +32,7 @@ LAUNCH_SEARCH_SLACK = timedelta(hours=1)  # clock skew margin when looking for o
 # (eventually consistent: seconds to a minute in practice) before the runbook sends it again.
 LAUNCH_LIST_LAG = timedelta(minutes=5)
 # The same for SendCommand / AddJobFlowSteps and ListCommands / ListSteps.
-SEND_LIST_LAG = timedelta(minutes=2)
+SEND_LIST_LAG = timedelta(minutes=5)
 MAX_LAUNCHES = 2  # clusters of one incident that ended on their own before LAUNCH gives up
 
 

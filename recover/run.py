@@ -55,6 +55,10 @@ class Stop(Exception):
     """Lost the race (ConflictError) or the store failed: stop at once, change nothing more."""
 
 
+class StoreFailed(Stop):
+    """The state store failed (not a lost race): an outage of sentinel's own dependency."""
+
+
 class Run:
     def __init__(self, rctx: RecoveryContext, state: TargetState, inc: Incident, *, persist: bool,
                  dry_run: bool) -> None:
@@ -65,6 +69,7 @@ class Run:
         self.aws = AwsCalls(rctx.clients, dry_run=dry_run, fence=self._fence if persist and not dry_run else None)
         self.transitions: list[dict[str, Any]] = []
         self.stopped: str | None = None
+        self.store_failed: str | None = None  # set when a write failed because the store did
         self._counted = 0
 
     @property
@@ -98,7 +103,8 @@ class Run:
         except ConflictError as exc:
             raise Stop(f"state changed under us ({exc}): another invocation owns this incident now") from exc
         except StateError as exc:
-            raise Stop(f"state store failed ({exc}): stopped (fail closed)") from exc
+            self.store_failed = str(exc)
+            raise StoreFailed(f"state store failed ({exc}): stopped (fail closed)") from exc
         log.info("recovery %s", message, extra={"target": self.target, "incident": self.inc.id, "phase": self.inc.phase})
         self.rctx.log("recovery", target=self.target, incident=self.inc.id, phase=self.inc.phase, message=message)
 

@@ -28,6 +28,7 @@ from monitor.clock import iso, parse_iso
 from monitor.config import Recovery, RestartRung
 from monitor.errors import SentinelError
 from monitor.faults import AwsError
+from monitor.outages import STATE_TABLE
 from monitor.policy import active_silence, recoveries_in_window, start_blockers, usable_rungs
 from monitor.runner import check_budget
 from monitor.state.base import Event, TargetState
@@ -78,7 +79,10 @@ def start(rctx: RecoveryContext, state: TargetState, *, reason: str, force: bool
     try:
         run.save(f"recovery {inc.id} started ({inc.strategy}): {reason}", **_budget_use(rec, state, first, now))
     except Stop as exc:
-        return RecoveryResult(state, {"status": "UNKNOWN", "phase": None, "summary": f"recovery not started: {exc}"})
+        report = {"status": "UNKNOWN", "phase": None, "summary": f"recovery not started: {exc}"}
+        if run.store_failed:
+            report["store_failed"] = run.store_failed
+        return RecoveryResult(state, report)
     rctx.metrics.put("RecoveryStarted", 1, "Count", target=target.name)
     rctx.metrics.put("RecoveryPhase", inc.current.number, "None", target=target.name)
     rctx.metrics.put("RemediationRung", first + 1, "None", target=target.name)
@@ -200,13 +204,23 @@ def _stall_check(rctx: RecoveryContext, state: TargetState, inc: Incident) -> tu
     why = inc.last_wait or "no progress recorded"
     if rctx.target.recovery.dry_run:
         why = "recovery.dry_run is true, so the incident does not advance"
+    subject, body = messages.stalled(rctx.target, inc, note, why)
     try:
         state = rctx.store.put(rctx.target.name, replace(state, incident=inc.to_dict()), lease=rctx.lease, now=rctx.clock.now(),
                                events=[Event(iso(rctx.clock.now()), "recovery-stalled", f"{note}: {why}",
                                              {"incident": inc.id, "phase": phase.value}, "sentinel")])
     except SentinelError as exc:
-        return state, f"{note} (stall page not recorded: {exc})"
-    rctx.notifier.page(rctx.target.name, "recovery-stalled", *messages.stalled(rctx.target, inc, note, why))
+        # The marker that makes the stall page go out once cannot be written (writes fail while
+        # reads work: throttled, denied, an item over 400 KB): the page still goes out, once per
+        # outage through the invocation's outage notes (or at once without them).
+        if rctx.outages is None:
+            rctx.notifier.page(rctx.target.name, "recovery-stalled", subject, body)
+        else:
+            rctx.outages.note(f"stall-{rctx.target.name}", rctx.target.name, str(exc), kind="recovery-stalled",
+                              subject=subject, body=body)
+            rctx.outages.note(STATE_TABLE, rctx.target.name, str(exc))
+        return state, f"{note} (stall marker not recorded: {exc}; paged once per outage)"
+    rctx.notifier.page(rctx.target.name, "recovery-stalled", subject, body)
     return state, note
 
 
@@ -518,6 +532,7 @@ def _report(run: Run) -> dict[str, Any]:
         "calls_by_phase": run.aws.by_phase(),
         "not_copied": [str(g.get("field")) for g in inc.not_copied],
         "ttr_s": inc.ttr_s,
+        **({"store_failed": run.store_failed} if run.store_failed else {}),
     }
 
 

@@ -62,6 +62,9 @@ class TargetState:
     # is queued and due until then (ISO); none is queued again before it, so at most one is
     # pending per target (monitor/queue.py).
     recheck_pending_until: str | None = None
+    # Pages SNS has not accepted yet (monitor.notify.pending_entry), oldest first: every tick
+    # sends them again until SNS takes them (a page is never recorded as sent when it was not).
+    pending_pages: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def active_incident(self) -> dict[str, Any] | None:

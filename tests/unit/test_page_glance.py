@@ -24,8 +24,8 @@ PAGE_CALL = re.compile(r'notifier\.page\(\s*[^,()]+,\s*"([a-z-]+)"|_send\(\s*"pa
 
 def page_kinds_in_code() -> set[str]:
     """Every literal page kind in monitor/ and recover/, plus ``unknown`` (sent through a
-    variable in the tick's ``_notify``)."""
-    kinds = {"unknown"}
+    variable in the tick's ``_notify``) and ``state-unreadable`` (through ``page_outages``)."""
+    kinds = {"unknown", "state-unreadable"}
     for path in [*ROOT.glob("monitor/**/*.py"), *ROOT.glob("recover/**/*.py")]:
         for m in PAGE_CALL.finditer(path.read_text()):
             kinds.add(m.group(1) or m.group(2))
