@@ -263,6 +263,41 @@ def tick_until_recovered(w: DemoWorld, *, dies_at: int = 3, max_ticks: int = 9) 
     return reports
 
 
+class RealisticSsm:
+    """SSM Run Command as it answers in production (moto says Success at once): right after
+    SendCommand, GetCommandInvocation answers ``InvocationDoesNotExist`` (documented eventual
+    consistency), then ``InProgress`` while the command runs, then its real status. The
+    restart rung must wait through both, never take them for a failure."""
+
+    def __init__(self, invisible_polls: int = 1, running_polls: int = 1) -> None:
+        self.plan = (invisible_polls, running_polls)
+        self.left = [0, 0]
+
+    def register(self, client: Any) -> None:
+        client.meta.events.register("after-call", self._after)
+        client.meta.events.register("before-call", self._before)
+
+    def unregister(self, client: Any) -> None:
+        client.meta.events.unregister("after-call", self._after)
+        client.meta.events.unregister("before-call", self._before)
+
+    def _before(self, model: Any, **_: Any) -> Any:
+        if model.name != "GetCommandInvocation" or self.left[0] <= 0:
+            return None
+        from botocore.awsrequest import AWSResponse
+
+        self.left[0] -= 1
+        return (AWSResponse("https://ssm.sandbox.invalid", 400, {}, None),
+                {"Error": {"Code": "InvocationDoesNotExist", "Message": ""}, "ResponseMetadata": {"HTTPStatusCode": 400}})
+
+    def _after(self, parsed: dict[str, Any], model: Any, **_: Any) -> None:
+        if model.name == "SendCommand":
+            self.left = list(self.plan)
+        elif model.name == "GetCommandInvocation" and self.left[1] > 0:
+            self.left[1] -= 1
+            parsed["Status"] = "InProgress"
+
+
 def _run(out: TextIO, tmp: str, on_tick: TickHook | None = None) -> tuple[int, TickReport | None]:
     from checks.base import Deadline
     from monitor.cycle import run_tick
@@ -290,9 +325,11 @@ def _run(out: TextIO, tmp: str, on_tick: TickHook | None = None) -> tuple[int, T
         else:
             p.event(clock.now(), "SSM Run Command restarts hive-server2 on the master: it does not come back")
 
+    ssm = RealisticSsm()
     ssm_clients = (services.clients.client("ssm"), services.clients.changing_client("ssm"))
     for c in ssm_clients:
         c.meta.events.register("after-call", restart)
+        ssm.register(c)
     sleep = phases.SLEEP
     phases.SLEEP = lambda seconds: clock.advance(timedelta(seconds=seconds))  # a warm-up is simulated time
     try:
@@ -329,5 +366,6 @@ def _run(out: TextIO, tmp: str, on_tick: TickHook | None = None) -> tuple[int, T
         phases.SLEEP = sleep
         for c in ssm_clients:
             c.meta.events.unregister("after-call", restart)
+            ssm.unregister(c)
         w.stop()
     return outcome, report
