@@ -77,7 +77,7 @@ def declared_sources() -> dict[str, tuple[str, ...]]:
     Read at call time (recover/ is being extended while this file stays the same).
     """
     from checks.registry import all_permissions
-    from monitor import clusters, notify, queue, secrets
+    from monitor import clusters, notify, outages, queue, secrets
     from monitor.state import dynamodb
 
     recover_permissions = importlib.import_module("recover.permissions")
@@ -88,6 +88,7 @@ def declared_sources() -> dict[str, tuple[str, ...]]:
         out[f"secrets:{provider}"] = tuple(actions)
     out["state"] = tuple(dynamodb.PERMISSIONS)
     out["notify"] = tuple(notify.PERMISSIONS)
+    out["outages"] = tuple(outages.PERMISSIONS)
     out["clusters"] = tuple(clusters.PERMISSIONS)
     out["config"] = CONFIG_PERMISSIONS
     out["queue"] = tuple(queue.PERMISSIONS) + tuple(queue.CONSUMER_PERMISSIONS)
@@ -146,6 +147,10 @@ SCOPES: tuple[Scope, ...] = (
                                   ":secret:sentinel/${Environment}/*")],
           "Secrets Manager secrets named sentinel/<env>/..."),
     Scope("Notify", [{"Ref": "PageTopic"}, {"Ref": "InfoTopic"}], "publish pages and info messages"),
+    Scope("OutageLedger", [_sub("arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}"
+                                ":parameter/sentinel/sentinel-${Environment}-state/outages/*")],
+          "remember, outside the state table, which outage of the state table was paged when (monitor/outages.py: "
+          "one page per outage, not one per target per tick)"),
     Scope("WorkQueue", [{"Fn::GetAtt": ["WorkQueue", "Arn"]}],
           "dispatch: queue: send ticks and follow-ups to this stack's work queue, and let the event-source "
           "mapping feed it to the function; its dead-letter queue is SQS's own business (redrive), not ours"),
@@ -210,6 +215,7 @@ RULES: tuple[tuple[str, str, str | tuple[str, ...]], ...] = (
     ("config", "ssm:GetParameter*", "SsmParameters"),
     ("secrets:secretsmanager", "secretsmanager:GetSecretValue", "SecretsManager"),
     ("notify", "sns:Publish", "Notify"),
+    ("outages", "ssm:*Parameter", "OutageLedger"),
     ("queue", "sqs:*", "WorkQueue"),
     ("recover:*", "iam:PassRole", "PassEmrRoles"),
     ("recover:*", "elasticmapreduce:RunJobFlow", "LaunchCluster"),

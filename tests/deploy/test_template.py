@@ -23,6 +23,7 @@ from monitor.metrics import MetricsRecorder
 from tests.deploy.conftest import CODE_BUCKET, CODE_KEY, SAM_MANAGED_POLICIES, TEMPLATE_PATH
 
 PAGE = {"Ref": "PageTopic"}
+INFO = {"Ref": "InfoTopic"}
 
 
 def resources_of(tpl: dict[str, Any], rtype: str) -> dict[str, dict[str, Any]]:
@@ -123,9 +124,12 @@ def test_every_alarm_pages(translated: dict[str, Any]) -> None:
     alarms = resources_of(translated, "AWS::CloudWatch::Alarm")
     assert set(alarms) == {"HeartbeatAlarm", "TargetUnhealthyAlarm", "AllTargetsUnhealthyAlarm", "RecoveryEscalatedAlarm",
                            "AllTargetsRecoveryEscalatedAlarm", "FunctionErrorsAlarm", "FunctionThrottlesAlarm",
-                           "StaleTargetAlarm", "DeadLetterQueueAlarm", "QueueAgeAlarm"}
+                           "StaleTargetAlarm", "DeadLetterQueueAlarm", "QueueAgeAlarm", "TicksNotEnqueuedAlarm",
+                           "PagesNotDeliveredAlarm"}
     for name, alarm in alarms.items():
-        assert alarm["Properties"]["AlarmActions"] == [PAGE], name
+        # pages-not-delivered also goes to the info topic: the page topic may be what is broken
+        assert alarm["Properties"]["AlarmActions"] == [PAGE, *([INFO] if name == "PagesNotDeliveredAlarm" else [])], \
+            name
 
 
 def test_target_and_recovery_alarms_have_a_per_target_and_an_all_targets_form(translated: dict[str, Any]) -> None:
@@ -295,11 +299,15 @@ def test_monitor_only_stack_grants_no_write_action(translated: dict[str, Any], a
     statements = role_policy("sentinel-watch")
     allowed = {a for s in statements for a in s["Action"]}
     writes = {a for a in allowed if not a.split(":")[1].startswith(iam.READ_VERBS)}
-    # what remains is the tick's own bookkeeping: its state table, its topics and its work queue
+    # what remains is the tick's own bookkeeping: its state table, its topics, its work queue and
+    # the outage ledger (monitor/outages.py: which state-table outage was paged, kept outside the table)
     assert writes == {"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:ConditionCheckItem", "sns:Publish",
-                      "kms:Decrypt", "sqs:SendMessage", "sqs:ReceiveMessage", "sqs:DeleteMessage"}
+                      "kms:Decrypt", "sqs:SendMessage", "sqs:ReceiveMessage", "sqs:DeleteMessage",
+                      "ssm:PutParameter", "ssm:DeleteParameter"}
     assert {s["Sid"] for s in statements} == {"StateTable", "CredstashTable", "SsmParameters", "SsmSecureStringDecrypt",
-                                              "SecretsManager", "Notify", "WorkQueue", "Read"}
+                                              "SecretsManager", "Notify", "WorkQueue", "OutageLedger", "Read"}
+    [ledger] = [s for s in statements if s["Sid"] == "OutageLedger"]
+    assert ledger["Resource"] == ["arn:aws:ssm:us-east-1:123456789012:parameter/sentinel/sentinel-watch-state/outages/*"]
 
 
 def test_packaged_config_source_sets_the_file_path(translated: dict[str, Any], aws: dict[str, str]) -> None:

@@ -231,7 +231,7 @@ def test_a_crash_around_the_restart_sends_it_exactly_once(
         for s in emr_backend().clusters[world.cluster_id].steps:
             if s.name.startswith("sentinel restart"):
                 s.state = "COMPLETED"
-        h.clock.advance(minutes=3)  # past the settle window a send without an outcome gets before a resend
+        h.clock.advance(minutes=6)  # past the settle window a send without an outcome gets before a resend
         report = h.advance()
         for s in emr_backend().clusters[world.cluster_id].steps:
             if s.name.startswith("sentinel restart"):
