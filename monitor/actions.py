@@ -1,11 +1,14 @@
 """Manual actions that only touch sentinel's own state: status, silence, unsilence, ack.
 
-Each write is a conditional write on the state version, retried on a lost race, and
-records an audit event naming who asked.
+Each write is made under the target's lease (waited for, like every operator command:
+:func:`take_lease`) as a conditional write on the state version, retried on a lost race,
+and records an audit event naming who asked. A lease that stays held is reported as
+``busy`` (exit 3), never as done.
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
 from collections.abc import Callable
@@ -13,17 +16,60 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from monitor.clock import iso
-from monitor.errors import ConflictError, UsageError
+from checks.base import Deadline
+from monitor import flap
+from monitor.clock import Clock, iso
+from monitor.errors import ConflictError, LeaseHeld, StateError, UsageError
 from monitor.policy import active_silence, recoveries_in_window
 from monitor.report import TickReport
 from monitor.runtime import Invocation
-from monitor.state.base import Event, TargetState
+from monitor.state.base import Event, Lease, StateStore, TargetState
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 MAX_SILENCE = timedelta(days=14)
 MAX_SHOWN = 2000  # characters of one state string shown by `status` (state could hold anything)
+
+# Operator commands (recover, abort, silence, unsilence, ack) wait this long for the target's
+# lease: a queued advance holds it for about a second, a tick for its checks.
+LEASE_WAIT_S = 30.0
+LEASE_POLL_S = 0.5
+LEASE_RESERVE_S = 10.0  # stop waiting while this much of the invocation's time is left to act
+ACTION_LEASE_S = 60.0  # silence, unsilence, ack hold the lease this long at most (a read and a write)
+WRITE_ATTEMPTS = 5
+BUSY = "busy: another invocation holds the lease; try again"
+# How a waiting command sleeps between attempts; tests swap it for one that frees the lease.
+LEASE_SLEEP: Callable[[float], None] = time.sleep
+
+
+class Busy(LeaseHeld):
+    """The lease stayed held for the whole wait (or the state kept changing under it): the
+    command did nothing. The message starts with ``busy:``; the CLI exits 3."""
+
+
+def take_lease(store: StateStore, target: str, owner: str, clock: Clock, *, ttl_s: Callable[[], float],
+               deadline: Deadline | None = None, wait_s: float = LEASE_WAIT_S,
+               poll_s: float = LEASE_POLL_S) -> Lease:
+    """The target's lease for an operator command: taken at once when free, else retried
+    every ``poll_s`` for up to ``wait_s`` (and never past ``deadline`` less a reserve to act
+    in). Raises :class:`Busy` when it stays held; a state store failure (StateError) is
+    raised as is. ``ttl_s`` is asked at each attempt (the time left shrinks while waiting)."""
+    started = time.monotonic()
+    waited = 0.0  # the sleeps asked for: bounds the wait even when sleeping is simulated
+    while True:
+        try:
+            return store.acquire_lease(target, owner, ttl_s(), clock.now())
+        except LeaseHeld as exc:
+            held = exc
+        elapsed = time.monotonic() - started
+        spent = max(waited, elapsed)
+        step = min(poll_s, wait_s - spent)
+        if deadline is not None:  # as if every sleep asked for had been slept in full
+            step = min(step, deadline.remaining() - (spent - elapsed) - LEASE_RESERVE_S)
+        if step <= 0:
+            raise Busy(f"{BUSY} ({held}; waited {spent:.0f} s)") from held
+        LEASE_SLEEP(step)
+        waited += step
 
 
 def parse_duration(text: str) -> timedelta:
@@ -41,15 +87,34 @@ def _report(inv: Invocation, action: str) -> TickReport:
 
 
 def _update(inv: Invocation, target: str, change: Callable[[TargetState], tuple[TargetState, Event]]) -> TargetState:
-    store = inv.services.store
-    for _ in range(5):
-        state = store.get(target)
-        new, event = change(state)
-        try:
-            return store.put(target, new, lease=None, events=[event], now=inv.services.clock.now())
-        except ConflictError:
-            time.sleep(0.05)
-    raise ConflictError(f"{target}: state kept changing; try again")
+    """Apply ``change`` to the target's state under its lease (waited for: a tick or an
+    advance holding it finishes first, so the two never race on the same item). A version
+    conflict left (a writer that holds no lease) is retried on a fresh read. Raises
+    :class:`Busy` when the lease stays held or the state keeps changing: nothing was written."""
+    store, clock = inv.services.store, inv.services.clock
+    lease = take_lease(store, target, inv.owner, clock, ttl_s=lambda: ACTION_LEASE_S)
+    try:
+        for _ in range(WRITE_ATTEMPTS):
+            state = store.get(target)
+            new, event = change(state)
+            try:
+                return store.put(target, new, lease=lease, events=[event], now=clock.now())
+            except ConflictError as exc:
+                conflict = exc
+                LEASE_SLEEP(0.05)
+        raise Busy(f"busy: {target}'s state kept changing ({conflict}); nothing was changed: try again")
+    finally:
+        with contextlib.suppress(StateError):  # it expires by itself
+            store.release_lease(lease)
+
+
+def _busy(inv: Invocation, action: str, target: str, exc: Busy) -> TickReport:
+    """The command did nothing: an error in the report (exit 3), no announcement."""
+    rep = _report(inv, action)
+    rep.errors.append(str(exc))
+    rep.data = {"target": target, "changed": False}
+    rep.finished_at = iso(inv.services.clock.now())
+    return rep
 
 
 def _announce(inv: Invocation, rep: TickReport, target: str, kind: str, *, subject: str, lines: list[str]) -> None:
@@ -88,7 +153,10 @@ def silence(inv: Invocation, target: str | None, duration: str, reason: str, *, 
         new = replace(state, silences=[*state.silences, entry])
         return new, Event(iso(inv.services.clock.now()), "silence", f"silenced until {iso(until)}: {reason}", entry, who)
 
-    new = _update(inv, name, change)
+    try:
+        new = _update(inv, name, change)
+    except Busy as exc:
+        return _busy(inv, "silence", name, exc)
     rep = _report(inv, "silence")
     rep.data = {"target": name, "silences": new.silences}
     scope = "automatic actions only (pages still go out)" if actions_only else "pages and automatic actions"
@@ -106,7 +174,10 @@ def unsilence(inv: Invocation, target: str | None, *, reason: str | None = None)
         return replace(state, silences=[]), Event(iso(inv.services.clock.now()), "unsilence",
                                                   f"{len(state.silences)} manual silence(s) removed", {}, who)
 
-    _update(inv, name, change)
+    try:
+        _update(inv, name, change)
+    except Busy as exc:
+        return _busy(inv, "unsilence", name, exc)
     rep = _report(inv, "unsilence")
     rep.data = {"target": name, "silences": []}
     _announce(inv, rep, name, "unsilenced", subject="manual silences removed",
@@ -133,7 +204,10 @@ def ack(inv: Invocation, target: str | None, *, reason: str | None = None) -> Ti
                           "escalation acknowledged; automation resumed" if state.escalated else "acknowledged",
                           {"escalated": state.escalated}, who)
 
-    _update(inv, name, change)
+    try:
+        _update(inv, name, change)
+    except Busy as exc:
+        return _busy(inv, "ack", name, exc)
     rep = _report(inv, "ack")
     rep.data = {"target": name, "was_escalated": bool(cleared.get("escalated")), "cleared": cleared}
     was = "escalation acknowledged" if cleared.get("escalated") else "acknowledged (nothing was escalated)"
@@ -199,6 +273,7 @@ def _status_of(inv: Invocation, name: str, now: datetime, events: int) -> dict[s
         "budget": {"used": used, "max": limits.max_recoveries, "window_hours": limits.window_hours,
                    "left": max(0, limits.max_recoveries - used), "enabled": target.recovery.enabled},
         "incident_timeline": incident_timeline(state.incident, recent, now),
+        "flapping": flap.status_view(state),  # {check: {since, share, looks, paged}} (monitor/flap.py)
     }
 
 

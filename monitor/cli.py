@@ -145,6 +145,24 @@ def _show_progress(inv: Any) -> None:
                                            f"{msg.subject.split(': ', 1)[-1]}")
 
 
+def _why_no_recovery(report: TickReport) -> None:
+    """A person asked for a recovery: when none started or advanced (healthy, below the
+    threshold, blocked), the report says so and why, whatever the exit code. A busy lease is
+    already an error (exit 3): the command did nothing."""
+    for t in report.targets:
+        decision = t.decision or {}
+        if t.recovery is not None or t.error or t.skipped or not decision or \
+                any(a.startswith("recovery not started") for a in t.actions):
+            continue
+        if decision.get("blocked_by"):
+            why = "blocked: " + "; ".join(decision["blocked_by"])
+        elif decision.get("verdict") in ("ok", "degraded"):
+            why = "the trigger checks do not fail"
+        else:
+            why = "; ".join(decision.get("reasons") or ["failure not confirmed"]) + " (--force skips the threshold)"
+        t.notes.append(f"no recovery started: {why}")
+
+
 def _emit(report: TickReport, as_json: bool) -> int:
     out(report.to_json() if as_json else render.text(report))
     return report.exit_code
@@ -252,6 +270,8 @@ def _run(args: argparse.Namespace, services_factory: ServicesFactory) -> int:
     if args.command in ("recover", "abort"):  # a person waits: one stderr line per phase and per message
         _show_progress(inv)
     report = dispatch(inv, req, Deadline.after(CLI_DEADLINE_S))
+    if args.command == "recover":
+        _why_no_recovery(report)
     _credentials_hint(report.to_json())
     if args.command == "check" and args.nagios:
         line, code = render.nagios(report)

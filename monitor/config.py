@@ -14,7 +14,17 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from checks import registry
@@ -144,6 +154,25 @@ def _iana_zone(name: str) -> str:
     return name
 
 
+class Flap(Strict):
+    """Nagios-style flap detection: a check whose weighted share of state changes over its
+    last ``window`` looks (judged once the window is full) is above ``high`` is flapping
+    (paged once); below ``low`` it is not any more (an info message)."""
+
+    window: int = Field(default=21, ge=5, le=50)
+    low: float = Field(default=0.25, ge=0, lt=1)
+    high: float = Field(default=0.5, gt=0, le=1, validate_default=True)
+
+    @field_validator("high")
+    @classmethod
+    def _above_low(cls, high: float, info: ValidationInfo) -> float:
+        low = info.data.get("low")
+        if isinstance(low, int | float) and high <= low:
+            raise PydanticCustomError("flap_thresholds", "must be > notify.flap.low ({low}): a check starts "
+                                      "flapping above high and stops below low", {"low": f"{low:g}"})
+        return high
+
+
 class Notify(Strict):
     page_topic_arn: str = Field(pattern=r"^arn:aws[a-z-]*:sns:")
     info_topic_arn: str | None = Field(default=None, pattern=r"^arn:aws[a-z-]*:sns:")
@@ -151,6 +180,8 @@ class Notify(Strict):
     unknown_after: int = Field(default=3, ge=1, le=1000)
     # Every page says "since when" in this IANA zone (on-call's clock) and in UTC (logs, AWS).
     timezone: Annotated[str, AfterValidator(_iana_zone)] = "UTC"
+    # Flap detection per check (DESIGN §11, monitor/flap.py).
+    flap: Flap = Field(default_factory=Flap)
 
 
 # Error kinds a relaunch can fix (DESIGN §10). ``dns``, ``auth``, ``tls``... cannot be fixed by
@@ -170,6 +201,22 @@ class When(Strict):
     # message, DESIGN §10) instead of waiting for the next scheduled tick; SQS delays at most
     # 900 s. 0: no re-check (confirmation waits for the schedule, as before).
     recheck_after_s: int = Field(default=120, ge=0, le=900)
+    # Evidence is spaced (DESIGN §11): a CRITICAL look adds to its check's streak only this long
+    # after the look that last added to it; a sooner one (a duplicated dispatch, a probe racing
+    # a re-check, a quick manual tick) is reported, not counted. 0: every look counts.
+    min_gap_s: int = Field(default=60, ge=0, le=900, validate_default=True)
+    # A flapping trigger check (notify.flap) never starts a relaunch; ``restart`` lets it start
+    # a recovery limited to the ladder's restart rungs (monitor/policy.py).
+    on_flapping: Literal["none", "restart"] = "none"
+
+    @field_validator("min_gap_s")
+    @classmethod
+    def _recheck_counts(cls, gap: int, info: ValidationInfo) -> int:
+        recheck = info.data.get("recheck_after_s")
+        if isinstance(recheck, int) and 0 < recheck < gap:
+            raise PydanticCustomError("min_gap", "must be <= recheck_after_s ({recheck}) or 0: a re-check sooner "
+                                      "than min_gap_s would never count", {"recheck": recheck})
+        return gap
 
 
 class Route53Routing(Strict):
@@ -420,8 +467,44 @@ def _cross_field_errors(raw: dict[str, Any], config: Config) -> list[str]:
                               "rolls back and escalates)")
         if rec.enabled:
             errors.extend(f"{tp}.{gap}" for gap in recovery_gaps(target))
+        errors.extend(f"{tp}.{problem}" for problem in topology_errors(target))
     errors.extend(_shared_resource_errors(config))
     return errors
+
+
+def dns_name(name: str) -> str:
+    """A DNS name as Route 53 compares it: without case and without the trailing dot."""
+    return name.rstrip(".").lower()
+
+
+def topology_errors(target: Target) -> list[str]:
+    """The record sentinel re-points must not be the name clients use to reach the load
+    balancer (DESIGN §11 "Topology"). REPOINT rewrites ``routing.route53.record`` to the new
+    master's private name: if a check (the clients' path) dials that name through the target
+    group or classic ELB, the rewrite sends clients and VERIFY_PATH straight to the master on
+    the listener's port, around the load balancer, and the recovery fails (then rolls traffic
+    back to the broken master). A record for the master itself next to a load balancer is fine."""
+    routing = target.recovery.routing
+    if routing.route53 is None or not routing.load_balancer:
+        return []
+    record = dns_name(routing.route53.record)
+    through: list[str] = []
+    for check in target.checks:
+        host = getattr(check, "host", None)  # the checks that dial a name (hiveserver2)
+        if isinstance(host, str) and dns_name(host) == record:
+            through.append(check.name)
+    if not through:
+        return []
+    balancer = " and ".join(what for what, given in (("target group", routing.target_group_arn),
+                                                     ("classic ELB", routing.load_balancer_name)) if given)
+    checks = ", ".join(repr(name) for name in through)
+    return [f"recovery.routing.route53.record: {routing.route53.record!r} is the host of check(s) {checks}, "
+            f"which reach HiveServer2 through the load balancer ({balancer}); REPOINT would rewrite that name to the "
+            "new master and send clients around the load balancer. Two topologies: behind a load balancer, "
+            "recovery re-registers targets and leaves the balancer's DNS name alone (do not list it here); "
+            "without one, the record is a CNAME to the master (the name clients dial, no target_group_arn or "
+            "load_balancer_name). Here, name the master's own record (e.g. hive-master.internal.example.com "
+            "-> the master's private name) or remove routing.route53"]
 
 
 def recovery_gaps(target: Target) -> list[str]:
@@ -464,8 +547,7 @@ def _shared_resource_errors(config: Config) -> list[str]:
         if rec.routing.load_balancer_name:
             claims.append(("recovery.routing.load_balancer_name", "load balancer", rec.routing.load_balancer_name))
         if rec.routing.route53:
-            claims.append(("recovery.routing.route53.record", "record",
-                           rec.routing.route53.record.rstrip(".").lower()))
+            claims.append(("recovery.routing.route53.record", "record", dns_name(rec.routing.route53.record)))
         for path, what, value in claims:
             key = (what, value)
             if key in owners and owners[key] != ti:

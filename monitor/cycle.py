@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -23,7 +24,7 @@ from monitor.errors import ConflictError, LeaseHeld, StateError
 from monitor.notify import MAX_PENDING, Message, PageFacts, pending_entry
 from monitor.outages import STATE_TABLE, OutageLedger
 from monitor.report import TargetReport, TickReport
-from monitor.runner import run_checks
+from monitor.runner import check_budget, run_checks
 from monitor.runtime import Invocation
 from monitor.state.base import Event, Lease, StateStore, TargetState
 from monitor.state.readonly import ReadOnlyStore
@@ -163,7 +164,10 @@ def _outage_text(inv: Invocation, key: str, seen: dict[str, Any], names: list[st
 def _finish(inv: Invocation, report: TickReport, started: float) -> TickReport:
     undelivered = sum(t.pages_pending for t in report.targets) + len(inv.unkept_pages)
     if undelivered and not inv.dry_run:
-        inv.metrics.put("PagesNotDelivered", undelivered, "Count", service="sentinel")
+        # Powertools adds the `service` dimension from POWERTOOLS_SERVICE_NAME (sentinel-<env>) to
+        # every metric; naming it here keeps that value (the alarm's) and shows it in --json too.
+        inv.metrics.put("PagesNotDelivered", undelivered, "Count",
+                        service=os.environ.get("POWERTOOLS_SERVICE_NAME", "sentinel"))
     report.finished_at = iso(inv.services.clock.now())
     report.duration_ms = (time.monotonic() - started) * 1000
     report.notifications = [m.to_dict() for m in inv.notifier.sent]
@@ -205,9 +209,20 @@ class TargetTick:
         name = self.target.name
         now = self.clock.now()
         if not self.read_only:
+            waits = self.action in ("recover", "abort")  # a person asked: wait for the lease, or say busy
             try:
-                self.lease = self.store.acquire_lease(name, self.inv.owner, self.deadline.remaining() + LEASE_SLACK_S, now)
+                if waits:
+                    from monitor.actions import take_lease
+
+                    self.lease = take_lease(self.store, name, self.inv.owner, self.clock, deadline=self.deadline,
+                                            ttl_s=lambda: self.deadline.remaining() + LEASE_SLACK_S)
+                else:
+                    self.lease = self.store.acquire_lease(name, self.inv.owner, self.deadline.remaining() + LEASE_SLACK_S,
+                                                          now)
             except LeaseHeld as exc:
+                if waits:  # nothing was done: an error (exit 3), never a skip that reads as "ok"
+                    self.rep.error = str(exc)
+                    return self.rep
                 self.rep.skipped = f"{exc}: another invocation is working on this target"
                 return self.rep
             except StateError as exc:
@@ -374,6 +389,8 @@ class TargetTick:
 
     # ------------------------------------------------------------------ state
     def _next_state(self, state: TargetState, results: list[CheckResult], decision: policy.Decision) -> TargetState:
+        from monitor import flap
+
         now = iso(self.clock.now())
         failing_since = state.failing_since
         if decision.verdict in ("failing", "confirmed"):
@@ -384,6 +401,8 @@ class TargetTick:
             state,
             consecutive_failures=decision.consecutive_failures,
             streaks=decision.streaks,
+            streak_at=decision.streak_at,  # evidence is spaced (recovery.when.min_gap_s)
+            flap=flap.judge(self.inv.config.notify.flap, self.target, results, state, self.clock.now()),
             consecutive_unknown=decision.consecutive_unknown,
             last_tick_at=now,
             last_decision=decision.verdict,
@@ -406,7 +425,10 @@ class TargetTick:
 
     def _notify(self, old: TargetState, new: TargetState, decision: policy.Decision) -> None:
         """Page on a change of condition, not on every tick; record what was paged."""
+        from monitor import flap
+
         self._state_before = old
+        flap.notify(self, old, new, decision)  # flapping: its own page once, an info when it stops
         last = (old.last_page or {}).get("kind")
         kind: str | None = None
         if decision.verdict == "confirmed" and not decision.recover:
@@ -513,7 +535,8 @@ class TargetTick:
 
         reason = "; ".join(decision.reasons)
         try:
-            result = runbook.start(self._recovery_context(), state, reason=reason, force=self.force)
+            result = runbook.start(self._recovery_context(), state, reason=reason, force=self.force,
+                                   restart_only=decision.restart_only)
         except runbook.RecoveryUnavailable as exc:
             self.rep.actions.append(f"recovery not started: {exc}")
             self._send("page", "confirmed", f"{', '.join(decision.failing_checks)} CRITICAL",
@@ -532,7 +555,58 @@ class TargetTick:
             self.rep.error = str(exc)
             self._recovery_metrics(state.incident or {})
             return self.rep
-        return self._recovery_done(result.state, result.report)
+        self._recovery_done(result.state, result.report)
+        self._watch_serving(result.state)
+        return self.rep
+
+    def _watch_serving(self, state: TargetState) -> None:
+        """The target's checks run on every tick of a recovery too, through the normal path.
+
+        Before the cut-over was verified (VERIFY_PATH / VERIFY passed) they are for status and
+        metrics only: the incident is still deciding. From then on clients are on the new
+        cluster, and it is watched like any cluster: its results are saved, TargetStatus comes
+        from them, a failure counts into the streaks and pages. Nothing is started from a tick
+        that advanced an incident; after DONE a streak that began on the new cluster carries
+        over into the next confirmation (the runbook keeps it)."""
+        inc = state.incident or {}
+        serving = bool(inc.get("recovered_at")) and inc.get("phase") not in ("FAILED", None)
+        checks = list(self.target.checks)
+        need = max([check_budget(c) for c in checks] or [0.0]) + 5.0
+        if self.read_only or not checks or state.version != self.rep.state_version:
+            return
+        if self.deadline.remaining() < need:
+            self.rep.notes.append(f"checks not run this tick: {self.deadline.remaining():.0f} s left after the "
+                                  f"recovery, they need {need:.0f} s")
+            if serving:
+                self.inv.metrics.put("TargetStatus", int(self.rep.status), "None", target=self.target.name)
+            return
+        results = self.run_checks([c.name for c in checks], None)
+        self.rep.checks = results
+        if not serving:
+            for r in results:
+                self.inv.metrics.put("CheckStatus", int(r.status), "None", target=self.target.name, check=r.name)
+                self.inv.metrics.put("CheckLatencyMs", r.latency_ms, "Milliseconds", target=self.target.name,
+                                     check=r.name)
+            return
+        decision = policy.evaluate(self.target, results, state, self.clock.now())
+        decision.recover = False  # never from a tick that advanced an incident: the next tick decides
+        self.rep.decision = decision.to_dict()
+        # The report keeps saying an incident is still open (WARNING) unless what serves is worse.
+        if decision.status is Status.CRITICAL or self.rep.status is Status.OK:
+            self.rep.status = decision.status
+        self._check_metrics(results, decision)
+        new_state = self._next_state(state, results, decision)
+        self._notify(state, new_state, decision)
+        try:
+            saved = self.store.put(self.target.name, new_state, lease=self.lease, now=self.clock.now(),
+                                   events=self._events(state, decision))
+        except ConflictError as exc:
+            self.rep.notes.append(f"the serving cluster's results were not saved ({exc})")
+            return
+        except StateError as exc:
+            self.inv.outages.note(STATE_OUTAGE, self.target.name, str(exc))
+            return
+        self.rep.state_version = saved.version
 
     def _abort(self, state: TargetState) -> TargetReport:
         from recover import runbook
@@ -569,8 +643,8 @@ class TargetTick:
 
         name = self.target.name
         served = bool(incident.get("recovered_at")) and incident.get("phase") != "FAILED"
-        status = self.rep.status if served else Status.CRITICAL
-        self.inv.metrics.put("TargetStatus", int(status), "None", target=name)
+        if not served:  # once clients are served, the watch on the new cluster says (_watch_serving)
+            self.inv.metrics.put("TargetStatus", int(Status.CRITICAL), "None", target=name)
         phase = str(incident.get("phase") or "")
         if phase in Phase.__members__:
             self.inv.metrics.put("RecoveryPhase", Phase(phase).number, "None", target=name)

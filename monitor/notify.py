@@ -88,6 +88,11 @@ KIND_GUIDE: dict[str, tuple[str, str]] = {
     "unknown": ("nothing: no automatic action while it cannot judge the target",
                 "sentinel check --target {t}"),
     "resolved": ("nothing more: every check is OK again, automation continues", "sentinel status --target {t}"),
+    "flapping": ("paged once; flapping never starts a relaunch (recovery.when.on_flapping: restart may allow a "
+                 "restart rung); an info message follows when it is steady again",
+                 "sentinel status --target {t}   and watch it: sentinel check --target {t}"),
+    "flapping-cleared": ("nothing more: the check is steady again, its failures are judged as usual",
+                         "sentinel status --target {t}"),
     "state-unreadable": ("stopped every automatic action for this target (fail closed) until its state table "
                          "is readable", "sentinel status --target {t}"),
     "incident-orphaned": ("nothing: the target is gone from the config, so nobody advances or rolls back the "

@@ -10,7 +10,15 @@ Rules:
 - Streaks are per trigger check: a check CRITICAL → its streak grows; OK/WARNING → it resets;
   UNKNOWN (could not judge) → it holds. UNKNOWN never counts as a failure, and one check's
   failure never adds to another's.
+- Evidence is spaced (``recovery.when.min_gap_s``): a CRITICAL look adds to a streak only that
+  long after the look that last added to it (``TargetState.streak_at``); a sooner one — a
+  duplicated dispatch, a probe racing a re-check, a quick manual tick — holds the streak and
+  the decision says it was not counted. The first failure of a streak always counts.
 - ``confirmed`` once one check's streak reaches ``consecutive_failures`` (``force`` needs one).
+- Flapping (:mod:`monitor.flap`) is paged, never a relaunch. With ``recovery.when.on_flapping:
+  restart`` a trigger check that was flapping and is CRITICAL now is confirmed too, for a
+  recovery limited to the ladder's restart rungs (``Decision.restart_only``): blocked, it stays
+  ``failing`` (a blocked flapping check must not page "confirmed" and "resolved" every look).
 - Recovery is allowed only when the config supports it (``when``, routing, verification of the
   new master), enabled (or asked for by a person), not escalated, not already running, within
   the budget, caused by an error kind a relaunch can fix (``when.kinds``), not vetoed (a
@@ -26,8 +34,9 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from checks.base import CheckResult, Status
+from monitor import flap
 from monitor.clock import iso, parse_iso
-from monitor.config import RELAUNCH_KINDS, ReplaceRung, Target, recovery_gaps
+from monitor.config import RELAUNCH_KINDS, ReplaceRung, RestartRung, Target, recovery_gaps
 from monitor.state.base import TargetState
 
 Verdict = Literal["ok", "degraded", "failing", "confirmed"]
@@ -54,6 +63,15 @@ class Decision:
     silence: ActiveSilence | None = None
     reasons: list[str] = field(default_factory=list)
     streaks: dict[str, int] = field(default_factory=dict)  # per trigger check
+    # When each trigger check's streak was last added to (ISO; persisted as TargetState.streak_at).
+    streak_at: dict[str, str] = field(default_factory=dict)
+    # Trigger checks whose CRITICAL look this tick was too soon after the last counted one.
+    not_counted: list[str] = field(default_factory=list)
+    # Checks flapping as of the last recorded look (monitor.flap).
+    flapping: list[str] = field(default_factory=list)
+    # The recovery may use restart rungs only (confirmed by flapping, recovery.when.on_flapping):
+    # the runbook records it on the incident and never climbs to a relaunch.
+    restart_only: bool = False
 
     @property
     def notifications_silenced(self) -> bool:
@@ -66,6 +84,9 @@ class Decision:
             "consecutive_failures": self.consecutive_failures,
             "consecutive_unknown": self.consecutive_unknown,
             "streaks": self.streaks,
+            "not_counted": self.not_counted,
+            "flapping": self.flapping,
+            "restart_only": self.restart_only,
             "failing_checks": self.failing_checks,
             "unknown_checks": self.unknown_checks,
             "recover": self.recover,
@@ -128,7 +149,9 @@ def evaluate(
     failing = [r.name for r in trig if r.status == Status.CRITICAL]
     unknown = [r.name for r in results if r.status == Status.UNKNOWN]
 
-    streaks = next_streaks(trigger, by_name, state.streaks)
+    gap = flap.min_gap_s(target)
+    counted = next_streaks(trigger, by_name, state, now, gap)
+    streaks = counted.streaks
     streak = max(streaks.values(), default=0)
     unknown_streak = state.consecutive_unknown + 1 if unknown else 0
 
@@ -136,11 +159,21 @@ def evaluate(
     if failing:
         reasons.append(", ".join(f"{n} CRITICAL ({streaks[n]} consecutive)" for n in failing)
                        + f", threshold {threshold}")
+    for name, elapsed in counted.not_counted.items():
+        reasons.append(f"{name}: look not counted: {elapsed:.0f} s since the last counted look (min_gap_s {gap})")
     if unknown:
         reasons.append(f"{', '.join(unknown)} UNKNOWN: cannot judge, failure count held")
 
     needed = 1 if force else threshold
     confirmed = [n for n in failing if streaks[n] >= needed]
+    configured = {c.name for c in target.checks}
+    flapping = sorted(n for n, f in flap.read(state).items() if f.flapping and n in configured)
+    # on_flapping: restart — a flapping trigger check failing now confirms, for restart rungs only.
+    by_flapping = [n for n in failing if n in flapping and n not in confirmed] \
+        if rec.when is not None and rec.when.on_flapping == "restart" else []
+    if by_flapping:
+        reasons.append(f"{', '.join(by_flapping)} flapping and CRITICAL now: a restart may run "
+                       "(recovery.when.on_flapping: restart), never a relaunch")
     if confirmed:
         verdict: Verdict = "confirmed"
     elif failing:
@@ -154,30 +187,77 @@ def evaluate(
     decision = Decision(
         verdict=verdict, consecutive_failures=streak, consecutive_unknown=unknown_streak,
         status=worst(results), failing_checks=failing, unknown_checks=unknown,
-        silence=silence, reasons=reasons, streaks=streaks,
+        silence=silence, reasons=reasons, streaks=streaks, streak_at=counted.at,
+        not_counted=list(counted.not_counted), flapping=flapping,
     )
     if verdict == "confirmed":
         decision.blocked_by = _blockers(target, [by_name[n] for n in confirmed], results, state, now,
                                         silence=silence, manual=manual)
         decision.recover = not decision.blocked_by
+    elif by_flapping:
+        blocked = _blockers(target, [by_name[n] for n in by_flapping], results, state, now,
+                            silence=silence, manual=manual) + restart_blockers(target, state, now)
+        if blocked:  # stays "failing": said in the reasons, paged as flapping (monitor.flap), not as confirmed
+            decision.reasons.append("restart for flapping not started: " + "; ".join(blocked))
+        else:
+            decision.verdict, decision.recover, decision.restart_only = "confirmed", True, True
     return decision
 
 
-def next_streaks(trigger: Sequence[str], by_name: dict[str, CheckResult], before: dict[str, int]) -> dict[str, int]:
-    """Each trigger check's own run of consecutive CRITICAL results: CRITICAL grows it,
-    OK/WARNING resets it, UNKNOWN or not run holds it. Checks no longer listed in
+@dataclass(frozen=True)
+class Counted:
+    """The trigger checks' streaks after this look, when each was last added to, and the
+    CRITICAL looks not counted (check → seconds since its last counted look)."""
+
+    streaks: dict[str, int]
+    at: dict[str, str]
+    not_counted: dict[str, float]
+
+
+def next_streaks(trigger: Sequence[str], by_name: dict[str, CheckResult], state: TargetState, now: datetime,
+                 min_gap_s: float) -> Counted:
+    """Each trigger check's own run of consecutive CRITICAL results: CRITICAL grows it (the
+    first one always; a later one only ``min_gap_s`` after the look that last grew it, else it
+    holds), OK/WARNING resets it, UNKNOWN or not run holds it. Checks no longer listed in
     ``when.checks`` are dropped (their old streak must not confirm anything)."""
-    out: dict[str, int] = {}
+    before = state.streaks if isinstance(state.streaks, dict) else {}
+    before_at = state.streak_at if isinstance(state.streak_at, dict) else {}
+    streaks: dict[str, int] = {}
+    at: dict[str, str] = {}
+    skipped: dict[str, float] = {}
     for name in trigger:
         r = by_name.get(name)
         held = int(before.get(name, 0))
+        last = before_at.get(name)
         if r is None or r.status == Status.UNKNOWN:
-            out[name] = held
-        elif r.status == Status.CRITICAL:
-            out[name] = held + 1
+            streaks[name] = held
+        elif r.status != Status.CRITICAL:
+            streaks[name] = 0
+            continue
+        elif held == 0:
+            streaks[name], last = 1, iso(now)
         else:
-            out[name] = 0
-    return out
+            ok, elapsed = flap.spaced(last if isinstance(last, str) else None, now, min_gap_s)
+            if ok:
+                streaks[name], last = held + 1, iso(now)
+            else:
+                streaks[name] = held
+                skipped[name] = elapsed or 0.0
+        if streaks[name] and isinstance(last, str):
+            at[name] = last
+    return Counted(streaks, at, skipped)
+
+
+def restart_blockers(target: Target, state: TargetState, now: datetime) -> list[str]:
+    """Why a recovery limited to restart rungs cannot start: the rung ``runbook.start`` would
+    take first (the first with budget) must be a restart rung."""
+    ladder = target.recovery.ladder
+    if not any(isinstance(r, RestartRung) for r in ladder):
+        return ["recovery.ladder has no restart_service rung (on_flapping: restart allows nothing else)"]
+    usable = usable_rungs(target, state, now)
+    if usable and not isinstance(ladder[usable[0]], RestartRung):
+        return [f"the first rung with budget is {ladder[usable[0]].rung}: flapping allows a restart only"]
+    return []
 
 
 def relaunch_fixes(target: Target, result: CheckResult) -> bool:

@@ -15,6 +15,7 @@ from monitor.notify import Notifier
 from monitor.outages import OutageNotes
 from monitor.resolve import HostResolver
 from monitor.state.base import Lease, StateStore, TargetState
+from recover.claim import deployment_id
 
 # run_checks(names, endpoint) -> results; ``endpoint`` points the checks at a new master
 # (VERIFY_NEW), None runs them as configured (the normal path).
@@ -40,6 +41,9 @@ class RecoveryContext:
     # The invocation's outage notes (monitor.outages): a page that needs a state write it
     # cannot make (the stall marker) is paged through them, once per outage. None: paged at once.
     outages: OutageNotes | None = None
+    # This deployment's id (recover.claim): the claim tag names it, so two deployments watching
+    # one cluster never both act on it.
+    deployment: str = field(default_factory=deployment_id)
 
 
 @dataclass

@@ -84,6 +84,9 @@ class Incident:
     reason: str = ""
     requested_by: str | None = None
     force: bool = False
+    # Started for a flapping check (recovery.when.on_flapping: restart): restart rungs only; a
+    # restart that does not help escalates instead of climbing to a relaunch.
+    restart_only: bool = False
     spec_source: str | None = None
     # The cluster being replaced: id, name, state, master {instance_id, private_dns, private_ip},
     # termination_protected. None when no cluster was running.
@@ -100,6 +103,9 @@ class Incident:
     rollback: list[str] = field(default_factory=list)  # rollback steps done
     rollback_errors: list[str] = field(default_factory=list)
     escalation: str | None = None
+    # How a DONE incident ended when the runbook did not recover anything: "aborted: recovered
+    # on its own" (the failure was gone when re-confirmed before a destroying call). None: recovered.
+    outcome: str | None = None
     finished_at: str | None = None
     ttr_s: float | None = None
     last_wait: str | None = None
@@ -115,6 +121,8 @@ class Incident:
     rungs: list[dict[str, Any]] = field(default_factory=list)
     # restart_service: cluster_id, instance_id, via, sent_at, command_id | step_id, done_at, status
     restart: dict[str, Any] | None = None
+    # The claim tag this deployment holds on the cluster it changes (recover.claim), once confirmed.
+    claim: dict[str, Any] | None = None
     stall_paged: str | None = None  # the phase (and its start) a stall page was sent for
     timeline: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)

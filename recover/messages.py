@@ -42,9 +42,11 @@ def started(target: Target, inc: Incident, attempt: int) -> tuple[str, str]:
     routes = [f"target group {r.target_group_arn}" if r.target_group_arn else "",
               f"classic ELB {r.load_balancer_name}" if r.load_balancer_name else "",
               f"Route 53 {r.route53.record} ({r.route53.type})" if r.route53 else ""]
+    when = " first (the failure is re-confirmed right before)" if inc.strategy == "terminate_first" \
+        else " once the new one serves"
     lines += ["", f"Routing: {', '.join(x for x in routes if x) or 'none configured'}",
               f"Old cluster: {'kept' if rec.retire_old == 'keep' and inc.strategy == 'replace' else 'terminated'}"
-              f"{' first' if inc.strategy == 'terminate_first' else ' once the new one serves'}",
+              f"{when}",
               f"Limits: launch timeout {rec.limits.launch_timeout_min:g} min; recovery {attempt} of at most "
               f"{rec.limits.max_recoveries} per {rec.limits.window_hours:g} h",
               "If it fails, sentinel rolls back what it can and pages again."]
@@ -85,6 +87,21 @@ def succeeded(target: Target, inc: Incident) -> tuple[str, str]:
     return f"recovered in {ttr} from recovery start", "\n".join(lines)
 
 
+def recovered_on_its_own(target: Target, inc: Incident, phase: Phase, note: str, *, budget: str) -> tuple[str, str]:
+    """The failure was gone when re-confirmed right before a destroying call (recover/phases.py
+    ``reconfirm``): the incident ended DONE with nothing destroyed."""
+    lines = [f"Recovery {inc.id} of {target.name} was aborted in {phase.value}: {target.name} recovered on its own.",
+             note,
+             f"Nothing was destroyed: the old cluster {inc.old_cluster_id or '(none)'} was left as it was"
+             + (f"; the new cluster {inc.new_cluster_id} was launched and is kept (terminate it by hand if unneeded)"
+                if inc.new_cluster_id else "; no new cluster was launched") + ".",
+             f"This attempt still counts against the recovery budget ({budget}); nothing is refunded."]
+    lines += [f"Note: {n}" for n in inc.notes]
+    lines += ["", "Automation continues as usual; a new failure starts a new confirmation. Review:",
+              f"  sentinel status --target {target.name}"]
+    return "recovery aborted: recovered on its own, nothing destroyed", "\n".join(lines)
+
+
 def escalated(target: Target, inc: Incident) -> tuple[str, str]:
     failed = inc.failed or {}
     lines = [f"Automatic recovery of {target.name} stopped and needs a person. Incident {inc.id}."]
@@ -102,6 +119,7 @@ def escalated(target: Target, inc: Incident) -> tuple[str, str]:
               f"  old cluster: {inc.old_cluster_id or 'none'} ({(inc.old or {}).get('state', 'unknown')} at start"
               f"{', terminated by sentinel' if (inc.retired or {}).get('action') == 'terminated' else ''})",
               f"  new cluster: {inc.new_cluster_id or 'none launched'}"]
+    lines += [f"  {n}" for n in inc.notes if n.startswith("sweep")]  # other clusters of the incident
     if inc.strategy == "terminate_first" and (inc.retired or {}).get("action") == "terminated" and not inc.recovered_at:
         lines.append("  WARNING: the old cluster is terminated and no new cluster serves: relaunch by hand "
                      f"(the request is in `sentinel status --target {target.name}`, incident.spec)")
@@ -119,11 +137,12 @@ def stalled(target: Target, inc: Incident, note: str, why: str) -> tuple[str, st
     return f"recovery STALLED in {inc.phase}", "\n".join(lines)
 
 
-def aborted(target: Target, inc: Incident, who: str, reason: str) -> tuple[str, str]:
-    lines = [f"Recovery {inc.id} of {target.name} was aborted by {who} in {inc.phase}: {reason}"]
+def aborted(target: Target, inc: Incident, who: str, reason: str, *, in_phase: str | None = None) -> tuple[str, str]:
+    lines = [f"Recovery {inc.id} of {target.name} was aborted by {who} in {in_phase or inc.phase}: {reason}"]
     if inc.recovered_at:
         lines.append(f"Clients were already on the new cluster {inc.new_cluster_id} (verified at {inc.recovered_at}): "
-                     "traffic stays there; nothing is rolled back.")
+                     "traffic stays there; nothing is rolled back (any other cluster tagged with this incident "
+                     "is terminated).")
     else:
         lines.append("sentinel rolls back what this phase allows (routing moved back to a live old master, a new "
                      "cluster that never passed verification terminated), then stops automation for this target.")

@@ -10,14 +10,14 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, Literal
 
-from checks.base import EndpointOverride
+from checks.base import EndpointOverride, Status
 from monitor.clock import iso, parse_iso
 from monitor.clusters import RETIRED_TAG, ClusterLookupError
 from monitor.config import MasterTls, RestartRung, Verify
 from monitor.faults import AwsError
 from monitor.runner import check_budget
+from recover import claim, routing, sealed, spec
 from recover import emr as emr_ops
-from recover import routing, sealed, spec
 from recover.facades import Emr, Ssm
 from recover.incident import Phase
 from recover.run import Escalate, Fail, Next, Outcome, Run, Wait
@@ -119,6 +119,9 @@ def launch(run: Run) -> Outcome:
                              f"{waited.total_seconds() / 60:.0f} min: sent again")
         for gone in dead:
             inc.notes.append(f"{gone['Id']} (launched for this incident) is {emr_ops.cluster_state(gone)}: ignored")
+        stand_down = take_claim(run, inc.old_cluster_id if (inc.old or {}).get("active") else None)
+        if stand_down is not None:
+            return stand_down
         try:  # secrets are opened only for this call; its record keeps the sealed form
             launched = emr_ops.run_job_flow(run.aws, inc.spec)
         except sealed.SealError as exc:
@@ -137,6 +140,61 @@ def launch(run: Run) -> Outcome:
     inc.new = {"cluster_id": keep, "launched_at": iso(run.now()),
                "fleet": "InstanceFleets" in inc.spec.get("Instances", {})}
     return Next(f"{how} {keep}")
+
+
+def take_claim(run: Run, cluster_id: str | None) -> Escalate | None:
+    """Before this deployment's first change to ``cluster_id``: claim it (recover.claim).
+    None: this deployment acts; an :class:`Escalate` when another deployment does. Without a
+    live old cluster there is nothing to claim (noted)."""
+    inc = run.inc
+    if (inc.claim or {}).get("cluster_id") == cluster_id and cluster_id:
+        return None  # claimed and confirmed earlier in this incident
+    if not cluster_id:
+        inc.notes.append("no live cluster to claim: another deployment watching this target is not kept out")
+        return None
+    emr = Emr(run.aws)
+    now = run.now()
+    mine = claim.Claim(run.rctx.deployment, inc.id, now)
+    ttl = claim.claim_ttl(run.rctx.target.recovery.limits.launch_timeout_min)
+    others = claim.live_others(claim.claims(emr.describe_cluster(cluster_id)), mine, now, ttl)
+    if others:  # someone is on it already: write nothing
+        return Escalate(claim.stood_down_reason(min(others, key=claim.Claim.order), cluster_id, "holds a claim on"))
+    now = run.now()
+    mine = claim.Claim(run.rctx.deployment, inc.id, now)
+    emr.add_tags(cluster_id, claim.tags(mine, now))
+    # A write that took long (a pause, botocore's backoff) carries a time older than the moment it
+    # landed: another deployment may have claimed and decided in between. Then any other live
+    # claim wins (both standing down is safe: a person is paged; both acting is not).
+    late = run.now() - now > timedelta(seconds=claim.SETTLE_S / 2)
+    if not run.dry_run:
+        SLEEP(claim.SETTLE_S)  # tags are eventually consistent: read back after they settle
+        others = claim.live_others(claim.claims(emr.describe_cluster(cluster_id)), mine, run.now(), ttl)
+        first = min(others, key=claim.Claim.order) if late and others else \
+            min([*others, mine], key=claim.Claim.order)
+        if first is not mine:
+            try:
+                emr.add_tags(cluster_id, claim.released(mine))
+            except AwsError as exc:
+                inc.notes.append(f"claim on {cluster_id} not released ({exc.code}): it expires by itself")
+            return Escalate(claim.stood_down_reason(first, cluster_id, "claimed first"))
+    inc.claim = claim.describe(mine, cluster_id, now)
+    return None
+
+
+def release_claim(run: Run) -> str | None:
+    """At the end of an incident: release its claim, so another deployment may act on a later
+    failure at once. Best effort (an unreleased claim expires by itself); skipped for a cluster
+    this incident terminated."""
+    inc = run.inc
+    held = inc.claim or {}
+    cid = held.get("cluster_id")
+    if not cid or held.get("released_at") or run.dry_run:
+        return None
+    if (inc.retired or {}).get("action") == "terminated" and cid == inc.old_cluster_id:
+        return None
+    Emr(run.aws).add_tags(str(cid), claim.released(claim.Claim(str(held.get("deployment")), inc.id)))
+    held["released_at"] = iso(run.now())
+    return f"claim on {cid} released"
 
 
 def wait_ready(run: Run) -> Outcome:
@@ -225,13 +283,85 @@ def verify_path(run: Run) -> Outcome:
     return Next(f"clients reach the new master: {summary}")
 
 
+RECOVERED_ON_ITS_OWN = "aborted: recovered on its own"
+DESTROYING_CALLS = ("emr.set_termination_protection", "emr.terminate_job_flows")
+
+
+class Resolved(Next):
+    """The failure is gone, re-checked right before a destroying call: the incident ends DONE
+    at once (``incident.outcome`` says why) and nothing more is changed."""
+
+
+def reconfirm(run: Run, before: str) -> Outcome | str:
+    """Run the trigger checks (``recovery.when.checks``) once more through the normal path,
+    right before ``before`` (a call that destroys the old cluster's serving). Returns:
+
+    - a str (what the checks said): a trigger check is still CRITICAL, the failure is
+      re-confirmed: go ahead;
+    - :class:`Resolved`: every trigger check passes (OK or WARNING): the target recovered on
+      its own, nothing is destroyed (``incident.outcome`` is set);
+    - :class:`Wait`: the checks could not judge (UNKNOWN, none CRITICAL), or this invocation
+      has too little time left to run them: nothing is destroyed on old evidence; the next
+      tick asks again (the stall page tells a person when that lasts).
+
+    Dry run (``sentinel plan``): the checks are recorded, not run, and the plan goes ahead."""
+    rec = run.rctx.target.recovery
+    names = list(rec.when.checks) if rec.when else []
+    if not names:  # unreachable: a recoverable target has `when` (config validation)
+        return "no trigger checks to re-confirm with"
+    if run.dry_run:
+        run.verify(names, None)
+        return "dry run: checks not run"
+    need = _reserve_s(run)
+    if run.rctx.deadline.remaining() < need:
+        return Wait(f"{before}: the failure is re-confirmed first, which needs about {need:.0f} s; too little time "
+                    "left in this invocation: nothing destroyed, the next tick does it")
+    results = run.rctx.run_checks(names, None)
+    summary = "; ".join(f"{r.name} {r.status.name}: {r.summary}" for r in results) or "no check ran"
+    if any(r.status is Status.CRITICAL for r in results):
+        return summary
+    if results and all(r.status in (Status.OK, Status.WARNING) for r in results):
+        run.inc.outcome = RECOVERED_ON_ITS_OWN
+        return Resolved(f"{RECOVERED_ON_ITS_OWN}: the trigger checks pass again, re-checked right before {before} "
+                        f"({summary}); nothing was destroyed")
+    return Wait(f"{before}: cannot re-confirm the failure ({summary}): nothing destroyed on old evidence; "
+                "asked again on the next tick")
+
+
 def retire_old(run: Run) -> Outcome:
+    """Terminate (or, ``replace`` with ``retire_old: keep``, tag) the old cluster.
+
+    Re-confirm before destroying (issue 19): under ``terminate_first`` this phase runs before
+    LAUNCH, so SetTerminationProtection(false) and TerminateJobFlows of the old cluster
+    destroy the only thing that may still serve clients; right before the first of them the
+    trigger checks run once more (:func:`reconfirm`). Passing → DONE, "aborted: recovered
+    on its own", nothing destroyed. They do not run again once an intent for either call is
+    recorded for the old cluster (the call may have taken effect: too late to take back).
+
+    The other calls that remove or detach a cluster do not qualify, because a verified
+    replacement serves by then or the cluster never served:
+    - ``replace``: RETIRE_OLD runs after VERIFY_PATH passed (clients are on the new cluster,
+      checked through the normal path), and only after the old record's DNS TTL;
+    - REPOINT (recover/routing.py) deregisters the old master from the target group and the
+      classic ELB only after VERIFY_NEW passed (the new master answers the verify checks on its
+      own endpoint), in both strategies; under ``terminate_first`` the old cluster is already
+      gone by then;
+    - rollback and the sweep terminate only clusters launched for the incident that never
+      passed VERIFY_NEW (never registered, never served).
+    """
     inc = run.inc
     rec = run.rctx.target.recovery
     old_id = inc.old_cluster_id
     if not old_id:
         return Next("no old cluster to retire")
     emr = Emr(run.aws)
+    confirmed = ""
+    if inc.strategy == "terminate_first" and not inc.recovered_at and (inc.old or {}).get("active") \
+            and not any(i.get("call") in DESTROYING_CALLS and i.get("subject") == old_id for i in inc.intents):
+        checked = reconfirm(run, f"terminating {old_id}")
+        if not isinstance(checked, str):
+            return checked
+        confirmed = f" (failure re-confirmed first: {checked})"
     if inc.strategy == "replace":
         ttl = dns_ttl(rec.routing.route53.ttl if rec.routing.route53 else 0, inc.routing_before or {})
         moved = (inc.repoint or {}).get("done_at")
@@ -242,6 +372,10 @@ def retire_old(run: Run) -> Outcome:
                 emr.add_tags(old_id, {RETIRED_TAG: inc.id})
             inc.retired = {"action": "kept", "at": iso(run.now())}
             return Next(f"kept {old_id} (retire_old: keep), tagged {RETIRED_TAG}={inc.id}: terminate it when done with it")
+    if inc.strategy == "terminate_first" and (inc.old or {}).get("active"):
+        stand_down = take_claim(run, old_id)  # the first change of terminate_first: the old cluster goes
+        if stand_down is not None:
+            return stand_down
     try:
         what = emr_ops.terminate(emr, old_id, allow_protected=rec.allow_termination_protected,
                                  owner=run.rctx.target.name)
@@ -253,7 +387,7 @@ def retire_old(run: Run) -> Outcome:
                             f"terminate {old_id} by hand")
         return Fail(f"{exc} and allow_termination_protected is false")
     inc.retired = {"action": "terminated", "detail": what, "at": iso(run.now())}
-    return Next(what)
+    return Next(what + confirmed)
 
 
 def rollback(run: Run) -> Outcome:
@@ -386,6 +520,9 @@ def restart(run: Run) -> Outcome:
         except NotListedYet as exc:
             return Wait(str(exc))
         if found is None:
+            stand_down = take_claim(run, str(r["cluster_id"]))
+            if stand_down is not None:
+                return stand_down
             r.update(_send_restart(run, rung, r), sent_at=iso(run.now()))
         else:
             r.update(found, sent_at=iso(run.now()), note="found an earlier send of this incident: not resent")

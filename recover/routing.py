@@ -64,7 +64,15 @@ def target_port(routing: Routing, before: dict[str, Any], old_instance: str | No
 
 def repoint(aws: AwsCalls, routing: Routing, before: dict[str, Any], old: dict[str, Any] | None,
             new: dict[str, Any]) -> dict[str, Any]:
-    """Send traffic to ``new`` (a master: instance_id, private_dns, private_ip). Returns what changed."""
+    """Send traffic to ``new`` (a master: instance_id, private_dns, private_ip). Returns what changed.
+
+    Each load balancer gets the new master registered before the old one is deregistered.
+    Deregistering the old master does not re-run the trigger checks first (re-confirm before
+    destroying, recover/phases.py ``retire_old``): REPOINT runs only after VERIFY_NEW passed,
+    so traffic always moves to a master that answered the verify checks on its own endpoint;
+    under ``terminate_first`` the old master is already terminated by then. A caller that
+    could reach this with an unverified new master would have to re-confirm the failure
+    before the old master's deregistration, since it may be the last target serving."""
     done: dict[str, Any] = {"changes": []}
     old_id = (old or {}).get("instance_id")
     new_id = new["instance_id"]

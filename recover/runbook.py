@@ -29,14 +29,14 @@ from monitor.config import Recovery, RestartRung
 from monitor.errors import SentinelError
 from monitor.faults import AwsError
 from monitor.outages import STATE_TABLE
-from monitor.policy import active_silence, recoveries_in_window, start_blockers, usable_rungs
+from monitor.policy import active_silence, recoveries_in_window, rung_budget_notes, start_blockers, usable_rungs
 from monitor.runner import check_budget
 from monitor.state.base import Event, TargetState
 from monitor.state.readonly import ReadOnlyStore
 from recover import messages
 from recover.context import RecoveryContext, RecoveryResult
 from recover.incident import ORDER, RESTART_PHASES, TERMINAL, Incident, Phase, next_phase
-from recover.phases import PHASES, VERIFY_TIMEOUT, sweep
+from recover.phases import PHASES, VERIFY_TIMEOUT, Resolved, release_claim, sweep
 from recover.run import Escalate, Fail, Next, Outcome, Run, Stop, Wait
 
 MAX_TRANSIENT_ERRORS = 5  # consecutive internal errors (bugs) in one phase → FAILED
@@ -57,7 +57,10 @@ def is_active(state: TargetState) -> bool:
 
 # ---------------------------------------------------------------------------- entry points
 
-def start(rctx: RecoveryContext, state: TargetState, *, reason: str, force: bool = False) -> RecoveryResult:
+def start(rctx: RecoveryContext, state: TargetState, *, reason: str, force: bool = False,
+          restart_only: bool = False) -> RecoveryResult:
+    """``restart_only``: the policy allowed restart rungs only (a flapping check): the incident
+    never climbs to a relaunch."""
     target = rctx.target
     rec = target.recovery
     now = rctx.clock.now()
@@ -70,8 +73,12 @@ def start(rctx: RecoveryContext, state: TargetState, *, reason: str, force: bool
         raise RecoveryUnavailable("no lease held: refusing to change anything")
 
     first = usable_rungs(target, state, now)[0]  # start_blockers made sure there is one
+    if restart_only and not isinstance(rec.ladder[first], RestartRung):
+        raise RecoveryUnavailable(f"only a restart was allowed (flapping), and the next rung with budget is "
+                                  f"{rec.ladder[first].rung}")
     inc = Incident.create(target.name, order_of(rec, first), now, reason=reason, requested_by=rctx.requested_by,
                           force=force, rung=first)
+    inc.restart_only = restart_only
     skipped = [rec.ladder[i].rung for i in range(first)]
     if skipped:
         inc.notes.append(f"rung(s) {', '.join(skipped)} skipped: over their budget")
@@ -116,6 +123,11 @@ def _climb(run: Run, phase: Phase, why: str) -> Fail | None:
     if inc.rungs:
         inc.rungs[-1].update(finished_at=iso(now), outcome="failed", note=why)
     nxt = usable_rungs(rctx.target, run.state, now, after=inc.rung)
+    if inc.restart_only:  # flapping allowed restarts only: never a relaunch
+        nxt = [i for i in nxt if isinstance(rec.ladder[i], RestartRung)]
+        if not nxt:
+            return Fail(why + "; only restart rungs were allowed (recovery.when.on_flapping: restart): "
+                              "no relaunch for a flapping check")
     if not nxt:
         skipped = [rec.ladder[i].rung for i in range(inc.rung + 1, len(rec.ladder))]
         return Fail(why + (f"; next rung(s) {', '.join(skipped)} over budget" if skipped else "; no rung left"))
@@ -226,27 +238,44 @@ def _stall_check(rctx: RecoveryContext, state: TargetState, inc: Incident) -> tu
 
 def abort(rctx: RecoveryContext, state: TargetState, *, reason: str) -> RecoveryResult:
     """``sentinel abort`` / the Lambda ``abort`` action: end an active recovery by hand under
-    the lease. Before the cut-over was verified: FAILED → rollback → ESCALATED. After it: straight
-    to ESCALATED with traffic left on the new cluster. Paged (page topic) with who and why."""
+    the lease. Before the cut-over was verified: FAILED → rollback → ESCALATED. After it: the
+    sweep (clusters of the incident other than the verified one are terminated, as before every
+    ESCALATED), then ESCALATED with traffic left on the new cluster. Paged (page topic) with
+    who and why, once the abort is persisted: an abort whose first write fails (the lease or
+    the state moved on) changed nothing, pages nothing and says so (status UNKNOWN)."""
     if not is_active(state):
         raise RecoveryUnavailable("no recovery in progress")
     if rctx.lease is None:
         raise RecoveryUnavailable("no lease held: refusing to change anything")
     inc = Incident.from_dict(dict(state.incident or {}))
+    was = inc.phase
     who = rctx.requested_by or "a person"
     run = Run(rctx, state, inc, persist=True, dry_run=False)
-    rctx.notifier.page(rctx.target.name, "recovery-aborted", *messages.aborted(rctx.target, inc, who, reason))
     error = f"aborted by {who}: {reason}"
     try:
-        if inc.recovered_at:  # clients are on the verified new cluster: stop here, undo nothing
+        if inc.recovered_at:  # clients are on the verified new cluster: undo nothing
             inc.escalation = f"{error}. Clients stay on the new cluster {inc.new_cluster_id}"
-            _enter(run, Phase.ESCALATED, inc.escalation)
+            run.save(f"abort requested by {who} in {was}: {reason}", kind="recovery-aborted")
         elif inc.current is not Phase.FAILED:
             inc.failed = {"phase": inc.phase, "error": error, "at": iso(rctx.clock.now())}
             _enter(run, Phase.FAILED, error)
+        else:  # already rolling back: the abort only says who asked
+            run.save(f"abort requested by {who} in {was}: {reason}", kind="recovery-aborted")
     except Stop as exc:
         run.stopped = str(exc)
-        return RecoveryResult(run.state, _report(run))
+        report = _report(run)
+        report.update(status="UNKNOWN", phase=was, transitions=[],
+                      summary=f"abort of {inc.id} not done, nothing changed: {exc}; try again")
+        return RecoveryResult(run.state, report)
+    rctx.notifier.page(rctx.target.name, "recovery-aborted", *messages.aborted(rctx.target, inc, who, reason,
+                                                                              in_phase=was))
+    if inc.recovered_at:
+        try:
+            _sweep(run)
+            _enter(run, Phase.ESCALATED, inc.escalation or error)
+        except Stop as exc:
+            run.stopped = str(exc)
+            return RecoveryResult(run.state, _report(run))
     return _continue(run)
 
 
@@ -323,6 +352,12 @@ def _continue(run: Run) -> RecoveryResult:
 
 def _drive(run: Run) -> None:
     """Advance phase after phase while time allows; stop at a wait or a terminal phase."""
+    if run.inc.escalation and run.inc.current not in TERMINAL and not run.dry_run:
+        # An escalation was decided (an abort after the cut-over, an Escalate outcome) and
+        # persisted, but the invocation ended before ESCALATED: finish it, never carry on.
+        _sweep(run)
+        _enter(run, Phase.ESCALATED, run.inc.escalation)
+        return
     while True:
         phase = run.inc.current
         if phase in TERMINAL:
@@ -360,7 +395,8 @@ def _drive(run: Run) -> None:
             outcome = Escalate(f"{outcome.error}. Clients stay on the new cluster {run.inc.new_cluster_id} (verified at "
                                f"{run.inc.recovered_at}); nothing was rolled back")
         if isinstance(outcome, Next):
-            nxt = next_phase(run.inc.strategy, phase)
+            # Resolved: the failure was gone when re-confirmed before a destroying call (phases.reconfirm)
+            nxt = Phase.DONE if isinstance(outcome, Resolved) else next_phase(run.inc.strategy, phase)
             if nxt in TERMINAL:
                 _sweep(run)
             _enter(run, nxt, outcome.note)
@@ -379,6 +415,14 @@ def _sweep(run: Run) -> None:
     Best effort: a sweep error never keeps the incident open."""
     if run.dry_run:
         return
+    try:
+        released = release_claim(run)
+    except Stop:
+        raise
+    except Exception as exc:  # it expires by itself
+        released = f"claim not released ({exc})"
+    if released:
+        run.inc.notes.append(released)
     try:
         run.inc.notes.extend(sweep(run))
     except Stop:
@@ -442,23 +486,30 @@ def _enter(run: Run, phase: Phase, note: str) -> None:
     if phase is Phase.DONE:
         inc.finished_at = iso(now)
         if inc.rungs:
-            inc.rungs[-1].update(finished_at=iso(now), outcome="recovered")
-        inc.ttr_s = round(((parse_iso(inc.recovered_at) if inc.recovered_at else now)
-                           - parse_iso(inc.started_at)).total_seconds(), 1)
-        changes = {"consecutive_failures": 0, "streaks": {}, "consecutive_unknown": 0, "failing_since": None,
-                   "last_page": None}
+            inc.rungs[-1].update(finished_at=iso(now), outcome=inc.outcome or "recovered")
+        inc.ttr_s = None if inc.outcome else round(((parse_iso(inc.recovered_at) if inc.recovered_at else now)
+                                                    - parse_iso(inc.started_at)).total_seconds(), 1)
+        if not _failing_since_cut_over(run.state, inc):
+            changes = dict(_CLEAN_SLATE)
+        # else: the new cluster has been failing since clients moved to it (the tick watches it
+        # during RETIRE_OLD): its streak carries over into the next confirmation.
     elif phase is Phase.ESCALATED:
         inc.finished_at = iso(now)
         reason = inc.escalation or (inc.failed or {}).get("error") or note
         changes = {"escalated": {"at": iso(now), "reason": reason, "incident": inc.id},
                    "last_page": {"kind": "confirmed", "at": iso(now), "via": "recovery-escalated"}}
+    elif inc.recovered_at and prev in (Phase.VERIFY_PATH, Phase.VERIFY) and phase is not Phase.FAILED:
+        changes = dict(_CLEAN_SLATE)  # clients are on the verified cluster: its watch starts clean
     run.save(f"{prev.value} -> {phase.value}: {note}", **changes)
     run.transitions.append({"from": prev.value, "to": phase.value, "at": iso(now), "note": note})
     if not run.persist:
         return
     name = rctx.target.name
     rctx.metrics.put("RecoveryPhase", phase.number, "None", target=name)
-    if phase is Phase.DONE:
+    if phase is Phase.DONE and inc.outcome:  # it ended without recovering anything: no success, no TTR
+        rctx.notifier.page(name, "recovery-aborted", *messages.recovered_on_its_own(
+            rctx.target, inc, prev, note, budget="; ".join(rung_budget_notes(rctx.target, run.state, now))))
+    elif phase is Phase.DONE:
         rctx.metrics.put("RecoverySucceeded", 1, "Count", target=name)
         rctx.metrics.put("TimeToRecoverSeconds", inc.ttr_s or 0.0, "Seconds", target=name)
         rung = rctx.target.recovery.ladder[min(inc.rung, len(rctx.target.recovery.ladder) - 1)].rung
@@ -473,6 +524,17 @@ def _enter(run: Run, phase: Phase, note: str) -> None:
                            "a page follows when it is done.")
     elif prev in INFO_PHASES:
         rctx.notifier.info(name, f"recovery-{prev.value.lower()}", *messages.phase_done(rctx.target, inc, prev, note))
+
+
+_CLEAN_SLATE: dict[str, Any] = {"consecutive_failures": 0, "streaks": {}, "consecutive_unknown": 0,
+                                 "failing_since": None, "last_page": None}
+
+
+def _failing_since_cut_over(state: TargetState, inc: Incident) -> bool:
+    """The serving (new) cluster has a failing streak that began after the cut-over."""
+    if not inc.recovered_at or not state.failing_since or not any(state.streaks.values()):
+        return False
+    return parse_iso(state.failing_since) >= parse_iso(inc.recovered_at)
 
 
 # ---------------------------------------------------------------------------- dry run and reports

@@ -23,6 +23,17 @@ os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "Sentinel")
 pytest_plugins = ["tests.fakes", "tests.hs2_fixtures"]
 
 
+@pytest.fixture(autouse=True)
+def _runbook_waits_are_not_wall_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The runbook's in-invocation waits (a restart's polls, VERIFY_PATH's polls, the claim
+    tag's settle) go through ``recover.phases.SLEEP``. A test that does not replace it with
+    its own simulated clock must not sleep for real: it is a no-op here (tests that care
+    patch it again, which wins)."""
+    from recover import phases
+
+    monkeypatch.setattr(phases, "SLEEP", lambda seconds: None)
+
+
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:

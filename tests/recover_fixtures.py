@@ -271,6 +271,8 @@ class FakeVerify:
     def __init__(self, default: Status = Status.OK) -> None:
         self.default = default
         self.by_host: dict[str | None, Status] = {}
+        # When set, how the normal path (no host override) answers now (see old_master_broken).
+        self.path: Callable[[], Status] | None = None
         self.calls: list[tuple[list[str], str | None]] = []
         self.endpoints: list[EndpointOverride | None] = []
 
@@ -279,6 +281,8 @@ class FakeVerify:
         self.calls.append((list(names), host_override))
         self.endpoints.append(endpoint)
         status = self.by_host.get(host_override, self.default)
+        if host_override is None and self.path is not None:
+            status = self.path()
         return [CheckResult(n, "fake", status, f"{n} via {host_override or 'normal path'} is {status.name}")
                 for n in names]
 
@@ -341,6 +345,33 @@ class Harness:
 
     def metric_names(self) -> list[str]:
         return [p.name for m in self.metrics for p in m.points]
+
+
+def old_master_broken(h: Harness) -> None:
+    """The normal path as it is during a real recovery: it leads to the old, failing master
+    (CRITICAL) until REPOINT has moved the routing, then answers as the new master does. The
+    trigger checks re-run before a destroying call (``terminate_first``) see the failure."""
+
+    def path() -> Status:
+        incident = h.store.get(TARGET).incident or {}
+        moved = (incident.get("repoint") or {}).get("done_at")
+        return h.verify.by_host.get(None, h.verify.default) if moved else Status.CRITICAL
+
+    h.verify.path = path
+
+
+def finish_incident(h: Harness, *, ticks: int = 12, every_min: float = 2) -> dict[str, Any]:
+    """Advance the incident tick by tick (completing new clusters' setup steps, which moto never
+    runs) until DONE or ESCALATED; its last report."""
+    report: dict[str, Any] = {}
+    for _ in range(ticks):
+        for cid in new_clusters(h.world):
+            set_steps(cid, "COMPLETED")
+        report = h.advance()
+        if report["phase"] in ("DONE", "ESCALATED"):
+            return report
+        h.clock.advance(minutes=every_min)
+    raise AssertionError(f"not finished: {report}")
 
 
 def real_now_clock() -> FakeClock:

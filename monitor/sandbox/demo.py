@@ -1,7 +1,12 @@
 """``sentinel sandbox``: the whole story offline, in about ten seconds, with no AWS account.
 
-The production topology, on loopback: ``client → hive.internal:443 (ELB, TLS) →
-master:10000 (HiveServer2, its own certificate)``. moto plays the AWS account (seeded by
+The production topology, on loopback: ``client → hive.internal.example.com:443 (an alias
+record to the load balancer; TLS with the ELB's certificate) → master:10000 (HiveServer2, its
+own certificate)``, plus ``hive-master.internal.example.com``, a CNAME to the master that the
+recovery re-points (``routing.route53.record``); the load balancer's name is not sentinel's:
+the recovery re-registers targets behind it. Names resolve as in the VPC
+(:mod:`monitor.sandbox.dns`): through moto's Route 53 records as they are now, then
+``host_aliases`` for what would be IP addresses. moto plays the AWS account (seeded by
 :mod:`monitor.sandbox.seed`); two HiveServer2 stubs on 127.0.0.1 play the old and the new
 cluster's HiveServer2 (TLS with the *master* certificate, ``*.ec2.internal`` from an EMR CA;
 SASL PLAIN, the password read from credstash); a TLS-terminating load balancer stand-in
@@ -15,8 +20,8 @@ Story: two healthy ticks; the old HiveServer2 process dies; through the ELB the 
 TLS complete and the connection closed (CRITICAL ``no_backend``); the failure is confirmed;
 the runbook relaunches the cluster with its steps, waits for it, verifies the new master
 directly on its own port and certificate (``recovery.verify.master``), re-points the target
-group and the DNS record, verifies through the load balancer, retires the old cluster; the
-pages on-call received.
+group and the master's DNS record, verifies through the load balancer, retires the old
+cluster; the pages on-call received.
 """
 
 from __future__ import annotations
@@ -85,7 +90,7 @@ def sandbox_config(seeded: Any, ca_file: str, aliases: dict[str, str], *, master
     """``ca_file`` verifies the load balancer's certificate, ``master_ca_file`` the masters'
     own (``*.ec2.internal``); ``master_port`` is where a master's HiveServer2 listens (the
     target group's port, and VERIFY_NEW's). ``ladder``: restart before relaunching."""
-    from monitor.sandbox.seed import CLUSTER_NAME, CREDSTASH_KEY, RECORD
+    from monitor.sandbox.seed import CLUSTER_NAME, CREDSTASH_KEY, LB_NAME, MASTER_RECORD
 
     master_tls: dict[str, Any] = {"verify": True, "server_hostname": "*.ec2.internal"}
     if master_ca_file:
@@ -99,7 +104,7 @@ def sandbox_config(seeded: Any, ca_file: str, aliases: dict[str, str], *, master
             "name": "prod-hive",
             "cluster": {"name": CLUSTER_NAME},
             "checks": [
-                {"type": "hiveserver2", "name": "hive-via-elb", "host": RECORD, "port": 443,
+                {"type": "hiveserver2", "name": "hive-via-elb", "host": LB_NAME, "port": 443,
                  "tls": {"verify": True, "ca_file": ca_file}, "auth": "CUSTOM",
                  "credentials": {"provider": "credstash", "username": "rcapp", "key": CREDSTASH_KEY,
                                  "table": "credential-store", "context": {"env": "sandbox"}},
@@ -112,7 +117,9 @@ def sandbox_config(seeded: Any, ca_file: str, aliases: dict[str, str], *, master
                 "strategy": "replace",
                 "spec": {"source": "clone"},
                 "routing": {"target_group_arn": seeded.target_group_arn, "target_port": master_port,
-                            "route53": {"zone_id": seeded.zone_id, "record": RECORD, "type": "CNAME", "ttl": 60}},
+                            # the master's own record, never the load balancer's name (DESIGN §11)
+                            "route53": {"zone_id": seeded.zone_id, "record": MASTER_RECORD, "type": "CNAME",
+                                        "ttl": 60}},
                 "verify": {"checks": ["hive-via-elb"], "master": {"port": master_port, "tls": master_tls}},
                 "retire_old": "terminate",
                 "limits": {"max_recoveries": 1, "window_hours": 6, "launch_timeout_min": 45},
@@ -161,6 +168,17 @@ def _elb_backend(seeded: Any, resolver: Any) -> Any:
         return None
 
     return backend
+
+
+def _names(resolver: Any) -> list[str]:
+    """Where the two names lead now, through Route 53 (after the story: the new master)."""
+    from monitor.sandbox.seed import LB_NAME, MASTER_RECORD
+
+    follow = getattr(resolver, "follow", None)
+    if follow is None:
+        return []
+    return [f"names now: {LB_NAME} -> {follow(LB_NAME)} (the load balancer, unchanged); "
+            f"{MASTER_RECORD} -> {follow(MASTER_RECORD)} (re-pointed to the new master)"]
 
 
 class MissingDemoDependencies(RuntimeError):
@@ -215,17 +233,18 @@ def build_world(tmp: str, *, ladder: bool = False) -> DemoWorld:
     from monitor.resolve import HostResolver
     from monitor.runtime import build_services
     from monitor.sandbox.certs import make_certs
+    from monitor.sandbox.dns import ZoneResolver
     from monitor.sandbox.elb import TlsTerminatingProxy
     from monitor.sandbox.hs2_server import HiveServer2Stub
-    from monitor.sandbox.motolock import serialize_all
-    from monitor.sandbox.seed import RECORD, seed
+    from monitor.sandbox.motolock import serialize, serialize_all
+    from monitor.sandbox.seed import LB_NAME, ZONE_NAME, seed
 
     password = secrets.token_urlsafe(18)
     with contextlib.redirect_stdout(io.StringIO()):  # credstash prints its table creation
         seeded = seed(password)
-    # Two CAs, as in production: the ELB's certificate for the record clients use, and the
+    # Two CAs, as in production: the ELB's certificate for the name clients use, and the
     # masters' own for *.ec2.internal.
-    elb_certs = make_certs(tmp, (RECORD, "localhost"), ca_name="sandbox ELB CA", prefix="elb-")
+    elb_certs = make_certs(tmp, (LB_NAME, "localhost"), ca_name="sandbox ELB CA", prefix="elb-")
     master_certs = make_certs(tmp, ("*.ec2.internal",), ca_name="sandbox EMR CA", prefix="master-")
     old = HiveServer2Stub(password=password, certfile=master_certs.cert_file, keyfile=master_certs.key_file).start()
     new = HiveServer2Stub(password=password, certfile=master_certs.cert_file, keyfile=master_certs.key_file).start()
@@ -235,12 +254,18 @@ def build_world(tmp: str, *, ladder: bool = False) -> DemoWorld:
     aliases = {seeded.master_dns: f"127.0.0.1:{old.port}", "ip-*.ec2.internal": "127.0.0.1"}
     elb = TlsTerminatingProxy(_elb_backend(seeded, HostResolver(aliases)), certfile=elb_certs.cert_file,
                               keyfile=elb_certs.key_file).start()
-    aliases[RECORD] = f"127.0.0.1:{elb.port}"
+    # What would be the load balancer's addresses. The names clients and sentinel dial
+    # (hive.internal..., hive-master.internal...) have no alias: they resolve through Route 53.
+    aliases[seeded.load_balancer_dns] = f"127.0.0.1:{elb.port}"
     config = parse_config(sandbox_config(seeded, elb_certs.ca_file, aliases, master_port=new.port,
                                          master_ca_file=master_certs.ca_file, ladder=ladder))
     clock = SimClock()
     serialize_all(seeded.clients)  # the load-balancer thread calls moto while ticks run
-    return DemoWorld(seeded, old, new, elb, build_services(config, clients=seeded.clients, clock=clock), clock)
+    for name in ("route53", "elbv2"):  # REPOINT's changing calls, while checks resolve and the ELB routes
+        serialize(seeded.clients.changing_client(name))
+    services = build_services(config, clients=seeded.clients, clock=clock)
+    services.resolver = ZoneResolver(seeded.clients.client("route53"), seeded.zone_id, ZONE_NAME, config.host_aliases)
+    return DemoWorld(seeded, old, new, elb, services, clock)
 
 
 def tick_until_recovered(w: DemoWorld, *, dies_at: int = 3, max_ticks: int = 9) -> list[TickReport]:
@@ -361,7 +386,7 @@ def _run(out: TextIO, tmp: str, on_tick: TickHook | None = None) -> tuple[int, T
         events = services.store.events("prod-hive", limit=60)
         p.pages(seeded.pages())
         p.timeline(events)
-        p.summary(services.store.get("prod-hive"), seeded, new.counters.queries, events)
+        p.summary(services.store.get("prod-hive"), seeded, new.counters.queries, events, _names(services.resolver))
     finally:
         phases.SLEEP = sleep
         for c in ssm_clients:

@@ -2,8 +2,16 @@
 
 credstash (KMS key + DynamoDB table + the Hive password), the state table, SNS page topic
 with an SQS queue subscribed (so the demo can show the pages), the persistent EMR cluster
-with bootstrap actions and steps, a target group with the master registered, and the
-Route 53 record clients use. Call inside ``moto.mock_aws()``.
+with bootstrap actions and steps, an internal network load balancer (TLS listener on 443)
+forwarding to a target group with the master registered, and a private Route 53 zone with
+the production layout's two names:
+
+- ``hive.internal.example.com`` (:data:`LB_NAME`): the name clients dial, an alias record to
+  the load balancer's DNS name. Not sentinel's: a recovery re-registers targets and leaves it.
+- ``hive-master.internal.example.com`` (:data:`MASTER_RECORD`): a CNAME to the master's private
+  name, which REPOINT rewrites to the new master (``recovery.routing.route53.record``).
+
+Call inside ``moto.mock_aws()``.
 """
 
 from __future__ import annotations
@@ -17,7 +25,9 @@ from monitor.state.dynamodb import create_table
 
 REGION = "us-east-1"
 CLUSTER_NAME = "RC.HIVE.ADHOC"
-RECORD = "hive.internal.example.com"
+ZONE_NAME = "internal.example.com"  # the private hosted zone
+LB_NAME = "hive.internal.example.com"  # alias A -> the load balancer (clients, hive-via-elb)
+MASTER_RECORD = "hive-master.internal.example.com"  # CNAME -> the master (sentinel re-points it)
 CREDSTASH_KEY = "hive.rcapp.password"
 
 
@@ -60,6 +70,7 @@ class Seeded:
     target_group_arn: str
     zone_id: str
     pager: Pager
+    load_balancer_dns: str = ""  # the load balancer's own DNS name (LB_NAME is an alias to it)
 
     @property
     def page_topic(self) -> str:
@@ -85,7 +96,7 @@ def seed(password: str, *, state_table: str = "sentinel-state") -> Seeded:
 
     ec2 = clients.client("ec2")
     vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
-    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.1.0/24")["Subnet"]["SubnetId"]
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.1.0/24", AvailabilityZone=f"{REGION}a")["Subnet"]["SubnetId"]
 
     emr = clients.client("emr")
     cluster_id = emr.run_job_flow(
@@ -125,16 +136,31 @@ def seed(password: str, *, state_table: str = "sentinel-state") -> Seeded:
     )["JobFlowId"]
     master = emr.list_instances(ClusterId=cluster_id, InstanceGroupTypes=["MASTER"])["Instances"][0]
 
+    # The load balancer: TLS on 443 with its own certificate, re-encrypting to the masters'
+    # HiveServer2 on 10000 (the sandbox's stand-in, monitor/sandbox/elb.py, does the same).
     elbv2 = clients.client("elbv2")
-    tg = elbv2.create_target_group(Name="hive", Protocol="TCP", Port=10000, VpcId=vpc,
+    lb = elbv2.create_load_balancer(Name="hive", Subnets=[subnet], Scheme="internal",
+                                    Type="network")["LoadBalancers"][0]
+    tg = elbv2.create_target_group(Name="hive", Protocol="TLS", Port=10000, VpcId=vpc,
                                    TargetType="instance")["TargetGroups"][0]["TargetGroupArn"]
+    certificate = clients.client("acm").request_certificate(DomainName=LB_NAME)["CertificateArn"]
+    elbv2.create_listener(LoadBalancerArn=lb["LoadBalancerArn"], Protocol="TLS", Port=443,
+                          Certificates=[{"CertificateArn": certificate}],
+                          DefaultActions=[{"Type": "forward", "TargetGroupArn": tg}])
     elbv2.register_targets(TargetGroupArn=tg, Targets=[{"Id": master["Ec2InstanceId"], "Port": 10000}])
 
     r53 = clients.client("route53")
-    zone = r53.create_hosted_zone(Name="internal.example.com", CallerReference="sentinel-sandbox",
+    zone = r53.create_hosted_zone(Name=ZONE_NAME, CallerReference="sentinel-sandbox",
                                   HostedZoneConfig={"PrivateZone": True, "Comment": "sandbox"},
                                   VPC={"VPCRegion": REGION, "VPCId": vpc})["HostedZone"]["Id"].split("/")[-1]
-    r53.change_resource_record_sets(HostedZoneId=zone, ChangeBatch={"Changes": [{"Action": "UPSERT", "ResourceRecordSet": {
-        "Name": RECORD, "Type": "CNAME", "TTL": 60, "ResourceRecords": [{"Value": master["PrivateDnsName"]}]}}]})
+    r53.change_resource_record_sets(HostedZoneId=zone, ChangeBatch={"Changes": [
+        {"Action": "UPSERT", "ResourceRecordSet": {  # the operators' record: never changed by sentinel
+            "Name": LB_NAME, "Type": "A", "AliasTarget": {
+                "HostedZoneId": lb["CanonicalHostedZoneId"], "DNSName": lb["DNSName"], "EvaluateTargetHealth": False}}},
+        {"Action": "UPSERT", "ResourceRecordSet": {  # recovery.routing.route53.record
+            "Name": MASTER_RECORD, "Type": "CNAME", "TTL": 60,
+            "ResourceRecords": [{"Value": master["PrivateDnsName"]}]}},
+    ]})
 
-    return Seeded(clients, cluster_id, master["Ec2InstanceId"], master["PrivateDnsName"], tg, zone, pager)
+    return Seeded(clients, cluster_id, master["Ec2InstanceId"], master["PrivateDnsName"], tg, zone, pager,
+                  load_balancer_dns=lb["DNSName"])

@@ -60,8 +60,14 @@ class Printer:
         self._w("=" * min(len(text), width()))
 
     def setup(self, seeded: Any, old_port: int, new_port: int, elb_port: int) -> None:
+        from monitor.sandbox.seed import LB_NAME, MASTER_RECORD
+
         self._w(f"moto account: EMR cluster {seeded.cluster_id} 'RC.HIVE.ADHOC' (master {seeded.master_dns}), "
-                "credstash secret hive.rcapp.password, target group 'hive', Route 53 CNAME, SNS page topic -> SQS")
+                "credstash secret hive.rcapp.password, load balancer 'hive' (TLS :443) -> target group 'hive', "
+                "SNS page topic -> SQS")
+        self._w(f"names (Route 53, resolved as the VPC would): clients dial {LB_NAME}:443, an alias to the load "
+                f"balancer (not sentinel's); {MASTER_RECORD} is a CNAME to the master, which a recovery "
+                "re-points")
         self._w(f"HiveServer2 stubs on 127.0.0.1: old master :{old_port}, new masters :{new_port} "
                 "(TLS with the masters' *.ec2.internal certificate + SASL PLAIN)")
         self._w(f"load balancer stand-in on 127.0.0.1:{elb_port}: terminates TLS with the ELB's certificate, "
@@ -145,13 +151,16 @@ class Printer:
         for e in reversed(events):
             self._w(f"{e.at[11:16]}  {e.kind:<13} {e.message}", indent="  ", hanging=" " * 23)
 
-    def summary(self, state: TargetState, seeded: Any, new_queries: int, events: list[Event]) -> None:
+    def summary(self, state: TargetState, seeded: Any, new_queries: int, events: list[Event],
+                names: list[str] | None = None) -> None:
         inc = state.incident or {}
         self._w()
         if inc.get("phase") == "DONE":
             self._w(f"Recovered: incident {inc.get('id')} DONE; the load balancer now sends Hive traffic to the new "
                     f"master ({new_queries} queries answered by it).")
             for line in recovery_times(inc, events):
+                self._w(line, indent="  ")
+            for line in names or []:
                 self._w(line, indent="  ")
         else:
             self._w(f"Not recovered: incident phase {inc.get('phase')}; escalated: {state.escalated}")

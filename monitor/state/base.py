@@ -42,6 +42,13 @@ class TargetState:
     consecutive_unknown: int = 0
     # Consecutive CRITICAL results per trigger check (``recovery.when.checks``).
     streaks: dict[str, int] = field(default_factory=dict)
+    # When (ISO) each check's streak was last added to: a CRITICAL look sooner than
+    # ``recovery.when.min_gap_s`` after it is reported but not counted (monitor/policy.py).
+    streak_at: dict[str, str] = field(default_factory=dict)
+    # Flap detection per check (monitor/flap.py): {"looks": "OCOC…" (oldest first), "at": ISO of
+    # the last recorded look, "share": weighted state change, "since": ISO while flapping,
+    # "paged": ISO once the flapping page went out}.
+    flap: dict[str, dict[str, Any]] = field(default_factory=dict)
     last_tick_at: str | None = None
     last_decision: str | None = None
     last_results: list[dict[str, Any]] = field(default_factory=list)

@@ -295,6 +295,7 @@ def test_packaged_handler_ticks_under_python312_against_moto(
         "POWERTOOLS_METRICS_NAMESPACE": "Sentinel", "POWERTOOLS_LOG_LEVEL": "INFO", "SENTINEL_LOOPBACK_ONLY": "1",
         "SENTINEL_DISPATCH": "queue", "SENTINEL_SCHEDULE_S": "600",
         "SENTINEL_QUEUE_URL": f"{moto_server}/123456789012/sentinel-{ENV}-ticks",
+        "SENTINEL_DEPLOYMENT": f"sentinel-{ENV}@us-east-1",
     }
     template_env = translated["Resources"]["Function"]["Properties"]["Environment"]["Variables"]
     assert set(template_env) <= set(env)

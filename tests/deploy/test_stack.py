@@ -70,7 +70,7 @@ def config_for(env: str, **changes: Any) -> Any:
                          "routing": {"target_group_arn": "arn:aws:elasticloadbalancing:us-east-1:123456789012:"
                                                          "targetgroup/hive/0123456789abcdef",
                                      "route53": {"zone_id": "Z0123456789ABCDEFGHIJ",
-                                                 "record": "Hive.Internal.Example.com."}}},
+                                                 "record": "Hive-Master.Internal.Example.com."}}},
         }],
     }
     for key, value in changes.items():
@@ -108,7 +108,7 @@ def test_preflight_names_the_ownership_record_and_key_parameters_the_policy_need
     problems = stack.preflight(cfg, "prod", params)
     assert problems == [
         "targets[prod-hive].recovery: prod-hive is not in RecoveryTargets: the policy allows no change to its clusters",
-        "targets[prod-hive].recovery.routing.route53.record hive.internal.example.com: not in DnsRecordNames",
+        "targets[prod-hive].recovery.routing.route53.record hive-master.internal.example.com: not in DnsRecordNames",
         "targets[prod-hive].recovery.spec.kms_key_id alias/sentinel: the policy allows kms:Encrypt/Decrypt on "
         "SpecKeyArn=(empty) only (use the key's ARN)"]
 

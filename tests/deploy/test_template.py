@@ -66,8 +66,10 @@ def test_function_runs_the_handler_on_python312_inside_the_vpc(translated: dict[
     assert fn["VpcConfig"] == {"SubnetIds": {"Ref": "SubnetIds"}, "SecurityGroupIds": {"Ref": "SecurityGroupIds"}}
     env = fn["Environment"]["Variables"]
     assert set(env) == {"SENTINEL_CONFIG", "POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE",
-                        "POWERTOOLS_LOG_LEVEL", "SENTINEL_QUEUE_URL", "SENTINEL_DISPATCH", "SENTINEL_SCHEDULE_S"}
+                        "POWERTOOLS_LOG_LEVEL", "SENTINEL_QUEUE_URL", "SENTINEL_DISPATCH", "SENTINEL_SCHEDULE_S",
+                        "SENTINEL_DEPLOYMENT"}
     assert env["SENTINEL_SCHEDULE_S"] == {"Fn::Sub": "${AlarmPeriodSeconds}"}  # the dispatcher probes one interval
+    assert env["SENTINEL_DEPLOYMENT"] == {"Fn::Sub": "${AWS::StackName}@${AWS::Region}"}  # the claim tag names it
     assert env["SENTINEL_CONFIG"] == {"Fn::If": ["UseSsmConfig", {"Fn::Sub": "ssm:/sentinel/${Environment}/config"},
                                                  "sentinel.yaml"]}
     assert env["POWERTOOLS_METRICS_NAMESPACE"] == {"Ref": "MetricsNamespace"}
@@ -259,7 +261,8 @@ def test_stack_deploys_into_moto_with_every_resource(translated: dict[str, Any],
     assert fn["Environment"]["Variables"] == {
         "SENTINEL_CONFIG": "ssm:/sentinel/test/config", "POWERTOOLS_SERVICE_NAME": "sentinel-test",
         "POWERTOOLS_METRICS_NAMESPACE": "Sentinel", "POWERTOOLS_LOG_LEVEL": "INFO", "SENTINEL_DISPATCH": "queue",
-        "SENTINEL_SCHEDULE_S": "600", "SENTINEL_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/sentinel-test-ticks"}
+        "SENTINEL_SCHEDULE_S": "600", "SENTINEL_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/sentinel-test-ticks",
+        "SENTINEL_DEPLOYMENT": "sentinel-test@us-east-1"}
     assert fn["VpcConfig"]["SubnetIds"] == [aws["SubnetIds"]]
 
     events = boto3.client("events")

@@ -21,12 +21,13 @@ from tests.recover_fixtures import (
     World,
     both_clients,
     emr_backend,
+    finish_incident,
     moto_world,
     new_clusters,
+    old_master_broken,
     real_now_clock,
     recovery_config,
     set_cluster_state,
-    set_steps,
 )
 
 SSM_RUNG = {"rung": "restart_service", "via": "ssm", "timeout_min": 10, "warmup_s": 60, "verify_timeout_min": 5}
@@ -113,15 +114,7 @@ class Unlisted:
 
 
 def _finish(h: Harness, world: World, ticks: int = 15) -> dict[str, Any]:
-    report: dict[str, Any] = {}
-    for _ in range(ticks):
-        for cid in new_clusters(world):
-            set_steps(cid, "COMPLETED")
-        report = h.advance()
-        if report["phase"] in ("DONE", "ESCALATED"):
-            return report
-        h.clock.advance(minutes=3)
-    raise AssertionError(report)
+    return finish_incident(h, ticks=ticks, every_min=3)
 
 
 # ------------------------------------------------------------------ SSM: not visible yet
@@ -186,6 +179,7 @@ def _kms_key(world: World) -> str:
 def test_one_throttled_kms_decrypt_at_launch_waits_and_launches_on_the_next_tick(
         world: World, fake_checks: Script, monkeypatch: pytest.MonkeyPatch, strategy: str) -> None:
     h = make(world, monkeypatch, strategy=strategy, spec={"source": "clone", "kms_key_id": _kms_key(world)})
+    old_master_broken(h)  # terminate_first re-confirms the failure before terminating the old cluster
     # botocore retries a read once (two attempts): both fail, so the call fails once.
     with FailCalls(world.clients, "kms", "Decrypt", code="ThrottlingException", times=2):
         report = h.start()

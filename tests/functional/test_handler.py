@@ -27,7 +27,10 @@ def write_config(path: Path, topic: str, **recovery: Any) -> Path:
         "targets": [{
             "name": "prod-hive", "cluster": {"name": "RC.HIVE"},
             "checks": [{"type": "fake", "name": "hive"}],
-            "recovery": {"enabled": False, "when": {"checks": ["hive"], "consecutive_failures": 2}, **recovery},
+            # min_gap_s 0: the scheduled ticks here run back to back on the real clock, each meant as
+            # its own look (spacing: tests/unit/test_evidence.py).
+            "recovery": {"enabled": False, "when": {"checks": ["hive"], "consecutive_failures": 2, "min_gap_s": 0},
+                         **recovery},
         }],
     }
     path.write_text(yaml.safe_dump(raw))

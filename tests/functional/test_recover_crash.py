@@ -24,12 +24,13 @@ from tests.recover_fixtures import (
     World,
     moto_world,
     new_clusters,
+    old_master_broken,
     real_now_clock,
     recovery_config,
     set_steps,
 )
 
-CHANGING_CALLS = 7  # RunJobFlow, Register/Deregister (ELBv2, ELB), UPSERT, TerminateJobFlows
+CHANGING_CALLS = 8  # AddTags (the claim), RunJobFlow, Register/Deregister (ELBv2, ELB), UPSERT, TerminateJobFlows
 # start, 7 phase moves, 1 WAIT_READY wait, the REPOINT checkpoint, and for each changing call
 # its intent (before) and its outcome (after)
 STATE_WRITES = 10 + 2 * CHANGING_CALLS
@@ -98,6 +99,7 @@ def _scenario(fake_checks: Script, strategy: str, arm: Callable[[World], Any] | 
               store: MemoryStateStore | None = None) -> tuple[list[str], Harness]:
     with moto_world() as world:
         h = Harness(world, recovery_config(world, strategy=strategy), store or MemoryStateStore(), real_now_clock())
+        old_master_broken(h)  # terminate_first re-confirms the failure before terminating the old cluster
         with CallLog(world.clients) as log:
             crash = arm(world) if arm else None
             try:
@@ -114,6 +116,7 @@ def test_a_clean_run_makes_the_expected_changes_and_writes(fake_checks: Script, 
     with moto_world() as world:
         store = CrashingStore(0, after=True)
         h = Harness(world, recovery_config(world, strategy=strategy), store, real_now_clock())
+        old_master_broken(h)
         with CallLog(world.clients) as log:
             assert run_to_the_end(h, world) == []
             assert len(log.mutating()) == CHANGING_CALLS
@@ -137,7 +140,7 @@ def test_crash_around_every_state_write_resumes_to_one_recovery(fake_checks: Scr
 
 
 def test_crash_right_after_run_job_flow_adopts_the_launched_cluster(fake_checks: Script) -> None:
-    crashes, h = _scenario(fake_checks, "replace", lambda w: CrashOnCall(w.clients, 1, after=True))
-    assert "RunJobFlow" in crashes[0]
+    crashes, h = _scenario(fake_checks, "replace", lambda w: CrashOnCall(w.clients, 2, after=True))
+    assert "RunJobFlow" in crashes[0]  # changing call #1 is the claim tag (recover.claim)
     timeline = h.store.get(TARGET).incident["timeline"]  # type: ignore[index]
     assert any("adopted" in t["note"] for t in timeline)

@@ -226,7 +226,7 @@ def test_a_crash_around_the_restart_sends_it_exactly_once(
     h = make(world, monkeypatch, rung, {"rung": "replace"})
     op = "SendCommand" if rung["via"] == "ssm" else "AddJobFlowSteps"
     with CallLog(world.clients) as log:
-        with CrashOnCall(world.clients, 1, after=after), pytest.raises(Crash, match=op):
+        with CrashOnCall(world.clients, 2, after=after), pytest.raises(Crash, match=op):  # #1: the claim tag
             h.start()
         for s in emr_backend().clusters[world.cluster_id].steps:
             if s.name.startswith("sentinel restart"):
@@ -248,6 +248,6 @@ def test_plan_of_a_ladder_lists_the_restart_then_the_relaunch(
     h.dry_run = True
     report = runbook.start(h.rctx(), h.store.get(TARGET), reason="plan").report
     calls = [c["call"] for c in report["plan"]["calls"] if c.get("mutating")]
-    assert calls[0] == "ssm.send_command" and calls.index("emr.run_job_flow") > 0
+    assert calls[:2] == ["emr.add_tags", "ssm.send_command"] and calls.index("emr.run_job_flow") > 1  # claim first
     assert [r["rung"] for r in report["plan"]["rungs"]] == ["restart_service", "replace"]
     assert new_clusters(world) == []

@@ -39,6 +39,7 @@ from tests.recover_fixtures import (
     World,
     moto_world,
     new_clusters,
+    old_master_broken,
     real_now_clock,
     recovery_config,
     recovery_raw,
@@ -156,6 +157,7 @@ def test_replace_relaunches_an_identical_cluster_repoints_and_retires_the_old(h:
 
 def test_terminate_first_retires_the_old_cluster_before_launching(world: World, fake_checks: Script) -> None:
     h = make(world, strategy="terminate_first")
+    old_master_broken(h)  # the failure is re-confirmed right before the old cluster is terminated
     report = start(h)
     assert report["phase"] == "WAIT_READY"
     assert [t["to"] for t in report["transitions"]] == ["RETIRE_OLD", "LAUNCH", "WAIT_READY"]
@@ -378,6 +380,8 @@ def test_escalation_blocks_automation_until_ack(world: World, fake_checks: Scrip
     assert not decision.recover and any("escalated" in b for b in decision.blocked_by)
 
     svc = services(h.config, store=h.store, clients=world.clients, clock=h.clock)
+    assert h.lease is not None
+    h.store.release_lease(h.lease)  # the last tick is over (an operator command waits for its lease)
     rep = actions.ack(new_invocation(svc, requested_by="alice"), TARGET)
     assert rep.data and rep.data["was_escalated"]
     state = h.store.get(TARGET)
@@ -388,6 +392,8 @@ def test_escalation_blocks_automation_until_ack(world: World, fake_checks: Scrip
 def test_silence_pauses_a_running_recovery(h: Harness, world: World) -> None:
     start(h)
     svc = services(h.config, store=h.store, clients=world.clients, clock=h.clock)
+    assert h.lease is not None
+    h.store.release_lease(h.lease)  # the last tick is over (an operator command waits for its lease)
     actions.silence(new_invocation(svc, requested_by="bob"), TARGET, "2h", "taking over")
     finish_setup(world)
     version = h.store.get(TARGET).version
@@ -427,7 +433,7 @@ def test_dry_run_records_the_plan_and_changes_nothing(world: World, fake_checks:
         report2 = start(h)
     assert report["phase"] == "DRY_RUN" and report["dry_run"] and report["status"] == "CRITICAL"
     calls = [c["call"] for c in report["plan"]["calls"] if c["mutating"]]
-    assert calls == ["emr.run_job_flow", "elbv2.register_targets", "elbv2.deregister_targets",
+    assert calls == ["emr.add_tags", "emr.run_job_flow", "elbv2.register_targets", "elbv2.deregister_targets",
                      "elb.register_instances_with_load_balancer", "elb.deregister_instances_from_load_balancer",
                      "route53.change_resource_record_sets", "emr.terminate_job_flows"]
     assert log.mutating() == [] and new_clusters(world) == []
@@ -523,14 +529,15 @@ def test_aws_calls_per_phase_and_iam_coverage(h: Harness, world: World) -> None:
     # SNAPSHOT 11 = ListClusters, DescribeCluster, ListInstanceGroups, ListBootstrapActions, ListSteps,
     #   GetManagedScalingPolicy, GetAutoTerminationPolicy, ListInstances, DescribeTargetHealth,
     #   DescribeLoadBalancers, ListResourceRecordSets
-    # LAUNCH 7 = ListClusters + DescribeCluster x1 (same-name clusters), DescribeCluster of the source cluster
-    #   (its secret property is stored as a reference, opened at send), RunJobFlow, then the same 3 again
+    # LAUNCH 10 = ListClusters + DescribeCluster x1 (same-name clusters), the claim (DescribeCluster, AddTags,
+    #   DescribeCluster after the settle), DescribeCluster of the source cluster (its secret property is
+    #   stored as a reference, opened at send), RunJobFlow, then the same 3 again
     # WAIT_READY 2 per waiting tick (DescribeCluster, ListSteps) + ListInstances when ready
     # REPOINT 7 = DescribeTargetHealth, RegisterTargets, DeregisterTargets, DescribeLoadBalancers,
     #   RegisterInstancesWithLoadBalancer, DeregisterInstancesFromLoadBalancer, ChangeResourceRecordSets
     # VERIFY_PATH 2 = DescribeTargetHealth, GetChange; RETIRE_OLD 5 = DescribeCluster, TerminateJobFlows,
     #   then the sweep before DONE: ListClusters + DescribeCluster x2 (same-name clusters)
-    assert inc["calls"] == {"SNAPSHOT": 11, "LAUNCH": 7, "WAIT_READY": 2 + 3, "REPOINT": 7, "VERIFY_PATH": 2,
+    assert inc["calls"] == {"SNAPSHOT": 11, "LAUNCH": 10, "WAIT_READY": 2 + 3, "REPOINT": 7, "VERIFY_PATH": 2,
                             "RETIRE_OLD": 5}
     assert sum(inc["calls"].values()) == len(log1.calls) + len(log2.calls)
     recorded = {f"{IAM_PREFIX[r['call'].split('.')[0]]}:{_api_name(r['call'].split('.')[1])}"
@@ -576,7 +583,7 @@ def test_a_concurrent_duplicate_launch_leaves_exactly_one_cluster(h: Harness, wo
 
 
 def test_verify_path_polls_a_new_target_until_healthy(h: Harness, world: World, monkeypatch: Any) -> None:
-    from recover import phases
+    from recover import claim, phases
 
     sleeps: list[float] = []
     monkeypatch.setattr(phases, "SLEEP", sleeps.append)
@@ -593,7 +600,7 @@ def test_verify_path_polls_a_new_target_until_healthy(h: Harness, world: World, 
 
     with BeforeCall(world.clients.client("elbv2"), "DescribeTargetHealth", health):
         assert advance(h)["phase"] == "DONE"
-    assert sleeps == [phases.PATH_POLL_S, phases.PATH_POLL_S]
+    assert sleeps == [claim.SETTLE_S, phases.PATH_POLL_S, phases.PATH_POLL_S]  # the claim's settle at LAUNCH
 
 
 def test_abort_rolls_back_and_escalates(h: Harness, world: World) -> None:

@@ -118,11 +118,11 @@ def test_a_warning_tick_says_why(story: Story) -> None:
 def test_time_to_recover_says_from_what(story: Story) -> None:
     flat = _flat(story.text)
     # act 2: failing at tick 6, confirmed at tick 7 (the restart rung tries, waits, gives up at tick 8 and
-    # climbs), the relaunch serves at tick 9 (+30 s of the restart's warm-up, +10 s of SSM polls)
-    assert re.search(r"30\.6 min from the first failed check at \d\d:\d\d", flat)
-    assert re.search(r"20\.6 min from detection \(failure confirmed\) at \d\d:\d\d", flat)
-    assert re.search(r"20\.6 min from the recovery's start at \d\d:\d\d", flat)
-    assert "recovered in 20.6 min from recovery start" in flat
+    # climbs), the relaunch serves at tick 9 (+30 s of the restart warm-up, +10 s of SSM polls, +5 s of the claim settle)
+    assert re.search(r"30\.7 min from the first failed check at \d\d:\d\d", flat)
+    assert re.search(r"20\.7 min from detection \(failure confirmed\) at \d\d:\d\d", flat)
+    assert re.search(r"20\.7 min from the recovery's start at \d\d:\d\d", flat)
+    assert "recovered in 20.7 min from recovery start" in flat
 
 
 def test_an_unsent_reason_is_said_once(story: Story) -> None:
@@ -144,15 +144,15 @@ def test_the_tick_report_is_only_printed_with_json(story: Story, capsys: pytest.
 def test_the_ladder_restarts_first_and_climbs_to_a_relaunch_only_when_that_does_not_help(story: Story) -> None:
     """Act 1: a wedged HiveServer2 (metastore overload) is fixed by a restart, no cluster change,
     although SSM answers as it does in production (InvocationDoesNotExist right after the send,
-    then InProgress: 10 s of polls, hence 0.6 min). Act 2: the process is gone; the restart does
-    not help and the incident climbs to replace."""
+    then InProgress: 10 s of polls, and the 5-s settle of the claim tag: hence 0.7 min).
+    Act 2: the process is gone; the restart does not help and the incident climbs to replace."""
     subjects = [p["Subject"] for p in story.pages]
     assert subjects == [
         "[sentinel PAGE] prod-hive: recovery started (restart_service)",
-        "[sentinel PAGE] prod-hive: restarted HiveServer2: healthy again in 0.6 min",
+        "[sentinel PAGE] prod-hive: restarted HiveServer2: healthy again in 0.7 min",
         "[sentinel PAGE] prod-hive: recovery started (restart_service)",
         "[sentinel PAGE] prod-hive: recovery climbing to replace",
-        "[sentinel PAGE] prod-hive: recovered in 20.6 min from recovery start",
+        "[sentinel PAGE] prod-hive: recovered in 20.7 min from recovery start",
     ], subjects
     flat = _flat(story.text)
     assert flat.count("phase RESTART -> VERIFY") == 2 and "phase VERIFY -> DONE" in flat
@@ -175,13 +175,20 @@ def test_sandbox_topology_dead_backend_is_no_backend_and_verify_new_uses_the_mas
     from moto import mock_aws
 
     from monitor.sandbox.demo import _sandbox_env, build_world, tick_until_recovered
+    from monitor.sandbox.seed import LB_NAME, MASTER_RECORD
 
     with _sandbox_env(), mock_aws():
         w = build_world(str(tmp_path))
         try:
+            # names resolve as in the VPC (monitor/sandbox/dns.py): through Route 53 as it is now
+            resolver = w.services.resolver
+            before = resolver.resolve(MASTER_RECORD, w.new.port)
             reports = tick_until_recovered(w)
             events = w.services.store.events("prod-hive", limit=60)
             phase = (w.services.store.get("prod-hive").incident or {}).get("phase")
+            after, lb = resolver.resolve(MASTER_RECORD, w.new.port), resolver.resolve(LB_NAME, 443)
+            records = {r["Name"].rstrip("."): r for r in w.seeded.clients.client("route53").list_resource_record_sets(
+                HostedZoneId=w.seeded.zone_id)["ResourceRecordSets"]}
         finally:
             w.stop()
     hive = next(c for c in reports[2].targets[0].checks if c.name == "hive-via-elb")
@@ -192,3 +199,34 @@ def test_sandbox_topology_dead_backend_is_no_backend_and_verify_new_uses_the_mas
     assert f".ec2.internal:{w.new.port}" in verified.message  # the master's own port, not the ELB's 443
     assert phase == "DONE"
     assert w.new.counters.logins >= 2  # VERIFY_NEW directly (its *.ec2.internal cert), then VERIFY_PATH via the ELB
+    # the master's record led to the old master's HiveServer2, and now to the new one's; the
+    # clients' name still leads to the load balancer, its alias record untouched
+    assert before.port == w.old.port and (after.host, after.port) == ("127.0.0.1", w.new.port)
+    assert after.server_hostname == MASTER_RECORD and lb.port == w.elb.port
+    assert records[LB_NAME]["AliasTarget"]["DNSName"].rstrip(".") == w.seeded.load_balancer_dns
+    assert records[MASTER_RECORD]["ResourceRecords"][0]["Value"] not in (w.seeded.master_dns, "")
+
+
+def test_the_sandbox_config_passes_the_topology_rule() -> None:
+    """Clients dial the load balancer's name; the record the recovery re-points is the
+    master's own; neither name has a host_aliases entry (they resolve through Route 53)."""
+    import contextlib
+    import fnmatch
+
+    from moto import mock_aws
+
+    from monitor.config import parse_config, topology_errors
+    from monitor.sandbox.demo import _sandbox_env, sandbox_config
+    from monitor.sandbox.seed import LB_NAME, MASTER_RECORD, seed
+
+    with _sandbox_env(), mock_aws(), contextlib.redirect_stdout(io.StringIO()):
+        seeded = seed("pw")
+        aliases = {seeded.master_dns: "127.0.0.1:10001", "ip-*.ec2.internal": "127.0.0.1",
+                   seeded.load_balancer_dns: "127.0.0.1:8443"}
+        config = parse_config(sandbox_config(seeded, "elb-ca.pem", aliases, master_ca_file="master-ca.pem"))
+    target = config.targets[0]
+    routing = target.recovery.routing
+    assert routing.target_group_arn and routing.route53 is not None and topology_errors(target) == []
+    assert target.check("hive-via-elb").host == LB_NAME  # type: ignore[attr-defined]
+    assert routing.route53.record == MASTER_RECORD
+    assert not [p for p in config.host_aliases for name in (LB_NAME, MASTER_RECORD) if fnmatch.fnmatchcase(name, p)]

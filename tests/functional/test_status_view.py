@@ -41,7 +41,7 @@ def _text(report: TickReport, monkeypatch: pytest.MonkeyPatch, width: int = WIDT
 def test_json_keeps_every_key_and_adds_the_human_ones(recovered: TickReport) -> None:
     st: dict[str, Any] = recovered.data["targets"]["prod-hive"]  # type: ignore[index]
     assert set(st) >= KEYS_BEFORE
-    assert set(st) - KEYS_BEFORE == {"why", "budget", "incident_timeline"}
+    assert set(st) - KEYS_BEFORE == {"why", "budget", "incident_timeline", "flapping"}
     assert st["budget"] == {"used": 1, "max": 1, "window_hours": 6, "left": 0, "enabled": True}
 
 
@@ -74,7 +74,7 @@ def test_lines_are_wrapped_not_cut(recovered: TickReport, monkeypatch: pytest.Mo
         assert len(line) <= width or max(len(w) for w in line.split()) > 30, line
     flat = " ".join(text.split())
     # whole notes survive: what REPOINT changed, in full
-    assert "deregistered" in flat and "from target group; UPSERT hive.internal.example.com CNAME" in flat
+    assert "deregistered" in flat and "from target group; UPSERT hive-master.internal.example.com CNAME" in flat
 
 
 def test_a_narrow_terminal_gets_each_phase_with_its_details_below(recovered: TickReport,

@@ -50,7 +50,10 @@ def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, hs2: HiveServer2Stub,
                                     "table": "credential-store", "context": {"env": "prod"}},
                     "timeout_s": 1, "attempts": 2, "retry_delay_s": 0.1,
                 }],
-                "recovery": {"enabled": False, "when": {"checks": ["hive-via-elb"], "consecutive_failures": 2}},
+                # min_gap_s 0: these scheduled ticks run back to back on the real clock, each meant as
+                # its own look (spacing: tests/unit/test_evidence.py).
+                "recovery": {"enabled": False, "when": {"checks": ["hive-via-elb"], "consecutive_failures": 2,
+                                                        "min_gap_s": 0}},
             }],
         }
         cfg = tmp_path / "sentinel.yaml"

@@ -91,7 +91,8 @@ def tick_config(server: RealHiveServer2, *, topic: str = "arn:aws:sns:us-east-1:
             "name": TARGET, "cluster": {"name": CLUSTER_NAME},
             "checks": [check_block(server, timeout_s=timeout_s)],
             "recovery": {
-                "enabled": True, "when": {"checks": ["hive"], "consecutive_failures": 2},
+                # min_gap_s 0: the ticks here run back to back on the real clock, each meant as its own look.
+                "enabled": True, "when": {"checks": ["hive"], "consecutive_failures": 2, "min_gap_s": 0},
                 "routing": {"route53": {"zone_id": zone_id, "record": "hive.sentinel.test"}},
                 "verify": {"checks": ["hive"]},  # a recoverable target must say how a new cluster is verified
             },

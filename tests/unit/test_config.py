@@ -151,3 +151,94 @@ def test_validate_makes_no_aws_call(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     bad.write_text(yaml.safe_dump(raw))
     assert main(["validate", "-c", str(bad)]) == 2
     assert main(["tick", "-c", str(bad)]) == 2
+
+
+# ---------------------------------------------------------------- topology (DESIGN §11)
+
+RECORD_PATH = "targets[0].recovery.routing.route53.record"
+
+
+def _topology(record: str, host: str = "hive.internal.example.com", *, target_group: bool = True,
+              classic: bool = False) -> dict[str, Any]:
+    """The example with its check dialling ``host`` and REPOINT rewriting ``record``."""
+    raw = base()
+    raw["targets"][0]["checks"][0]["host"] = host
+    routing = raw["targets"][0]["recovery"]["routing"]
+    routing["route53"]["record"] = record
+    if not target_group:
+        del routing["target_group_arn"]
+    if classic:
+        routing["load_balancer_name"] = "hive-classic"
+    return raw
+
+
+def test_the_example_shows_the_production_layout() -> None:
+    """Clients dial the load balancer's name; the record sentinel re-points is the master's own."""
+    target = parse_config(base()).targets[0]
+    routing = target.recovery.routing
+    assert routing.target_group_arn and routing.route53 is not None
+    assert target.checks[0].host == "hive.internal.example.com"  # type: ignore[attr-defined]
+    assert routing.route53.record == "hive-master.internal.example.com"
+
+
+def test_validate_rejects_the_load_balancers_name_as_the_record_sentinel_repoints(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "elb-name-repointed.yaml"
+    path.write_text(yaml.safe_dump(_topology("hive.internal.example.com")))
+    assert main(["validate", "-c", str(path)]) == 2
+    err = capsys.readouterr().err
+    line = next(x for x in err.splitlines() if RECORD_PATH in x)
+    assert line.startswith(f"config: {RECORD_PATH}: 'hive.internal.example.com' is the host of check(s) "
+                           "'hive-via-elb'")
+    # the message explains both topologies
+    assert "behind a load balancer, recovery re-registers targets and leaves the balancer's DNS name alone" in line
+    assert "without one, the record is a CNAME to the master" in line
+
+
+@pytest.mark.parametrize(("record", "host"), [
+    ("HIVE.Internal.Example.com", "hive.internal.example.com"),
+    ("hive.internal.example.com.", "hive.internal.example.com"),
+    ("hive.internal.example.com", "Hive.Internal.Example.Com."),
+    ("Hive.Internal.Example.Com.", "hive.INTERNAL.example.com"),
+])
+def test_the_record_is_compared_without_case_or_trailing_dot(record: str, host: str) -> None:
+    errors = errors_of(_topology(record, host))
+    assert [e for e in errors if e.startswith(f"{RECORD_PATH}: ")], errors
+
+
+@pytest.mark.parametrize(("target_group", "classic"), [(True, False), (False, True), (True, True)],
+                         ids=["target group", "classic ELB", "both"])
+def test_either_kind_of_load_balancer_makes_the_check_host_an_invalid_record(target_group: bool, classic: bool) -> None:
+    errors = errors_of(_topology("hive.internal.example.com", target_group=target_group, classic=classic))
+    line = next(e for e in errors if e.startswith(f"{RECORD_PATH}: "))
+    assert ("classic ELB" in line) is classic and ("target group" in line) is target_group
+
+
+def test_any_check_of_the_target_counts_not_only_the_first() -> None:
+    raw = _topology("hive-direct.internal.example.com")
+    second = copy.deepcopy(raw["targets"][0]["checks"][0])
+    second.update(name="hive-direct", host="hive-direct.internal.example.com")
+    raw["targets"][0]["checks"].append(second)
+    assert any(e.startswith(f"{RECORD_PATH}: 'hive-direct.internal.example.com' is the host of check(s) 'hive-direct'")
+               for e in errors_of(raw))
+
+
+@pytest.mark.parametrize("record", ["master.hive.internal", "hive-master.internal.example.com"])
+def test_a_record_for_the_master_itself_next_to_a_target_group_is_fine(record: str) -> None:
+    routing = parse_config(_topology(record)).targets[0].recovery.routing
+    assert routing.target_group_arn and routing.route53 is not None and routing.route53.record == record
+
+
+def test_without_a_load_balancer_the_record_clients_dial_is_a_cname_to_the_master() -> None:
+    raw = _topology("hive.internal.example.com", target_group=False)
+    raw["targets"][0]["recovery"]["verify"].pop("master")  # no load balancer: VERIFY_NEW may use the check as is
+    routing = parse_config(raw).targets[0].recovery.routing
+    assert not routing.load_balancer and routing.route53 is not None
+
+
+def test_a_target_that_does_not_recover_is_held_to_the_same_layout() -> None:
+    """The rule is about the layout, not about ``enabled``: a disabled target's routing is
+    what `sentinel recover` would use."""
+    raw = _topology("hive.internal.example.com")
+    raw["targets"][0]["recovery"]["enabled"] = False
+    assert any(e.startswith(f"{RECORD_PATH}: ") for e in errors_of(raw))
