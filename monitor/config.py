@@ -128,8 +128,10 @@ AnyCheck = Annotated[CheckConfig, BeforeValidator(_check_config)]
 class ClusterRef(Strict):
     """The cluster a target watches: by id, or the active cluster with this name."""
 
-    name: str | None = Field(default=None, min_length=1, max_length=256)  # EMR's own limit
-    id: str | None = Field(default=None, pattern=r"^j-[A-Z0-9]+$", max_length=64)
+    name: str | None = Field(default=None, min_length=1, max_length=256,  # EMR's own limit
+                             description="The active cluster (STARTING..WAITING) with this EMR name; give name or id.")
+    id: str | None = Field(default=None, pattern=r"^j-[A-Z0-9]+$", max_length=64,
+        description="The cluster's id (j-...); a relaunch changes it, so update it after one. Give name or id.")
 
     @model_validator(mode="after")
     def _one_of(self) -> ClusterRef:
@@ -159,9 +161,12 @@ class Flap(Strict):
     last ``window`` looks (judged once the window is full) is above ``high`` is flapping
     (paged once); below ``low`` it is not any more (an info message)."""
 
-    window: int = Field(default=21, ge=5, le=50)
-    low: float = Field(default=0.25, ge=0, lt=1)
-    high: float = Field(default=0.5, gt=0, le=1, validate_default=True)
+    window: int = Field(default=21, ge=5, le=50,
+                        description="Looks per check over which flapping is judged (once the window is full).")
+    low: float = Field(default=0.25, ge=0, lt=1,
+                       description="Below this weighted share of status changes a flapping check is steady again (info message).")
+    high: float = Field(default=0.5, gt=0, le=1, validate_default=True,
+                        description="Above this weighted share of status changes a check is flapping (one page); must be > low.")
 
     @field_validator("high")
     @classmethod
@@ -174,14 +179,17 @@ class Flap(Strict):
 
 
 class Notify(Strict):
-    page_topic_arn: str = Field(pattern=r"^arn:aws[a-z-]*:sns:")
-    info_topic_arn: str | None = Field(default=None, pattern=r"^arn:aws[a-z-]*:sns:")
+    page_topic_arn: str = Field(pattern=r"^arn:aws[a-z-]*:sns:", description="SNS topic for pages (people are woken).")
+    info_topic_arn: str | None = Field(default=None, pattern=r"^arn:aws[a-z-]*:sns:",
+                                       description="SNS topic for info messages (phase progress, silences, acks); optional.")
     # Pages for a persistent UNKNOWN are sent after this many consecutive UNKNOWN ticks.
-    unknown_after: int = Field(default=3, ge=1, le=1000)
+    unknown_after: int = Field(default=3, ge=1, le=1000,
+                               description="Page when a check stays UNKNOWN this many consecutive ticks.")
     # Every page says "since when" in this IANA zone (on-call's clock) and in UTC (logs, AWS).
-    timezone: Annotated[str, AfterValidator(_iana_zone)] = "UTC"
+    timezone: Annotated[str, AfterValidator(_iana_zone)] = Field(default="UTC",
+        description="IANA time zone of on-call's clock; pages say 'since when' in it and in UTC.")
     # Flap detection per check (DESIGN §11, monitor/flap.py).
-    flap: Flap = Field(default_factory=Flap)
+    flap: Flap = Field(default_factory=Flap, description="Flap detection per check (Nagios-style weighted state changes).")
 
 
 # Error kinds a relaunch can fix (DESIGN §10). ``dns``, ``auth``, ``tls``... cannot be fixed by
@@ -192,22 +200,28 @@ RELAUNCH_KINDS: tuple[ErrorKindName, ...] = ("timeout", "refused", "no_backend",
 
 
 class When(Strict):
-    checks: list[str] = Field(min_length=1, max_length=32)
-    consecutive_failures: int = Field(default=2, ge=1, le=100)
+    checks: list[str] = Field(min_length=1, max_length=32,
+                              description="Trigger checks: a streak of CRITICAL results of one of them confirms a failure.")
+    consecutive_failures: int = Field(default=2, ge=1, le=100,
+                                      description="CRITICAL looks of the same check in a row that confirm a failure.")
     # A CRITICAL result triggers only when its error kind is listed (a result without a kind,
     # e.g. route53_health, always counts).
-    kinds: list[ErrorKindName] = Field(default_factory=lambda: list(RELAUNCH_KINDS), min_length=1)
+    kinds: list[ErrorKindName] = Field(default_factory=lambda: list(RELAUNCH_KINDS), min_length=1,
+                                       description="Error kinds a relaunch can fix; a CRITICAL of another kind pages instead.")
     # A first CRITICAL of a trigger check schedules a re-check this much later (an SQS delayed
     # message, DESIGN §10) instead of waiting for the next scheduled tick; SQS delays at most
     # 900 s. 0: no re-check (confirmation waits for the schedule, as before).
-    recheck_after_s: int = Field(default=120, ge=0, le=900)
+    recheck_after_s: int = Field(default=120, ge=0, le=900,
+                                 description="dispatch: queue: a first CRITICAL is re-checked this many seconds later (0: off).")
     # Evidence is spaced (DESIGN §11): a CRITICAL look adds to its check's streak only this long
     # after the look that last added to it; a sooner one (a duplicated dispatch, a probe racing
     # a re-check, a quick manual tick) is reported, not counted. 0: every look counts.
-    min_gap_s: int = Field(default=60, ge=0, le=900, validate_default=True)
+    min_gap_s: int = Field(default=60, ge=0, le=900, validate_default=True,
+                           description="A CRITICAL look adds to a streak only this long after the last counted look (0: off).")
     # A flapping trigger check (notify.flap) never starts a relaunch; ``restart`` lets it start
     # a recovery limited to the ladder's restart rungs (monitor/policy.py).
-    on_flapping: Literal["none", "restart"] = "none"
+    on_flapping: Literal["none", "restart"] = Field(default="none",
+        description="none: a flapping trigger check never starts a recovery; restart: it may run a restart rung.")
 
     @field_validator("min_gap_s")
     @classmethod
@@ -220,17 +234,22 @@ class When(Strict):
 
 
 class Route53Routing(Strict):
-    zone_id: str = Field(min_length=1, max_length=64)
-    record: str = Field(min_length=1, max_length=255)
+    zone_id: str = Field(min_length=1, max_length=64, description="Hosted zone of the record REPOINT rewrites.")
+    record: str = Field(min_length=1, max_length=255,
+        description="The master's own record (never the load balancer's name clients dial), rewritten to the new master.")
     type: Literal["CNAME", "A"] = "CNAME"
-    ttl: int = Field(default=60, ge=0, le=172800)  # Route 53's own maximum is 2 days
+    ttl: int = Field(default=60, ge=0, le=172800,  # Route 53's own maximum is 2 days
+                     description="TTL written; RETIRE_OLD waits out the larger of this and the old record's TTL.")
 
 
 class Routing(Strict):
-    target_group_arn: str | None = Field(default=None, pattern=r"^arn:aws[a-z-]*:elasticloadbalancing:")
-    target_port: int | None = Field(default=None, ge=1, le=65535)
-    load_balancer_name: str | None = Field(default=None, min_length=1, max_length=32)  # classic ELB limit
-    route53: Route53Routing | None = None
+    target_group_arn: str | None = Field(default=None, pattern=r"^arn:aws[a-z-]*:elasticloadbalancing:",
+        description="Target group REPOINT registers the new master with (and deregisters the old from).")
+    target_port: int | None = Field(default=None, ge=1, le=65535,
+                                    description="Port registered with the target group (default: the group's port).")
+    load_balancer_name: str | None = Field(default=None, min_length=1, max_length=32,  # classic ELB limit
+                                           description="Classic ELB REPOINT registers the new master's instance with.")
+    route53: Route53Routing | None = Field(default=None, description="A record REPOINT UPSERTs to the new master's private name.")
 
     @property
     def load_balancer(self) -> bool:
@@ -246,23 +265,31 @@ class MasterTls(Strict):
     """TLS for the new master's own HiveServer2 (its certificate, not the load balancer's).
     A key left out keeps the check's own value."""
 
-    verify: bool | None = None
-    ca_file: str | None = Field(default=None, min_length=1, max_length=4096)
-    server_hostname: str | None = Field(default=None, min_length=1, max_length=253)
+    verify: bool | None = Field(default=None,
+        description="Verify the new master's certificate (left out: the check's own value).")
+    ca_file: str | None = Field(default=None, min_length=1, max_length=4096,
+                                description="CA bundle for the master's certificate.")
+    server_hostname: str | None = Field(default=None, min_length=1, max_length=253,
+        description="Name to verify the certificate against; a wildcard (*.ec2.internal) matches the host connected to.")
 
 
 class VerifyMaster(Strict):
     """Where VERIFY_NEW reaches the new master: its private address (from EMR), with this
     port and TLS; the load balancer's listener port and certificate name do not apply there."""
 
-    port: int | None = Field(default=None, ge=1, le=65535)
-    tls: MasterTls | Literal[False] | None = None
-    checks: list[str] | None = None  # the checks to run there (default: verify.checks)
+    port: int | None = Field(default=None, ge=1, le=65535,
+                             description="The new master's HiveServer2 port (not the load balancer's listener port).")
+    tls: MasterTls | Literal[False] | None = Field(default=None,
+        description="TLS for the new master; false: plaintext; a key left out keeps the check's own value.")
+    checks: list[str] | None = Field(default=None,  # the checks to run there (default: verify.checks)
+        description="Checks VERIFY_NEW runs on the new master (default: verify.checks).")
 
 
 class Verify(Strict):
-    checks: list[str] = Field(default_factory=list)
-    master: VerifyMaster | None = None
+    checks: list[str] = Field(default_factory=list,
+        description="Checks run to verify: VERIFY_PATH through the normal path, VERIFY_NEW on the new master.")
+    master: VerifyMaster | None = Field(default=None,
+        description="How VERIFY_NEW reaches the new master directly; required with a load balancer.")
 
     @property
     def master_checks(self) -> list[str]:
@@ -272,15 +299,18 @@ class Verify(Strict):
 
 
 class Spec(Strict):
-    source: Literal["clone", "file", "last_known_good"] = "clone"
-    path: str | None = None
+    source: Literal["clone", "file", "last_known_good"] = Field(default="clone",
+        description="Where the RunJobFlow request comes from: clone the live cluster, a JSON file, or the last known good spec.")
+    path: str | None = Field(default=None, description="The spec file (source: file only).")
     # Configuration property names that hold secrets beyond the name rule of
     # recover/sealed.py (password, secret, token, credential, key): they are sealed too.
     secret_properties: list[Annotated[str, Field(min_length=1, max_length=256)]] = Field(
-        default_factory=list, max_length=100)
+        default_factory=list, max_length=100,
+        description="Configuration property names to seal beyond the built-in name rule (password, secret, token, ...).")
     # KMS key (id, ARN or alias) that seals secret properties in stored specs. None: they
     # are stored as references to the cluster they came from, resolved at LAUNCH.
-    kms_key_id: str | None = Field(default=None, min_length=1, max_length=2048)
+    kms_key_id: str | None = Field(default=None, min_length=1, max_length=2048,
+        description="KMS key that seals secret properties in stored specs; without it they are stored as references.")
 
     @model_validator(mode="after")
     def _path_for_file(self) -> Spec:
@@ -295,9 +325,10 @@ class Limits(Strict):
     # Upper bounds: a budget beyond 20 relaunches is no budget; 30 days of window; 4 hours
     # for a cluster to come up (a normal launch takes 8-20 min). Larger values used to
     # validate and then overflow date arithmetic mid-recovery.
-    max_recoveries: int = Field(default=1, ge=0, le=20)
-    window_hours: float = Field(default=6, gt=0, le=720)
-    launch_timeout_min: float = Field(default=45, gt=0, le=240)
+    max_recoveries: int = Field(default=1, ge=0, le=20, description="Recovery budget: relaunches started per window.")
+    window_hours: float = Field(default=6, gt=0, le=720, description="The budget's window.")
+    launch_timeout_min: float = Field(default=45, gt=0, le=240,
+        description="A new cluster must be ready within this, else the incident fails and rolls back.")
 
 
 DEFAULT_RESTART_COMMAND = "sudo systemctl restart hive-server2"  # EMR 5.30+ / 6.x / 7.x
@@ -308,7 +339,8 @@ class ReplaceRung(Strict):
     ``limits.max_recoveries``."""
 
     rung: Literal["replace"]
-    max_per_window: int | None = Field(default=None, ge=0, le=20)
+    max_per_window: int | None = Field(default=None, ge=0, le=20,
+                                       description="This rung's budget per limits.window_hours (default: limits.max_recoveries).")
 
 
 class RestartRung(Strict):
@@ -316,12 +348,17 @@ class RestartRung(Strict):
     through the normal path; touches nothing else."""
 
     rung: Literal["restart_service"]
-    via: Literal["ssm", "step"] = "ssm"
-    command: str = Field(default=DEFAULT_RESTART_COMMAND, min_length=1, max_length=2000)
-    timeout_min: float = Field(default=10, gt=0, le=120)  # the command/step must finish within this
-    warmup_s: float = Field(default=60, ge=0, le=1800)  # wait before verifying (HiveServer2 start-up)
-    verify_timeout_min: float = Field(default=5, gt=0, le=60)  # healthy again within this, else next rung
-    max_per_window: int = Field(default=2, ge=0, le=20)
+    via: Literal["ssm", "step"] = Field(default="ssm",
+        description="ssm: SSM Run Command on the master instance; step: an EMR step (command-runner.jar).")
+    command: str = Field(default=DEFAULT_RESTART_COMMAND, min_length=1, max_length=2000,
+                         description="The shell command that restarts HiveServer2.")
+    timeout_min: float = Field(default=10, gt=0, le=120,  # the command/step must finish within this
+                               description="The command or step must finish within this, else the next rung.")
+    warmup_s: float = Field(default=60, ge=0, le=1800,  # wait before verifying (HiveServer2 start-up)
+                            description="Wait after the restart before verifying.")
+    verify_timeout_min: float = Field(default=5, gt=0, le=60,  # healthy again within this, else next rung
+                                      description="Healthy again within this, else the next rung.")
+    max_per_window: int = Field(default=2, ge=0, le=20, description="This rung's budget per limits.window_hours.")
 
 
 Rung = Annotated[ReplaceRung | RestartRung, Field(discriminator="rung")]
@@ -332,23 +369,32 @@ def _default_ladder() -> list[ReplaceRung | RestartRung]:
 
 
 class Recovery(Strict):
-    enabled: bool = False
-    dry_run: bool = False
-    when: When | None = None
-    veto_if_failing: list[str] = Field(default_factory=list, max_length=32)
-    strategy: Literal["replace", "terminate_first"] = "replace"
-    spec: Spec = Field(default_factory=Spec)
-    routing: Routing = Field(default_factory=Routing)
-    verify: Verify = Field(default_factory=Verify)
-    retire_old: Literal["terminate", "keep"] = "terminate"
-    allow_termination_protected: bool = False
-    limits: Limits = Field(default_factory=Limits)
+    enabled: bool = Field(default=False,
+        description="Start recoveries automatically (manual `sentinel recover` works either way on a recoverable target).")
+    dry_run: bool = Field(default=False,
+        description="Record every changing AWS call instead of making it; a running incident does not advance.")
+    when: When | None = Field(default=None, description="What confirms a failure; required to recover.")
+    veto_if_failing: list[str] = Field(default_factory=list, max_length=32,
+        description="Checks whose CRITICAL or UNKNOWN blocks a recovery (a relaunch would not help): page instead.")
+    strategy: Literal["replace", "terminate_first"] = Field(default="replace",
+        description="replace: make the new cluster before breaking the old; terminate_first: the reverse.")
+    spec: Spec = Field(default_factory=Spec, description="How the new cluster's RunJobFlow request is built.")
+    routing: Routing = Field(default_factory=Routing,
+                             description="What points clients at the new cluster (target group, classic ELB, Route 53 record).")
+    verify: Verify = Field(default_factory=Verify, description="How a new cluster is verified before and after traffic moves.")
+    retire_old: Literal["terminate", "keep"] = Field(default="terminate",
+        description="What happens to the old cluster after the cut-over.")
+    allow_termination_protected: bool = Field(default=False,
+        description="May unprotect a termination-protected old cluster (else the incident escalates).")
+    limits: Limits = Field(default_factory=Limits, description="Budget and launch timeout.")
     # An incident that has not changed phase for this long pages (default: the phase's own
     # timeout, or 30 min).
-    stall_after_min: float | None = Field(default=None, gt=0, le=1440)
+    stall_after_min: float | None = Field(default=None, gt=0, le=1440,
+        description="Page when an incident has not changed phase this long (default: the phase's timeout + 10 min).")
     # Remedies tried in order (DESIGN §10); a rung that fails or is over its budget hands the
     # incident to the next one; the last one failing escalates.
-    ladder: list[Rung] = Field(default_factory=_default_ladder, min_length=1, max_length=5)
+    ladder: list[Rung] = Field(default_factory=_default_ladder, min_length=1, max_length=5,
+                               description="Remedies tried in order (restart_service rungs, then replace, which must be last).")
 
     def rung_budget(self, rung: ReplaceRung | RestartRung) -> int:
         if isinstance(rung, ReplaceRung):
@@ -358,9 +404,9 @@ class Recovery(Strict):
 
 
 class Silence(Strict):
-    until: datetime
-    reason: str = Field(min_length=1, max_length=1000)
-    actions_only: bool = False
+    until: datetime = Field(description="End of the silence, with a time zone (e.g. 2026-12-01T06:00:00Z).")
+    reason: str = Field(min_length=1, max_length=1000, description="Why (shown in status and pages).")
+    actions_only: bool = Field(default=False, description="Keep paging; only stop automatic actions.")
 
     @model_validator(mode="after")
     def _aware(self) -> Silence:
@@ -370,11 +416,13 @@ class Silence(Strict):
 
 
 class Target(Strict):
-    name: str = Field(pattern=NAME_RE)
-    cluster: ClusterRef
+    name: str = Field(pattern=NAME_RE,
+                      description="The target's name (lower case, digits, '-'); used in commands, tags and metrics.")
+    cluster: ClusterRef = Field(description="The EMR cluster this target watches.")
     checks: list[AnyCheck] = Field(min_length=1, max_length=32)
-    recovery: Recovery = Field(default_factory=Recovery)
-    silences: list[Silence] = Field(default_factory=list, max_length=100)
+    recovery: Recovery = Field(default_factory=Recovery, description="What sentinel does about a confirmed failure.")
+    silences: list[Silence] = Field(default_factory=list, max_length=100,
+                                    description="Configured silences (sentinel silence adds more in the state table).")
 
     def check(self, name: str) -> CheckConfig:
         for item in self.checks:
@@ -389,24 +437,30 @@ MAX_QUEUED_TARGETS = 5000
 
 
 class Config(Strict):
-    version: Literal[1]
-    region: str = Field(pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")
-    state_table: str = Field(pattern=r"^[A-Za-z0-9_.-]{3,255}$")
-    notify: Notify
-    metrics_namespace: str = Field(default="Sentinel", min_length=1, max_length=255)
-    host_aliases: dict[HostPattern, HostAlias] = Field(default_factory=dict, max_length=1000)
-    max_workers: int = Field(default=8, ge=1, le=64)
+    version: Literal[1] = Field(description="Config format version.")
+    region: str = Field(pattern=r"^[a-z]{2}(-[a-z]+)+-\d$", description="AWS region of the cluster and of sentinel's resources.")
+    state_table: str = Field(pattern=r"^[A-Za-z0-9_.-]{3,255}$",
+                             description="DynamoDB table for leases, state and the audit trail.")
+    notify: Notify = Field(description="Where pages and info messages go.")
+    metrics_namespace: str = Field(default="Sentinel", min_length=1, max_length=255,
+                                   description="CloudWatch namespace of the EMF metrics.")
+    host_aliases: dict[HostPattern, HostAlias] = Field(default_factory=dict, max_length=1000,
+        description="Host name or IP glob -> address[:port] to connect to instead (TLS still verifies the original name).")
+    max_workers: int = Field(default=8, ge=1, le=64, description="Targets ticked in parallel by one invocation.")
     # inline: one invocation ticks every target (CLI, sandbox, small set-ups). queue: the
     # schedule enqueues one message per target on SENTINEL_QUEUE_URL and the function ticks
     # one target per message (monitor/queue.py), so targets scale with Lambda concurrency.
-    dispatch: Literal["inline", "queue"] = "inline"
+    dispatch: Literal["inline", "queue"] = Field(default="inline",
+        description="inline: one invocation ticks every target; queue: one SQS message per target (SENTINEL_QUEUE_URL).")
     # dispatch: queue only: each target is ticked this often. The scheduled dispatcher (every
     # SENTINEL_SCHEDULE_S, 600 by default) enqueues the ticks of its whole interval at once,
     # the later ones delayed (kind "probe"): a failure is *seen* within this many seconds,
     # then confirmed ``recheck_after_s`` later, without a faster (and dearer) schedule for
     # the heartbeat and the alarms. A value >= the schedule's interval: one tick per schedule.
-    tick_every_s: int = Field(default=300, ge=60, le=3600)
-    targets: list[Target] = Field(min_length=1, max_length=MAX_QUEUED_TARGETS)
+    tick_every_s: int = Field(default=300, ge=60, le=3600,
+        description="dispatch: queue: each target is ticked this often (probes); >= the schedule's interval: once per schedule.")
+    targets: list[Target] = Field(min_length=1, max_length=MAX_QUEUED_TARGETS,
+                                  description="The clusters to watch (at most 200 with dispatch: inline).")
 
     def target(self, name: str) -> Target:
         for item in self.targets:
