@@ -76,14 +76,14 @@ def run_tick(
         report.errors.extend(str(t.error) for t in report.targets)  # e.g. nothing to abort: exit 2
         report.targets = []
     if action == "tick" and not targets:
-        _report_orphans(inv, report)
+        report_orphans(inv, report)
     if action == "tick" and not inv.dry_run and inv.due_at is None:  # queued ticks: the dispatcher beats
         inv.metrics.put("Heartbeat", 1)
     page_outages(inv, report)
     return _finish(inv, report, started)
 
 
-def _report_orphans(inv: Invocation, report: TickReport) -> None:
+def report_orphans(inv: Invocation, report: TickReport) -> None:
     """An incident whose target was removed from the config is advanced by nobody: say so in
     every full tick's report and page once, so it cannot stall silently."""
     store = inv.services.store
