@@ -22,7 +22,7 @@ from typing import Any
 
 from checks.base import ClientSource
 from monitor.faults import translate
-from recover.sealed import mask
+from recover.secret_keys import mask
 
 MUTATING = frozenset({
     "run_job_flow", "terminate_job_flows", "set_termination_protection", "add_tags",
