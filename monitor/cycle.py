@@ -18,16 +18,16 @@ from typing import TYPE_CHECKING, Any
 
 from checks.base import CheckContext, CheckResult, Deadline, EndpointOverride, Status
 from monitor import policy, queue
-from monitor.clock import iso, parse_iso
 from monitor.config import Target, recovery_gaps
-from monitor.errors import ConflictError, LeaseHeld, StateError
+from monitor.core.clock import iso, parse_iso
+from monitor.core.errors import ConflictError, LeaseHeld, StateError
+from monitor.core.outages import STATE_TABLE, OutageLedger
+from monitor.core.state.base import Event, Lease, StateStore, TargetState
+from monitor.core.state.readonly import ReadOnlyStore
 from monitor.notify import MAX_PENDING, Message, PageFacts, pending_entry
-from monitor.outages import STATE_TABLE, OutageLedger
 from monitor.report import TargetReport, TickReport
 from monitor.runner import check_budget, run_checks
 from monitor.runtime import Invocation
-from monitor.state.base import Event, Lease, StateStore, TargetState
-from monitor.state.readonly import ReadOnlyStore
 
 if TYPE_CHECKING:
     from recover.context import RecoveryContext
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("sentinel.cycle")
 
 LEASE_SLACK_S = 30.0
-STATE_OUTAGE = STATE_TABLE  # the outage key of the state table (monitor.outages)
+STATE_OUTAGE = STATE_TABLE  # the outage key of the state table (monitor.core.outages)
 TICK_ACTIONS = ("tick", "check", "recover", "abort")
 
 
@@ -123,7 +123,7 @@ def report_orphans(inv: Invocation, report: TickReport) -> None:
 def page_outages(inv: Invocation, report: TickReport) -> None:
     """One page per outage of sentinel's own dependencies seen by this invocation (the state
     table; a stall whose marker could not be written), deduplicated across invocations by
-    the outage ledger (monitor.outages), naming how many targets are affected."""
+    the outage ledger (monitor.core.outages), naming how many targets are affected."""
     if inv.dry_run or not inv.outages.seen:
         return
     ledger = OutageLedger(inv.services.clients, inv.config.state_table)

@@ -14,9 +14,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from checks.base import Deadline
-from monitor.clock import iso, parse_iso
+from monitor.core.clock import iso, parse_iso
+from monitor.core.errors import StateError
 from monitor.cycle import report_orphans, run_tick
-from monitor.errors import StateError
 from monitor.events import Request
 from monitor.queue import BATCH, PROBE, WorkQueue, probe_delays, schedule_seconds, work_queue
 from monitor.report import TickReport

@@ -15,9 +15,9 @@ from aws_lambda_powertools import Logger
 
 from checks.base import Deadline
 from monitor import fanout, queue
-from monitor.clock import SystemClock, iso
+from monitor.core.clock import SystemClock, iso
+from monitor.core.errors import ConfigError, UsageError
 from monitor.dispatch import dispatch
-from monitor.errors import ConfigError, UsageError
 from monitor.events import Door, door_of, parse_event, refusal, sqs_records
 from monitor.loader import ConfigCache, config_source
 from monitor.plan_report import plan_report

@@ -44,13 +44,13 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from monitor.clock import iso, parse_iso
 from monitor.config import Config
-from monitor.errors import ConflictError, StateError, UsageError
+from monitor.core.clock import iso, parse_iso
+from monitor.core.errors import ConflictError, StateError, UsageError
+from monitor.core.state.base import TargetState
 from monitor.events import Request
 from monitor.report import TickReport
 from monitor.runtime import Invocation
-from monitor.state.base import TargetState
 
 if TYPE_CHECKING:
     from monitor import policy

@@ -11,10 +11,10 @@ from datetime import timedelta
 from typing import Any, Literal
 
 from checks.base import EndpointOverride, Status
-from monitor.clock import iso, parse_iso
-from monitor.clusters import RETIRED_TAG, ClusterLookupError
 from monitor.config import MasterTls, RestartRung, Verify
-from monitor.faults import AwsError
+from monitor.core.clock import iso, parse_iso
+from monitor.core.clusters import RETIRED_TAG, ClusterLookupError
+from monitor.core.faults import AwsError
 from monitor.runner import check_budget
 from recover import claim, routing, sealed, spec
 from recover import emr as emr_ops

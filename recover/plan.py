@@ -16,11 +16,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from checks.base import CheckResult, Deadline, EndpointOverride
-from monitor.errors import StateError
+from monitor.core.errors import StateError
+from monitor.core.state.base import TargetState
+from monitor.core.state.readonly import ReadOnlyStore
 from monitor.metrics import MetricsRecorder
 from monitor.notify import Notifier
-from monitor.state.base import TargetState
-from monitor.state.readonly import ReadOnlyStore
 from recover import secret_keys
 from recover.context import RecoveryContext
 from recover.runbook import build_plan
@@ -28,7 +28,7 @@ from recover.runbook import build_plan
 PLAN_DEADLINE_S = 120.0
 
 
-# A read that failed with a transient fault (network, timeout, throttling: monitor.faults) or
+# A read that failed with a transient fault (network, timeout, throttling: monitor.core.faults) or
 # one of these says nothing about the plan, only that AWS could not be read (credentials):
 # sentinel cannot judge, exit 3.
 UNREADABLE_CODES = {

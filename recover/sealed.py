@@ -39,8 +39,8 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from monitor.errors import SentinelError
-from monitor.faults import AwsError, translate
+from monitor.core.errors import SentinelError
+from monitor.core.faults import AwsError, translate
 from recover.calls import AwsCalls
 from recover.facades import Emr, Kms
 from recover.secret_keys import MASK, REF_PREFIX, SEALED_PREFIX, is_sealed, is_secret_key
@@ -153,7 +153,7 @@ def _encrypt(kms: Any, key_id: str, target: str, value: str, label: str) -> str:
 
 def _kms_failure(exc: Exception, op: str, what: str) -> Exception:
     """A KMS error as the fault contract says: a transient one (throttled, KMS internal error,
-    dependency timeout) is an :class:`~monitor.faults.AwsError` the phase waits out and
+    dependency timeout) is an :class:`~monitor.core.faults.AwsError` the phase waits out and
     retries; a final one (key disabled, wrong ciphertext) is a :class:`SealError`, which fails
     the phase. Neither message carries the request (the secret)."""
     err = translate(exc, "kms", op)

@@ -25,8 +25,8 @@ from typing import Any
 
 from botocore.validate import ParamValidator
 
-from monitor.clock import iso, parse_iso
 from monitor.config import Target
+from monitor.core.clock import iso, parse_iso
 from recover.calls import AwsCalls
 from recover.clone import ClusterSnapshot, NotCopied, read_cluster
 from recover.emr import ENDED_STATES, cluster_state, master_of, owner_of

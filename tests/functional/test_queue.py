@@ -19,15 +19,15 @@ from moto import mock_aws
 
 from checks.base import Deadline, Status
 from monitor import fanout, handler, queue
-from monitor.aws import ClientFactory
-from monitor.clock import iso
 from monitor.config import parse_config
+from monitor.core.aws import ClientFactory
+from monitor.core.clock import iso
+from monitor.core.state.dynamodb import DynamoStateStore
+from monitor.core.state.memory import MemoryStateStore
 from monitor.cycle import run_tick
 from monitor.events import Request
 from monitor.report import TickReport
 from monitor.runtime import Services, new_invocation
-from monitor.state.dynamodb import DynamoStateStore
-from monitor.state.memory import MemoryStateStore
 from tests.fakes import FakeClock, Script, services
 from tests.functional.aws import Account, LambdaContext, seed_account
 from tests.recover_fixtures import (

@@ -22,8 +22,8 @@ import yaml
 from checks.base import Status
 from monitor import handler
 from monitor.cli import main
-from monitor.state.dynamodb import DynamoStateStore, create_table
-from monitor.state.memory import MemoryStateStore
+from monitor.core.state.dynamodb import DynamoStateStore, create_table
+from monitor.core.state.memory import MemoryStateStore
 from recover import runbook
 from recover.calls import AwsCalls
 from recover.emr import NotOwned, require_owned
