@@ -17,7 +17,8 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from checks.base import CheckContext, CheckResult, Deadline, EndpointOverride, Status
-from monitor import policy, queue
+from monitor import flap, policy, queue
+from monitor.actions import take_lease
 from monitor.config import Target, recovery_gaps
 from monitor.core.clock import iso, parse_iso
 from monitor.core.errors import ConflictError, LeaseHeld, StateError
@@ -212,8 +213,6 @@ class TargetTick:
             waits = self.action in ("recover", "abort")  # a person asked: wait for the lease, or say busy
             try:
                 if waits:
-                    from monitor.actions import take_lease
-
                     self.lease = take_lease(self.store, name, self.inv.owner, self.clock, deadline=self.deadline,
                                             ttl_s=lambda: self.deadline.remaining() + LEASE_SLACK_S)
                 else:
@@ -389,8 +388,6 @@ class TargetTick:
 
     # ------------------------------------------------------------------ state
     def _next_state(self, state: TargetState, results: list[CheckResult], decision: policy.Decision) -> TargetState:
-        from monitor import flap
-
         now = iso(self.clock.now())
         failing_since = state.failing_since
         if decision.verdict in ("failing", "confirmed"):
@@ -425,8 +422,6 @@ class TargetTick:
 
     def _notify(self, old: TargetState, new: TargetState, decision: policy.Decision) -> None:
         """Page on a change of condition, not on every tick; record what was paged."""
-        from monitor import flap
-
         self._state_before = old
         flap.notify(self, old, new, decision)  # flapping: its own page once, an info when it stops
         last = (old.last_page or {}).get("kind")
