@@ -78,7 +78,7 @@ def client(endpoint: str, service: str) -> Any:
 
 
 def seed(endpoint: str, n: int, tmp: Path, dispatch: str, **top: Any) -> Path:
-    from monitor.state.dynamodb import create_table
+    from monitor.core.state.dynamodb import create_table
 
     ddb = client(endpoint, "dynamodb")
     with contextlib.suppress(Exception):

@@ -42,13 +42,13 @@ if __package__ in (None, ""):  # run as a script: make the repo importable
 from bench.common import summary, table, write
 from checks.base import CheckContext, CheckResult, Deadline, Status
 from checks.hiveserver2 import HiveServer2Check, HiveServer2Config
-from monitor.clock import SystemClock
 from monitor.config import ClusterRef
-from monitor.resolve import HostResolver
+from monitor.core.clock import SystemClock
+from monitor.core.resolve import HostResolver
+from monitor.core.secrets import SecretResolver
+from monitor.core.state.memory import MemoryStateStore
 from monitor.sandbox.certs import make_certs
 from monitor.sandbox.elb import TlsTerminatingProxy
-from monitor.secrets import SecretResolver
-from monitor.state.memory import MemoryStateStore
 from tests.integration.realhs2.server import RealHiveServer2, ServerUnavailable
 
 IN_PROCESS_RUNS = 20

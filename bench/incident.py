@@ -6,7 +6,7 @@ sentinel: EventBridge every 10 min, 2 consecutive failures, EMR launch + setup t
 ``--launch-min``. The failure happens at several offsets inside the 10-minute schedule.
 Two modes, both measured in the same run: *before* (``dispatch: inline``: a failure is
 confirmed by the next scheduled tick, a recovery advances once per schedule) and *after*
-(``dispatch: queue``: the real dispatcher (``queue.fan_out``) enqueues each tick and its
+(``dispatch: queue``: the real dispatcher (``fanout.fan_out``) enqueues each tick and its
 probes (``tick_every_s``), a first CRITICAL queues a re-check ``recheck_after_s`` later and
 a running recovery queues its next advance at its phase's pace; every message fires on the
 simulated clock at its due time and is delivered as the worker would: ``run_tick`` with its
@@ -72,7 +72,8 @@ def sentinel_minutes(offset_min: float, launch_min: float, queued: bool = False,
     from checks.base import Deadline
     from monitor.cycle import run_tick
     from monitor.events import Request
-    from monitor.queue import SCHEDULE_ENV, fan_out
+    from monitor.fanout import fan_out
+    from monitor.queue import SCHEDULE_ENV
     from monitor.runtime import new_invocation
 
     os.environ.update(SANDBOX_ENV)

@@ -136,7 +136,7 @@ class Ssm:
 
 
 def _ended(inc: dict[str, Any], failure_at: datetime, ssm_answers: dict[str, int]) -> Outcome:
-    from monitor.clock import parse_iso
+    from monitor.core.clock import parse_iso
 
     rungs = inc.get("rungs") or [{"rung": "replace"}]
     # recovered_at is set: the last rung is the one that served clients again (its outcome may

@@ -58,15 +58,15 @@ def run(n_targets: int, hung_fraction: float, timeout_s: float, workers: int) ->
     from moto import mock_aws
 
     from checks.base import Deadline
-    from monitor.aws import ClientFactory
     from monitor.config import parse_config
+    from monitor.core.aws import ClientFactory
+    from monitor.core.state.dynamodb import create_table
     from monitor.cycle import run_tick
     from monitor.runtime import build_services, new_invocation
     from monitor.sandbox.certs import make_certs
     from monitor.sandbox.demo import SimClock
     from monitor.sandbox.hs2_server import HiveServer2Stub
     from monitor.sandbox.motolock import serialize_all
-    from monitor.state.dynamodb import create_table
 
     calls: Counter[str] = Counter()
     with tempfile.TemporaryDirectory() as tmp, mock_aws():

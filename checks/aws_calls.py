@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from checks.base import CheckContext, Deadline, Status
-from monitor.aws import THROTTLING_CODES, error_code
+from monitor.core.aws import THROTTLING_CODES, error_code
 
 T = TypeVar("T")
 

@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 from pydantic import BaseModel, ConfigDict, Field
 
 if TYPE_CHECKING:
-    from monitor.clock import Clock
-    from monitor.resolve import HostResolver
-    from monitor.secrets import SecretResolver
-    from monitor.state.base import StateStore
+    from monitor.core.clock import Clock
+    from monitor.core.resolve import HostResolver
+    from monitor.core.secrets import SecretResolver
+    from monitor.core.state.base import StateStore
 
 
 class Status(enum.IntEnum):

@@ -7,7 +7,7 @@ the VPC resolver behind a caching bind) sees from clients. Not ``nsstat Requestv
 also counts NOTIFY/UPDATE, and not ``QryUDP``, which misses TCP and is absent in older BINDs.
 The server's ``boot-time`` marks restarts (counters start at zero again).
 
-The connection goes through :class:`monitor.resolve.HostResolver` (host aliases; loopback only
+The connection goes through :class:`monitor.core.resolve.HostResolver` (host aliases; loopback only
 in tests): we connect to the resolved address and send the configured host in ``Host:``.
 ``http.client`` is used directly (it is what ``urllib`` runs on) because https then needs
 the TLS name of the configured host, not of the resolved address.
@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import urlsplit
 
-from monitor.resolve import HostResolver
+from monitor.core.resolve import HostResolver
 
 MAX_BODY_BYTES = 16 * 1024 * 1024
 

@@ -21,8 +21,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from checks.base import Check, CheckConfig, CheckContext, CheckResult, ErrorKind, Status
 from checks.dns_rate import Delta, Sample, compare
-from monitor.aws import error_code
-from monitor.errors import ConnectionPolicyError, StateError
+from monitor.core.aws import error_code
+from monitor.core.errors import ConnectionPolicyError, StateError
 
 
 class BindStatsSource(BaseModel):

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from monitor.clock import iso, parse_iso
+from monitor.core.clock import iso, parse_iso
 
 DeltaKind = Literal["baseline", "reset", "stale", "rate"]
 

@@ -1,6 +1,6 @@
 """EMR cluster state: is the target's cluster alive, and what did its steps do.
 
-The cluster is found exactly as the recovery runbook finds it (:func:`monitor.clusters.find_cluster`),
+The cluster is found exactly as the recovery runbook finds it (:func:`monitor.core.clusters.find_cluster`),
 so "the cluster" means the same thing to the check and to the relaunch. Besides the verdict,
 the check records the cluster id and master instance in ``ctx.facts["cluster"]``: the recovery
 code and the on-call message need them, and this saves them a second round of API calls.
@@ -21,8 +21,8 @@ from pydantic import Field
 
 from checks.aws_calls import api_error_summary, call_with_backoff, regional_client, worst
 from checks.base import Check, CheckConfig, CheckContext, CheckResult, ErrorKind, Status
-from monitor.aws import error_code
-from monitor.clusters import ClusterLookupError, find_cluster
+from monitor.core.aws import error_code
+from monitor.core.clusters import ClusterLookupError, find_cluster
 
 ENDED_STATES = ("TERMINATING", "TERMINATED", "TERMINATED_WITH_ERRORS")
 STARTING_STATES = ("STARTING", "BOOTSTRAPPING")

@@ -36,9 +36,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from checks.base import Check, CheckConfig, CheckContext, CheckResult, ErrorKind, Status
 from checks.hs2_session import Attempt, Target, run_bounded
-from monitor.errors import ConnectionPolicyError, SecretError
-from monitor.resolve import ResolutionError
-from monitor.secrets import Credentials
+from monitor.core.errors import ConnectionPolicyError, SecretError
+from monitor.core.resolve import ResolutionError
+from monitor.core.secrets import Credentials
 
 MIN_ATTEMPT_S = 1.0  # an attempt given less time than min(timeout_s, this) would only time out falsely
 
@@ -86,7 +86,7 @@ def tls_mode(tls: TlsConfig | Literal[False]) -> str:
 class HiveServer2Check(Check):
     type: ClassVar[str] = "hiveserver2"
     config_model: ClassVar[builtins.type[CheckConfig]] = HiveServer2Config
-    permissions: ClassVar[tuple[str, ...]] = ()  # + the secret provider's (monitor.secrets.PERMISSIONS)
+    permissions: ClassVar[tuple[str, ...]] = ()  # + the secret provider's (monitor.core.secrets.PERMISSIONS)
 
     _started: float = 0.0
 
@@ -124,7 +124,7 @@ class HiveServer2Check(Check):
             password = self._password(ctx, refresh=False)
         except SecretError as exc:
             return self._unknown(observed, ErrorKind.SECRET, f"cannot read the password: {exc}")
-        # Name resolution: its own phase, bounded by the deadline (monitor.resolve).
+        # Name resolution: its own phase, bounded by the deadline (monitor.core.resolve).
         try:
             addresses = ctx.resolver.addresses(endpoint, min(cfg.timeout_s, ctx.deadline.remaining()))
         except ResolutionError as exc:

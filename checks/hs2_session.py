@@ -198,7 +198,7 @@ def _login_transport(t: Target, sock: socket.socket) -> Any:
 
 def _connect(t: Target) -> socket.socket:
     """Connect to the first address that accepts. The addresses were resolved beforehand
-    (bounded, ``monitor.resolve``), so nothing here waits on a resolver."""
+    (bounded, ``monitor.core.resolve``), so nothing here waits on a resolver."""
     last: OSError | None = None
     for address in t.addresses or (t.host,):
         try:

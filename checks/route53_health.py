@@ -21,7 +21,7 @@ from pydantic import Field
 
 from checks.aws_calls import api_error_summary, call_with_backoff, configured_region, regional_client, worst
 from checks.base import Check, CheckConfig, CheckContext, CheckResult, ErrorKind, Status
-from monitor.aws import error_code
+from monitor.core.aws import error_code
 
 METRIC_REGION = "us-east-1"
 METRIC_WINDOW = timedelta(minutes=5)

@@ -306,7 +306,7 @@ def stage_sources(opts: BuildOptions, stage: Path, python312: str) -> None:
 def _validate_config(path: Path) -> None:
     """A config that fails validation would make every invocation report a config error."""
     from monitor.config import load_config
-    from monitor.errors import ConfigError
+    from monitor.core.errors import ConfigError
 
     try:
         load_config(str(path))

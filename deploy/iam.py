@@ -1,7 +1,7 @@
 """The Lambda's IAM policy, generated from the permissions the code declares, and audited.
 
 Why generated: the code already says which IAM actions it needs, next to the calls
-(``checks.registry.all_permissions()``, ``monitor.secrets.PERMISSIONS``, the state store,
+(``checks.registry.all_permissions()``, ``monitor.core.secrets.PERMISSIONS``, the state store,
 the notifier, the cluster lookup, ``recover.permissions.PERMISSIONS``). Copying those lists
 into the template by hand drifts the day someone adds a call; here the template's
 ``Policies`` block is written by ``python -m deploy.iam --write`` and checked by
@@ -77,8 +77,9 @@ def declared_sources() -> dict[str, tuple[str, ...]]:
     Read at call time (recover/ is being extended while this file stays the same).
     """
     from checks.registry import all_permissions
-    from monitor import clusters, notify, outages, queue, secrets
-    from monitor.state import dynamodb
+    from monitor import notify, queue
+    from monitor.core import clusters, outages, secrets
+    from monitor.core.state import dynamodb
 
     recover_permissions = importlib.import_module("recover.permissions")
     out: dict[str, tuple[str, ...]] = {}
@@ -149,7 +150,7 @@ SCOPES: tuple[Scope, ...] = (
     Scope("Notify", [{"Ref": "PageTopic"}, {"Ref": "InfoTopic"}], "publish pages and info messages"),
     Scope("OutageLedger", [_sub("arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}"
                                 ":parameter/sentinel/sentinel-${Environment}-state/outages/*")],
-          "remember, outside the state table, which outage of the state table was paged when (monitor/outages.py: "
+          "remember, outside the state table, which outage of the state table was paged when (monitor/core/outages.py: "
           "one page per outage, not one per target per tick)"),
     Scope("WorkQueue", [{"Fn::GetAtt": ["WorkQueue", "Arn"]}],
           "dispatch: queue: send ticks and follow-ups to this stack's work queue, and let the event-source "
@@ -375,8 +376,8 @@ NOT_AWS_CALLS = {
 }
 # Calls found in the code that the Lambda never makes.
 UNDECLARED_OK = {
-    "dynamodb:CreateTable": "monitor.state.dynamodb.create_table: tests and the sandbox; the template creates the table",
-    "dynamodb:UpdateTimeToLive": "monitor.state.dynamodb.create_table: the template sets the TTL",
+    "dynamodb:CreateTable": "monitor.core.state.dynamodb.create_table: tests and the sandbox; the template creates the table",
+    "dynamodb:UpdateTimeToLive": "monitor.core.state.dynamodb.create_table: the template sets the TTL",
 }
 # One API call, several IAM actions (IAM authorises transactions per item): any of them covers it.
 EQUIVALENT = {

@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         print(" ".join(f"{k}={v}" for k, v in parameter_overrides(args.env).items()))
         return 0
     from monitor.config import load_config
-    from monitor.errors import ConfigError
+    from monitor.core.errors import ConfigError
 
     try:
         config = load_config(args.config)

@@ -18,12 +18,12 @@ from typing import Any
 
 from checks.base import Deadline
 from monitor import flap
-from monitor.clock import Clock, iso
-from monitor.errors import ConflictError, LeaseHeld, StateError, UsageError
+from monitor.core.clock import Clock, iso
+from monitor.core.errors import ConflictError, LeaseHeld, StateError, UsageError
+from monitor.core.state.base import Event, Lease, StateStore, TargetState
 from monitor.policy import active_silence, recoveries_in_window
 from monitor.report import TickReport
 from monitor.runtime import Invocation
-from monitor.state.base import Event, Lease, StateStore, TargetState
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -316,7 +316,7 @@ def incident_timeline(incident: Any, events: list[Event], now: datetime) -> list
 
 
 def _seconds_between(start: Any, end: Any, now: datetime) -> float | None:
-    from monitor.clock import parse_iso
+    from monitor.core.clock import parse_iso
 
     try:
         a = parse_iso(str(start))

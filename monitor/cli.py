@@ -14,7 +14,7 @@ from typing import Any
 
 from checks.base import Deadline
 from monitor import render
-from monitor.errors import ConfigError, SentinelError, StateError, UsageError
+from monitor.core.errors import ConfigError, SentinelError, StateError, UsageError
 from monitor.events import request_from
 from monitor.report import EXIT_OK, EXIT_UNKNOWN, EXIT_USAGE, TickReport
 

@@ -29,7 +29,7 @@ from pydantic_core import PydanticCustomError
 
 from checks import registry
 from checks.base import CheckConfig
-from monitor.errors import ConfigError
+from monitor.core.errors import ConfigError
 
 NAME_RE = r"^[a-z0-9]([a-z0-9-]{0,62})$"
 

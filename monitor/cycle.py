@@ -17,17 +17,18 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from checks.base import CheckContext, CheckResult, Deadline, EndpointOverride, Status
-from monitor import policy, queue
-from monitor.clock import iso, parse_iso
+from monitor import flap, policy, queue
+from monitor.actions import take_lease
 from monitor.config import Target, recovery_gaps
-from monitor.errors import ConflictError, LeaseHeld, StateError
+from monitor.core.clock import iso, parse_iso
+from monitor.core.errors import ConflictError, LeaseHeld, StateError
+from monitor.core.outages import STATE_TABLE, OutageLedger
+from monitor.core.state.base import Event, Lease, StateStore, TargetState
+from monitor.core.state.readonly import ReadOnlyStore
 from monitor.notify import MAX_PENDING, Message, PageFacts, pending_entry
-from monitor.outages import STATE_TABLE, OutageLedger
 from monitor.report import TargetReport, TickReport
 from monitor.runner import check_budget, run_checks
 from monitor.runtime import Invocation
-from monitor.state.base import Event, Lease, StateStore, TargetState
-from monitor.state.readonly import ReadOnlyStore
 
 if TYPE_CHECKING:
     from recover.context import RecoveryContext
@@ -35,7 +36,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("sentinel.cycle")
 
 LEASE_SLACK_S = 30.0
-STATE_OUTAGE = STATE_TABLE  # the outage key of the state table (monitor.outages)
+STATE_OUTAGE = STATE_TABLE  # the outage key of the state table (monitor.core.outages)
 TICK_ACTIONS = ("tick", "check", "recover", "abort")
 
 
@@ -76,14 +77,14 @@ def run_tick(
         report.errors.extend(str(t.error) for t in report.targets)  # e.g. nothing to abort: exit 2
         report.targets = []
     if action == "tick" and not targets:
-        _report_orphans(inv, report)
+        report_orphans(inv, report)
     if action == "tick" and not inv.dry_run and inv.due_at is None:  # queued ticks: the dispatcher beats
         inv.metrics.put("Heartbeat", 1)
     page_outages(inv, report)
     return _finish(inv, report, started)
 
 
-def _report_orphans(inv: Invocation, report: TickReport) -> None:
+def report_orphans(inv: Invocation, report: TickReport) -> None:
     """An incident whose target was removed from the config is advanced by nobody: say so in
     every full tick's report and page once, so it cannot stall silently."""
     store = inv.services.store
@@ -123,7 +124,7 @@ def _report_orphans(inv: Invocation, report: TickReport) -> None:
 def page_outages(inv: Invocation, report: TickReport) -> None:
     """One page per outage of sentinel's own dependencies seen by this invocation (the state
     table; a stall whose marker could not be written), deduplicated across invocations by
-    the outage ledger (monitor.outages), naming how many targets are affected."""
+    the outage ledger (monitor.core.outages), naming how many targets are affected."""
     if inv.dry_run or not inv.outages.seen:
         return
     ledger = OutageLedger(inv.services.clients, inv.config.state_table)
@@ -212,8 +213,6 @@ class TargetTick:
             waits = self.action in ("recover", "abort")  # a person asked: wait for the lease, or say busy
             try:
                 if waits:
-                    from monitor.actions import take_lease
-
                     self.lease = take_lease(self.store, name, self.inv.owner, self.clock, deadline=self.deadline,
                                             ttl_s=lambda: self.deadline.remaining() + LEASE_SLACK_S)
                 else:
@@ -389,8 +388,6 @@ class TargetTick:
 
     # ------------------------------------------------------------------ state
     def _next_state(self, state: TargetState, results: list[CheckResult], decision: policy.Decision) -> TargetState:
-        from monitor import flap
-
         now = iso(self.clock.now())
         failing_since = state.failing_since
         if decision.verdict in ("failing", "confirmed"):
@@ -425,8 +422,6 @@ class TargetTick:
 
     def _notify(self, old: TargetState, new: TargetState, decision: policy.Decision) -> None:
         """Page on a change of condition, not on every tick; record what was paged."""
-        from monitor import flap
-
         self._state_before = old
         flap.notify(self, old, new, decision)  # flapping: its own page once, an info when it stops
         last = (old.last_page or {}).get("kind")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from checks.base import Deadline
 from monitor import actions
+from monitor.core.errors import UsageError
 from monitor.cycle import run_tick
-from monitor.errors import UsageError
 from monitor.events import Request
 from monitor.report import TickReport
 from monitor.runtime import Invocation

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from monitor.config import Config
-from monitor.errors import UsageError
+from monitor.core.errors import UsageError
 
 Action = Literal["tick", "check", "recover", "status", "plan", "silence", "unsilence", "ack", "abort"]
 

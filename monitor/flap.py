@@ -30,9 +30,9 @@ from itertools import pairwise
 from typing import TYPE_CHECKING, Any
 
 from checks.base import CheckResult, Status
-from monitor.clock import iso, parse_iso
 from monitor.config import Flap, Target, When
-from monitor.state.base import TargetState
+from monitor.core.clock import iso, parse_iso
+from monitor.core.state.base import TargetState
 
 if TYPE_CHECKING:
     from monitor.cycle import TargetTick

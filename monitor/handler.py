@@ -14,10 +14,10 @@ from typing import Any
 from aws_lambda_powertools import Logger
 
 from checks.base import Deadline
-from monitor import queue
-from monitor.clock import SystemClock, iso
+from monitor import fanout, queue
+from monitor.core.clock import SystemClock, iso
+from monitor.core.errors import ConfigError, UsageError
 from monitor.dispatch import dispatch
-from monitor.errors import ConfigError, UsageError
 from monitor.events import Door, door_of, parse_event, refusal, sqs_records
 from monitor.loader import ConfigCache, config_source
 from monitor.plan_report import plan_report
@@ -161,7 +161,7 @@ def _handle(event: Any, context: Any, request_id: str | None) -> dict[str, Any]:
         if req.action == "plan":
             report = plan_report(services, req.target, request_id=request_id, deadline=deadline)
         elif queue.fans_out(inv, req):
-            report = queue.fan_out(inv, req, deadline)
+            report = fanout.fan_out(inv, req, deadline)
         else:
             report = dispatch(inv, req, deadline)
     except UsageError as exc:

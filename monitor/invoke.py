@@ -126,7 +126,7 @@ def invoke_cli(args: argparse.Namespace, *, factory: LambdaClientFactory | None 
 
 def _describe(exc: BaseException, args: argparse.Namespace) -> tuple[int, str]:
     """An exit code and a message that says what to do, for a failure before any report."""
-    from monitor.aws import error_code
+    from monitor.core.aws import error_code
 
     fn, region = args.function, getattr(args, "region", None) or "the default region"
     code = error_code(exc)

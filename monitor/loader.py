@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from monitor.config import Config, load_config, loads_config
-from monitor.errors import ConfigError
+from monitor.core.errors import ConfigError
 
 DEFAULT_PATHS = ("sentinel.yaml", "config/sentinel.yaml")
 CONFIG_TTL_S = 60.0

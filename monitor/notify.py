@@ -25,9 +25,9 @@ from datetime import UTC, datetime, tzinfo
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
-from monitor.aws import error_code
-from monitor.errors import StateError
-from monitor.state.base import TargetState
+from monitor.core.aws import error_code
+from monitor.core.errors import StateError
+from monitor.core.state.base import TargetState
 
 Severity = Literal["page", "info"]
 PERMISSIONS = ("sns:Publish",)

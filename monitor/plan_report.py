@@ -12,8 +12,8 @@ status WARNING carries that), 2 an unknown target.
 from __future__ import annotations
 
 from checks.base import Deadline, Status
-from monitor.clock import iso
-from monitor.errors import UsageError
+from monitor.core.clock import iso
+from monitor.core.errors import UsageError
 from monitor.report import TargetReport, TickReport
 from monitor.runtime import Services
 

@@ -35,9 +35,9 @@ from typing import Any, Literal
 
 from checks.base import CheckResult, Status
 from monitor import flap
-from monitor.clock import iso, parse_iso
 from monitor.config import RELAUNCH_KINDS, ReplaceRung, RestartRung, Target, recovery_gaps
-from monitor.state.base import TargetState
+from monitor.core.clock import iso, parse_iso
+from monitor.core.state.base import TargetState
 
 Verdict = Literal["ok", "degraded", "failing", "confirmed"]
 

@@ -10,14 +10,14 @@ from datetime import datetime
 from typing import Any
 
 from checks.base import ClientSource
-from monitor.clock import Clock, SystemClock
 from monitor.config import Config
+from monitor.core.clock import Clock, SystemClock
+from monitor.core.outages import OutageNotes
+from monitor.core.resolve import HostResolver
+from monitor.core.secrets import SecretResolver
+from monitor.core.state.base import StateStore
 from monitor.metrics import MetricsRecorder
 from monitor.notify import Message, Notifier, PageFacts, facts_from_state
-from monitor.outages import OutageNotes
-from monitor.resolve import HostResolver
-from monitor.secrets import SecretResolver
-from monitor.state.base import StateStore
 
 
 @dataclass
@@ -43,11 +43,11 @@ def build_services(
     clock: Clock | None = None,
 ) -> Services:
     if clients is None:
-        from monitor.aws import ClientFactory
+        from monitor.core.aws import ClientFactory
 
         clients = ClientFactory(config.region, profile=profile, endpoint_url=endpoint_url)
     if store is None:
-        from monitor.state.dynamodb import DynamoStateStore
+        from monitor.core.state.dynamodb import DynamoStateStore
 
         store = DynamoStateStore(clients.client("dynamodb"), config.state_table)
     return Services(
@@ -74,7 +74,7 @@ class Invocation:
     # The queued message's ``kind`` (monitor.queue.KINDS); a probe can be skipped as not needed.
     queued_kind: str | None = None
     # Outages of sentinel's own dependencies seen by this invocation: paged once at its end
-    # (monitor.outages), not once per target.
+    # (monitor.core.outages), not once per target.
     outages: OutageNotes = field(default_factory=OutageNotes)
     # Pages SNS refused that could not be kept in their target's state either (it cannot be
     # written): counted in PagesNotDelivered and listed in the report.

@@ -9,8 +9,8 @@ Why one choke point:
 - **counting**: each call is recorded with the phase it ran in (the report and the
   incident carry per-phase counts; the IAM test checks them against permissions.py).
 - **errors translated once** (style note 4): any failure becomes :class:`AwsError` with
-  its :class:`~monitor.faults.Fault` (transient, not visible yet, final) from the fault
-  contract (:mod:`monitor.faults`, plus the codes the call site declares "not visible yet").
+  its :class:`~monitor.core.faults.Fault` (transient, not visible yet, final) from the fault
+  contract (:mod:`monitor.core.faults`, plus the codes the call site declares "not visible yet").
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from checks.base import ClientSource
-from monitor.faults import translate
-from recover.sealed import mask
+from monitor.core.faults import translate
+from recover.secret_keys import mask
 
 MUTATING = frozenset({
     "run_job_flow", "terminate_job_flows", "set_termination_protection", "add_tags",
@@ -54,7 +54,7 @@ class CallRecord:
     sent: bool  # False: dry run recorded it (mutating) or answered it (simulated read)
     simulated: bool = False
     error: str | None = None
-    fault: str | None = None  # monitor.faults.Fault value when the call failed
+    fault: str | None = None  # monitor.core.faults.Fault value when the call failed
 
     def to_dict(self, *, params: bool = True) -> dict[str, Any]:
         out: dict[str, Any] = {"phase": self.phase, "call": f"{self.service}.{self.op}",
@@ -192,7 +192,7 @@ def _mentions_pretend(params: dict[str, Any]) -> bool:
 
 class RecordingClient:
     """Looks like a boto3 client to the code using it (``emr.describe_cluster(...)``, and
-    ``get_paginator`` for :func:`monitor.clusters.find_cluster`), records every call."""
+    ``get_paginator`` for :func:`monitor.core.clusters.find_cluster`), records every call."""
 
     def __init__(self, calls: AwsCalls, service: str) -> None:
         self._calls = calls

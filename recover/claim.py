@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from monitor.clock import iso, parse_iso
+from monitor.core.clock import iso, parse_iso
 
 CLAIM_TAG = "sentinel:claim"
 SETTLE_S = 5.0  # ≤ 10 s (DESIGN §11)

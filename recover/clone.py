@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from monitor.clusters import ACTIVE_STATES
-from monitor.faults import AwsError
+from monitor.core.clusters import ACTIVE_STATES
+from monitor.core.faults import AwsError
 from recover.emr import master_of, owner_of
 from recover.facades import Emr
 

@@ -8,13 +8,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from checks.base import CheckResult, ClientSource, Deadline, EndpointOverride
-from monitor.clock import Clock
 from monitor.config import Config, Target
+from monitor.core.clock import Clock
+from monitor.core.outages import OutageNotes
+from monitor.core.resolve import HostResolver
+from monitor.core.state.base import Lease, StateStore, TargetState
 from monitor.metrics import MetricsRecorder
 from monitor.notify import Notifier
-from monitor.outages import OutageNotes
-from monitor.resolve import HostResolver
-from monitor.state.base import Lease, StateStore, TargetState
 from recover.claim import deployment_id
 
 # run_checks(names, endpoint) -> results; ``endpoint`` points the checks at a new master
@@ -38,7 +38,7 @@ class RecoveryContext:
     dry_run: bool = False
     requested_by: str | None = None
     log: Callable[..., None] = field(default=lambda *a, **k: None)
-    # The invocation's outage notes (monitor.outages): a page that needs a state write it
+    # The invocation's outage notes (monitor.core.outages): a page that needs a state write it
     # cannot make (the stall marker) is paged through them, once per outage. None: paged at once.
     outages: OutageNotes | None = None
     # This deployment's id (recover.claim): the claim tag names it, so two deployments watching

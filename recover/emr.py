@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from monitor.errors import SentinelError
+from monitor.core.errors import SentinelError
 from recover.calls import AwsCalls
 from recover.facades import Emr
 from recover.incident import INCIDENT_TAG, TARGET_TAG

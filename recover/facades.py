@@ -9,7 +9,7 @@ cannot be forgotten in the policy. Every call still goes through
 :class:`recover.calls.AwsCalls` — the one place that records it, fences a changing one under
 the lease, sends it without botocore retries, and answers it in a dry run.
 
-Fault contract (:mod:`monitor.faults`): every call's errors are classified there (transient,
+Fault contract (:mod:`monitor.core.faults`): every call's errors are classified there (transient,
 final, and for a changing call whether it may have taken effect). What only the call site
 knows is declared here: ``not_visible`` names the error codes that mean "created a moment
 ago, not visible yet" for this operation (SSM ``InvocationDoesNotExist`` right after
@@ -24,7 +24,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, ClassVar, TypeVar, cast
 
-from monitor.faults import AwsError, Fault
+from monitor.core.faults import AwsError, Fault
 from recover.calls import AwsCalls, RecordingClient, collect
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -81,9 +81,9 @@ class Emr(Facade):
 
     @needs("elasticmapreduce:ListClusters", "elasticmapreduce:DescribeCluster")
     def find(self, ref: Any) -> dict[str, Any] | None:
-        """The target's cluster (:func:`monitor.clusters.find_cluster`: by id, or the one active
+        """The target's cluster (:func:`monitor.core.clusters.find_cluster`: by id, or the one active
         cluster with that name); raises ClusterLookupError when the name is ambiguous."""
-        from monitor.clusters import find_cluster
+        from monitor.core.clusters import find_cluster
 
         return find_cluster(self.client, ref)
 

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
-from monitor.clock import iso
+from monitor.core.clock import iso
 
 INCIDENT_TAG = "sentinel:incident"
 TARGET_TAG = "sentinel:target"

@@ -11,16 +11,17 @@ from datetime import timedelta
 from typing import Any, Literal
 
 from checks.base import EndpointOverride, Status
-from monitor.clock import iso, parse_iso
-from monitor.clusters import RETIRED_TAG, ClusterLookupError
 from monitor.config import MasterTls, RestartRung, Verify
-from monitor.faults import AwsError
+from monitor.core.clock import iso, parse_iso
+from monitor.core.clusters import RETIRED_TAG, ClusterLookupError
+from monitor.core.faults import AwsError
 from monitor.runner import check_budget
 from recover import claim, routing, sealed, spec
 from recover import emr as emr_ops
 from recover.facades import Emr, Ssm
 from recover.incident import Phase
 from recover.run import Escalate, Fail, Next, Outcome, Run, Wait
+from recover.spec_file import SpecError
 
 VERIFY_TIMEOUT = timedelta(minutes=20)  # VERIFY_NEW / VERIFY_PATH keep retrying this long
 PATH_POLL_S = 10.0  # VERIFY_PATH: poll the target's health this often within one invocation,
@@ -45,7 +46,7 @@ def snapshot(run: Run) -> Outcome:
     rec = target.recovery
     try:
         resolved = spec.resolve(run.aws, target, run.rctx.store, run.now())
-    except (spec.SpecError, ClusterLookupError) as exc:
+    except (SpecError, ClusterLookupError) as exc:
         return Fail(f"no spec to relaunch from: {exc}")
     old_id = (resolved.old or {}).get("cluster_id")
     request, problems = spec.finalize(run.aws, resolved.request, incident_id=inc.id, target=target.name,

@@ -16,19 +16,19 @@ from collections.abc import Sequence
 from typing import Any
 
 from checks.base import CheckResult, Deadline, EndpointOverride
-from monitor.errors import StateError
+from monitor.core.errors import StateError
+from monitor.core.state.base import TargetState
+from monitor.core.state.readonly import ReadOnlyStore
 from monitor.metrics import MetricsRecorder
 from monitor.notify import Notifier
-from monitor.state.base import TargetState
-from monitor.state.readonly import ReadOnlyStore
-from recover import sealed
+from recover import secret_keys
 from recover.context import RecoveryContext
 from recover.runbook import build_plan
 
 PLAN_DEADLINE_S = 120.0
 
 
-# A read that failed with a transient fault (network, timeout, throttling: monitor.faults) or
+# A read that failed with a transient fault (network, timeout, throttling: monitor.core.faults) or
 # one of these says nothing about the plan, only that AWS could not be read (credentials):
 # sentinel cannot judge, exit 3.
 UNREADABLE_CODES = {
@@ -97,9 +97,9 @@ def _checks_not_run(names: Sequence[str], endpoint: EndpointOverride | None) -> 
 
 
 def mask(value: Any, key: str = "") -> Any:
-    """The plan with secret values masked: the one rule of recover/sealed.py (the spec in
+    """The plan with secret values masked: the one rule of recover/secret_keys.py (the spec in
     the plan is already sealed; this also covers anything else that looks like a secret)."""
-    return sealed.mask(value, key)
+    return secret_keys.mask(value, key)
 
 
 def render(plan: dict[str, Any]) -> str:

@@ -16,9 +16,9 @@ from datetime import datetime
 from typing import Any
 
 from checks.base import EndpointOverride, Status
-from monitor.clock import iso
-from monitor.errors import ConflictError, StateError
-from monitor.state.base import Event, TargetState
+from monitor.core.clock import iso
+from monitor.core.errors import ConflictError, StateError
+from monitor.core.state.base import Event, TargetState
 from recover.calls import AwsCalls, CallRecord, Settle
 from recover.context import RecoveryContext
 from recover.incident import Incident

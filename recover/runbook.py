@@ -24,15 +24,15 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from monitor.clock import iso, parse_iso
 from monitor.config import Recovery, RestartRung
-from monitor.errors import SentinelError
-from monitor.faults import AwsError
-from monitor.outages import STATE_TABLE
+from monitor.core.clock import iso, parse_iso
+from monitor.core.errors import SentinelError
+from monitor.core.faults import AwsError
+from monitor.core.outages import STATE_TABLE
+from monitor.core.state.base import Event, TargetState
+from monitor.core.state.readonly import ReadOnlyStore
 from monitor.policy import active_silence, recoveries_in_window, rung_budget_notes, start_blockers, usable_rungs
 from monitor.runner import check_budget
-from monitor.state.base import Event, TargetState
-from monitor.state.readonly import ReadOnlyStore
 from recover import messages
 from recover.context import RecoveryContext, RecoveryResult
 from recover.incident import ORDER, RESTART_PHASES, TERMINAL, Incident, Phase, next_phase
@@ -433,7 +433,7 @@ def _sweep(run: Run) -> None:
 
 
 def _on_error(run: Run, phase: Phase, exc: Exception, *, transient: bool) -> Outcome:
-    """A phase raised. The fault contract (monitor.faults) decides:
+    """A phase raised. The fault contract (monitor.core.faults) decides:
 
     - a transient or not-yet-visible AWS answer never fails the phase (nor climbs a rung,
       escalates or spends a budget): the phase waits and is retried on a later tick, until it

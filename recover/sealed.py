@@ -8,16 +8,7 @@ holds a secret only *sealed*, from the moment it is built (recover/spec.py ``res
 ``capture_last_known_good``) to the moment RunJobFlow is sent (:func:`unseal_spec`, called
 by LAUNCH right before the call; the call record keeps the sealed form).
 
-**The rule** (one home: :func:`is_secret_key`; ``sentinel plan`` and every call record use
-it through :func:`mask`). A key is secret when it is in ``recovery.spec.secret_properties``,
-or when one of its words (split on ``.``, ``_``, ``-`` and camelCase) is or contains
-password/passwd/passphrase/secret/credential, is ``pwd``/``pw``/``pass``, or is/ends with
-``token``/``key`` — unless its *last* word says the value is only about the secret
-(``...credential.provider.path``, ``...secret.file``, ``...key.provider.uri``,
-``Ec2KeyName``, ``...KeyId``; ``...keystore.type`` has no such word at all, and neither has
-``hive.server2.authentication``). Over-sealing a harmless value costs
-nothing but readability (it is restored at LAUNCH); under-sealing leaks, so the rule leans
-to sealing and the explicit list adds what it misses.
+The rule that says which keys are secret, and :func:`mask`, live in recover/secret_keys.py.
 
 **How a secret is stored** (per target, ``recovery.spec``):
 
@@ -43,82 +34,25 @@ from __future__ import annotations
 import base64
 import binascii
 import copy
-import re
 from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from monitor.errors import SentinelError
-from monitor.faults import AwsError, translate
+from monitor.core.errors import SentinelError
+from monitor.core.faults import AwsError, translate
+from recover.calls import AwsCalls
+from recover.facades import Emr, Kms
+from recover.secret_keys import MASK, REF_PREFIX, SEALED_PREFIX, is_sealed, is_secret_key
+from recover.spec_file import SpecError, read_spec_file
 
-if TYPE_CHECKING:
-    from recover.calls import AwsCalls
-
-SEALED_PREFIX = "sentinel-sealed:v1:"
-REF_PREFIX = "sentinel-ref:v1:"
-MASK = "****"
 FILE_REF = "file:"
 CONTEXT_USE = "emr-spec"
 KERBEROS_SECRET_KEYS = ("KdcAdminPassword", "CrossRealmTrustPrincipalPassword", "ADDomainJoinPassword")
 
-_WORDS = re.compile(r"[^A-Za-z0-9]+|(?<=[a-z0-9])(?=[A-Z])")
-_CONTAINS = ("password", "passwd", "passphrase", "secret", "credential")
-_EXACT = frozenset({"pwd", "pass", "pw"})
-_ENDS = ("token", "key")
-# A last word that makes the value a description of the secret (where, what kind), not the secret.
-_ABOUT_ONLY = frozenset({
-    "type", "provider", "providers", "path", "file", "dir", "location", "uri", "url", "class", "classes", "impl",
-    "enabled", "enable", "required", "algorithm", "alias", "name", "names", "format", "length", "size", "bits",
-    "id", "ids", "arn", "expiry", "lifetime", "interval", "ttl", "validity", "renew", "timeout", "ms", "user",
-    "username", "principal", "pattern", "mode", "version",
-})
-# Names that match the words but are not secrets (pagination, idempotency, the "Key" of a pair).
-_NOT_SECRET = frozenset({"NextToken", "ClientToken", "IdempotencyToken", "ContinuationToken", "Marker",
-                         "Key"})  # "Key" names a tag or a property: the name, not the value
-# Keys whose string values are descriptions written by sentinel, never secret values.
-_TEXT_KEYS = frozenset({"field", "reason"})
-
 
 class SealError(SentinelError):
     """A secret could not be sealed or unsealed; the message names the property, never its value."""
-
-
-def is_secret_key(key: str, extra: Collection[str] = ()) -> bool:
-    """Whether a property (or API parameter) named ``key`` holds a secret (module docstring)."""
-    if key in extra:
-        return True
-    if key in _NOT_SECRET:
-        return False
-    words = [w.lower() for w in _WORDS.split(key) if w]
-    if not words:
-        return False
-    hits = [i for i, w in enumerate(words)
-            if any(c in w for c in _CONTAINS) or w in _EXACT or w.endswith(_ENDS)]
-    if not hits:
-        return False
-    return not (words[-1] in _ABOUT_ONLY and hits[-1] != len(words) - 1)
-
-
-def is_sealed(value: Any) -> bool:
-    """A stored form that is safe to show (ciphertext, a reference, or the mask)."""
-    return isinstance(value, str) and (value.startswith((SEALED_PREFIX, REF_PREFIX)) or value == MASK)
-
-
-def mask(value: Any, key: str = "", extra: Collection[str] = ()) -> Any:
-    """A copy of ``value`` (any JSON-like data: a report, call parameters) with the value of
-    every secret key replaced by ``****``; sealed values and references are kept (they are
-    safe, and show that the secret is there). ``{"Key": k, "Value": v}`` pairs (tags, step
-    properties) are judged by ``k``."""
-    if isinstance(value, dict):
-        if set(value) == {"Key", "Value"} and is_secret_key(str(value["Key"]), extra) and not is_sealed(value["Value"]):
-            return {"Key": value["Key"], "Value": MASK}
-        return {k: mask(v, str(k), extra) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [mask(v, key, extra) for v in value]
-    if isinstance(value, str | bytes) and key not in _TEXT_KEYS and is_secret_key(key, extra) and not is_sealed(value):
-        return MASK
-    return value
 
 
 # ------------------------------------------------------------------ where secrets sit in a request
@@ -211,8 +145,6 @@ def seal_spec(kms: Any, request: dict[str, Any], *, target: str, secret_properti
 
 def _encrypt(kms: Any, key_id: str, target: str, value: str, label: str) -> str:
     try:
-        from recover.facades import Kms
-
         blob = Kms(kms).encrypt(key_id, value.encode("utf-8"), encryption_context(target))
     except Exception as exc:  # never include the request (the secret) in the message
         raise _kms_failure(exc, "encrypt", f"{label}: KMS Encrypt with {key_id} failed") from None
@@ -221,7 +153,7 @@ def _encrypt(kms: Any, key_id: str, target: str, value: str, label: str) -> str:
 
 def _kms_failure(exc: Exception, op: str, what: str) -> Exception:
     """A KMS error as the fault contract says: a transient one (throttled, KMS internal error,
-    dependency timeout) is an :class:`~monitor.faults.AwsError` the phase waits out and
+    dependency timeout) is an :class:`~monitor.core.faults.AwsError` the phase waits out and
     retries; a final one (key disabled, wrong ciphertext) is a :class:`SealError`, which fails
     the phase. Neither message carries the request (the secret)."""
     err = translate(exc, "kms", op)
@@ -289,8 +221,6 @@ def _decrypt(kms: Any, value: str, label: str) -> str:
     except (binascii.Error, ValueError):
         raise SealError(f"{label}: the sealed value is damaged (not base64)") from None
     try:
-        from recover.facades import Kms
-
         plain = Kms(kms).decrypt(blob, encryption_context(target))
     except Exception as exc:
         raise _kms_failure(exc, "decrypt", f"{label}: KMS Decrypt failed (sealed for target {target!r})") from None
@@ -299,10 +229,8 @@ def _decrypt(kms: Any, value: str, label: str) -> str:
 
 def _file_properties(path: str) -> dict[tuple[tuple[str, ...], str], str]:
     """The spec file read again (same lookup as SNAPSHOT: recover/spec.py)."""
-    from recover.spec import SpecError, _from_file
-
     try:
-        request = _from_file(path)
+        request = read_spec_file(path)
     except SpecError as exc:
         raise SealError(f"the spec file the sealed spec refers to cannot be read again: {exc}") from None
     table = _properties_of(request)
@@ -315,8 +243,6 @@ def _file_properties(path: str) -> dict[tuple[tuple[str, ...], str], str]:
 def _cluster_properties(aws: AwsCalls, cluster_id: str) -> dict[tuple[tuple[str, ...], str], str]:
     """(classification path, key) → value, cluster-level configuration first, then the
     instance groups' or fleets' (read only when the cluster level does not have them all)."""
-    from recover.facades import Emr
-
     emr = Emr(aws)
     cluster = emr.describe_cluster(cluster_id)
     table = _properties_of(cluster.get("Configurations") or [])

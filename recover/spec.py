@@ -19,30 +19,24 @@ bad spec fails at SNAPSHOT (with the reason) rather than at LAUNCH.
 from __future__ import annotations
 
 import copy
-import json
-import os
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from botocore.validate import ParamValidator
 
-from monitor.clock import iso, parse_iso
 from monitor.config import Target
+from monitor.core.clock import iso, parse_iso
 from recover.calls import AwsCalls
 from recover.clone import ClusterSnapshot, NotCopied, read_cluster
 from recover.emr import ENDED_STATES, cluster_state, master_of, owner_of
 from recover.facades import Emr
 from recover.incident import INCIDENT_TAG, REPLACES_TAG, TARGET_TAG
 from recover.sealed import SealError, seal_spec
+from recover.spec_file import SpecError, read_spec_file
 
 ENDED_LOOKBACK = timedelta(days=7)
 LKG_MAX_AGE_H = 24.0
-
-
-class SpecError(Exception):
-    """No usable spec: the message says why and what to do."""
 
 
 @dataclass
@@ -89,7 +83,7 @@ def _resolve(aws: AwsCalls, target: Target, store: Any, now: datetime) -> Resolv
     old = snap.old_record() if snap else (_old_record(emr, live) if live is not None else None)
     notes: list[str] = []
     if source == "file":
-        return Resolved(_from_file(str(target.recovery.spec.path)), f"file {target.recovery.spec.path}", old,
+        return Resolved(read_spec_file(str(target.recovery.spec.path)), f"file {target.recovery.spec.path}", old,
                         cluster_id=None)
     if source == "last_known_good" or (source == "clone" and snap is None):
         lkg = store.get_spec(target.name)
@@ -133,23 +127,6 @@ def _newest_ended(emr: Emr, name: str | None, now: datetime) -> dict[str, Any] |
         return None
     newest = max(mine, key=lambda c: ((c.get("Status") or {}).get("Timeline") or {}).get("CreationDateTime") or now)
     return emr.describe_cluster(str(newest["Id"]))
-
-
-def _from_file(path: str) -> dict[str, Any]:
-    candidates = [Path(path)]
-    config_path = os.environ.get("SENTINEL_CONFIG")
-    if not Path(path).is_absolute() and config_path:
-        candidates.append(Path(config_path).parent / path)
-    for candidate in candidates:
-        if candidate.is_file():
-            try:
-                data = json.loads(candidate.read_text(encoding="utf-8"))
-            except (OSError, ValueError) as exc:
-                raise SpecError(f"spec file {candidate}: {exc}") from exc
-            if not isinstance(data, dict):
-                raise SpecError(f"spec file {candidate}: must be a JSON object (a RunJobFlow request)")
-            return data
-    raise SpecError(f"spec file {path} not found")
 
 
 def finalize(aws: AwsCalls, request: dict[str, Any], *, incident_id: str, target: str,

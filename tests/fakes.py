@@ -13,11 +13,11 @@ import pytest
 from checks import registry
 from checks.base import Check, CheckConfig, CheckContext, CheckResult, Status
 from monitor.config import Config, parse_config
-from monitor.resolve import HostResolver
+from monitor.core.resolve import HostResolver
+from monitor.core.secrets import SecretResolver
+from monitor.core.state.base import StateStore
+from monitor.core.state.memory import MemoryStateStore
 from monitor.runtime import Services
-from monitor.secrets import SecretResolver
-from monitor.state.base import StateStore
-from monitor.state.memory import MemoryStateStore
 
 
 class FakeConfig(CheckConfig):

@@ -29,9 +29,9 @@ from typing import Any
 
 from checks.base import Deadline, Status
 from monitor.config import Config
+from monitor.core.state.dynamodb import DynamoStateStore, create_table
 from monitor.cycle import run_tick
 from monitor.runtime import Services, new_invocation
-from monitor.state.dynamodb import DynamoStateStore, create_table
 from recover import phases, runbook
 from recover.incident import Incident
 from tests.fakes import FakeClock, Script, services
@@ -384,7 +384,7 @@ def _stalled(config: Config, incident: dict[str, Any] | None, clock: FakeClock) 
     if not inc.get("phase") or inc.get("phase") in TERMINAL:
         return []
     parsed = Incident.from_dict(dict(inc))
-    from monitor.clock import parse_iso
+    from monitor.core.clock import parse_iso
 
     waited = clock.now() - parse_iso(parsed.phase_started_at)
     limit = runbook.stall_limit(SimpleNamespace(target=config.targets[0]), parsed)  # type: ignore[arg-type]

@@ -18,13 +18,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from checks.base import CheckResult, Deadline, EndpointOverride, Status
-from monitor.aws import ClientFactory
 from monitor.config import Config, parse_config
+from monitor.core.aws import ClientFactory
+from monitor.core.resolve import HostResolver
+from monitor.core.state.base import Lease, StateStore
 from monitor.metrics import MetricsRecorder
 from monitor.notify import Notifier
-from monitor.resolve import HostResolver
 from monitor.sandbox.seed import Pager
-from monitor.state.base import Lease, StateStore
 from recover.calls import MUTATING, _api_name
 from recover.context import RecoveryContext
 from tests.fakes import FakeClock

@@ -230,7 +230,7 @@ def build_world(tmp: str, *, ladder: bool = False) -> DemoWorld:
     """Seed moto, start the two HiveServer2 stubs and the load balancer stand-in, and build
     sentinel's services on a simulated clock. Call inside ``mock_aws`` with fake credentials."""
     from monitor.config import parse_config
-    from monitor.resolve import HostResolver
+    from monitor.core.resolve import HostResolver
     from monitor.runtime import build_services
     from monitor.sandbox.certs import make_certs
     from monitor.sandbox.dns import ZoneResolver

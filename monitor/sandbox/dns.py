@@ -10,7 +10,7 @@ connection through that name really goes somewhere else; and a config that re-po
 clients use for the load balancer (DESIGN §11 "Topology") would send them to a master's
 address on the listener's port here too, not to the load balancer.
 
-TLS still verifies against the name the client dialled (:class:`~monitor.resolve.Endpoint`).
+TLS still verifies against the name the client dialled (:class:`~monitor.core.resolve.Endpoint`).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
-from monitor.resolve import Endpoint, HostResolver
+from monitor.core.resolve import Endpoint, HostResolver
 
 MAX_CHAIN = 8  # CNAME/alias hops followed before giving up (a loop)
 

@@ -20,8 +20,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from monitor.aws import ClientFactory
-from monitor.state.dynamodb import create_table
+from monitor.core.aws import ClientFactory
+from monitor.core.state.dynamodb import create_table
 
 REGION = "us-east-1"
 CLUSTER_NAME = "RC.HIVE.ADHOC"

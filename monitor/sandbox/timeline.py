@@ -14,9 +14,9 @@ from datetime import datetime
 from typing import Any, TextIO
 
 from checks.base import Status
-from monitor.clock import parse_iso
+from monitor.core.clock import parse_iso
+from monitor.core.state.base import Event, TargetState
 from monitor.report import TickReport
-from monitor.state.base import Event, TargetState
 
 MIN_WIDTH = 60
 

@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from deploy import build
-from monitor.state.dynamodb import create_table
+from monitor.core.state.dynamodb import create_table
 from tests.deploy.conftest import Package
 
 # ------------------------------------------------------------------ fast: the zip step

@@ -80,11 +80,11 @@ def test_ticks_not_enqueued_pages_and_follows_the_work_queue(translated: dict[st
 
 def test_the_dispatcher_emits_ticks_not_enqueued_as_the_alarm_reads_it() -> None:
     """A Count, no dimension of its own: the alarm's {service} is what Powertools adds."""
-    calls = [node for node in ast.walk(ast.parse((ROOT / "monitor" / "queue.py").read_text()))
+    calls = [node for node in ast.walk(ast.parse((ROOT / "monitor" / "fanout.py").read_text()))
              if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "put"
              and ast.unparse(node.func.value).endswith("metrics") and node.args
              and ast.unparse(node.args[0]) == "'TicksNotEnqueued'"]
-    assert calls, "monitor/queue.py no longer emits TicksNotEnqueued: its alarm would never fire"
+    assert calls, "monitor/fanout.py no longer emits TicksNotEnqueued: its alarm would never fire"
     for call in calls:
         assert [ast.unparse(a) for a in call.args[2:]] == ["'Count'"] and not call.keywords, ast.unparse(call)
 

@@ -21,7 +21,7 @@ from typing import Any
 import boto3
 import pytest
 
-from monitor.state.memory import MemoryStateStore
+from monitor.core.state.memory import MemoryStateStore
 from recover import runbook
 from recover.calls import AwsCalls
 from recover.incident import TARGET_TAG

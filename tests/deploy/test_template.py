@@ -303,7 +303,7 @@ def test_monitor_only_stack_grants_no_write_action(translated: dict[str, Any], a
     allowed = {a for s in statements for a in s["Action"]}
     writes = {a for a in allowed if not a.split(":")[1].startswith(iam.READ_VERBS)}
     # what remains is the tick's own bookkeeping: its state table, its topics, its work queue and
-    # the outage ledger (monitor/outages.py: which state-table outage was paged, kept outside the table)
+    # the outage ledger (monitor/core/outages.py: which state-table outage was paged, kept outside the table)
     assert writes == {"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:ConditionCheckItem", "sns:Publish",
                       "kms:Decrypt", "sqs:SendMessage", "sqs:ReceiveMessage", "sqs:DeleteMessage",
                       "ssm:PutParameter", "ssm:DeleteParameter"}

@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from monitor.aws import ClientFactory
+from monitor.core.aws import ClientFactory
+from monitor.core.state.dynamodb import create_table
 from monitor.sandbox.seed import Pager
-from monitor.state.dynamodb import create_table
 
 
 @dataclass

@@ -17,8 +17,8 @@ import yaml
 from moto import mock_aws
 
 from checks.base import Status
-from monitor.aws import ClientFactory
 from monitor.cli import main
+from monitor.core.aws import ClientFactory
 from tests.fakes import Script
 from tests.functional.test_handler import write_config
 

@@ -77,8 +77,8 @@ def test_usage_errors_exit_2(cfg: str, capsys: pytest.CaptureFixture[str]) -> No
 
 def test_ack_clears_escalation(cfg: str, capsys: pytest.CaptureFixture[str]) -> None:
     from monitor.config import load_config
+    from monitor.core.state.base import TargetState
     from monitor.runtime import build_services
-    from monitor.state.base import TargetState
 
     svc = build_services(load_config(cfg))
     svc.store.put("prod-hive", TargetState(escalated={"at": "2026-11-23T06:00:00Z", "reason": "launch failed"},

@@ -13,7 +13,7 @@ import yaml
 
 from checks.base import Status
 from monitor.cli import _parser, main
-from monitor.state.memory import MemoryStateStore
+from monitor.core.state.memory import MemoryStateStore
 from tests.fakes import Script, services
 from tests.functional.test_handler import write_config
 from tests.recover_fixtures import TARGET, cli_services, moto_world, recovery_raw

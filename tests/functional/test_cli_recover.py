@@ -10,7 +10,7 @@ import yaml
 
 from checks.base import Status
 from monitor.cli import main
-from monitor.state.memory import MemoryStateStore
+from monitor.core.state.memory import MemoryStateStore
 from tests.fakes import Script
 from tests.recover_fixtures import TARGET, cli_services, moto_world, new_clusters, recovery_raw
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ReadTimeoutError
 
-from monitor.state.memory import MemoryStateStore
+from monitor.core.state.memory import MemoryStateStore
 from recover import phases
 from tests.fakes import Script
 from tests.recover_fixtures import (

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from checks.base import Status
-from monitor.state.memory import MemoryStateStore
+from monitor.core.state.memory import MemoryStateStore
 from recover import phases, runbook
 from tests.fakes import Script
 from tests.recover_fixtures import TARGET, CallLog, Harness, World, moto_world, new_clusters, real_now_clock, recovery_config

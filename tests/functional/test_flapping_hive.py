@@ -13,11 +13,11 @@ import pytest
 from checks.base import Deadline, Status
 from monitor import actions
 from monitor.config import parse_config
+from monitor.core.state.memory import MemoryStateStore
 from monitor.cycle import run_tick
 from monitor.runtime import new_invocation
 from monitor.sandbox.certs import CertSet
 from monitor.sandbox.hs2_server import HiveServer2Stub
-from monitor.state.memory import MemoryStateStore
 from tests.fakes import FakeClock, services
 from tests.hs2_fixtures import PASSWORD
 

@@ -15,7 +15,7 @@ from moto import mock_aws
 
 from checks.base import Status
 from monitor import handler
-from monitor.state.dynamodb import DynamoStateStore
+from monitor.core.state.dynamodb import DynamoStateStore
 from tests.fakes import Script
 from tests.functional.aws import Account, LambdaContext, seed_account
 

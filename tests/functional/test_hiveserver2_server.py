@@ -20,9 +20,9 @@ import pytest
 
 from checks.base import CheckResult, Deadline, Status
 from checks.hiveserver2 import HiveServer2Check
+from monitor.core.secrets import SecretResolver
 from monitor.sandbox.certs import CertSet
 from monitor.sandbox.hs2_server import Counters, HiveServer2Stub
-from monitor.secrets import SecretResolver
 from tests.fakes import NoClients
 from tests.hs2.helpers import PASSWORD_ENV, make_check, make_ctx, run_check
 from tests.hs2_fixtures import PASSWORD as HS2_PASSWORD

@@ -12,12 +12,12 @@ from pydantic import SecretStr
 
 from checks.base import CheckContext, CheckResult, Deadline, Status
 from checks.hiveserver2 import HiveServer2Check, HiveServer2Config
-from monitor.clock import SystemClock
-from monitor.resolve import HostResolver
+from monitor.core.clock import SystemClock
+from monitor.core.resolve import HostResolver
+from monitor.core.secrets import Credentials, SecretResolver
+from monitor.core.state.memory import MemoryStateStore
 from monitor.sandbox.certs import CertSet
 from monitor.sandbox.hs2_server import HiveServer2Stub
-from monitor.secrets import Credentials, SecretResolver
-from monitor.state.memory import MemoryStateStore
 from tests.fakes import NoClients
 from tests.hs2_fixtures import PASSWORD
 

@@ -17,12 +17,12 @@ import pytest
 
 from checks.base import CheckContext, CheckResult, Deadline, EndpointOverride, Status
 from checks.hiveserver2 import HiveServer2Check, HiveServer2Config
-from monitor.clock import SystemClock
-from monitor.resolve import MAX_STUCK_LOOKUPS, HostResolver
+from monitor.core.clock import SystemClock
+from monitor.core.resolve import MAX_STUCK_LOOKUPS, HostResolver
+from monitor.core.state.memory import MemoryStateStore
 from monitor.sandbox.certs import CertSet, make_certs
 from monitor.sandbox.elb import TlsTerminatingProxy
 from monitor.sandbox.hs2_server import HiveServer2Stub
-from monitor.state.memory import MemoryStateStore
 from tests.fakes import NoClients
 from tests.functional.test_hs2_check import Secrets
 from tests.hs2_fixtures import PASSWORD, USERNAME
@@ -213,7 +213,7 @@ def test_stuck_lookups_are_bounded(tmp_path: Path) -> None:
         release.wait(30)
         return []
 
-    from monitor.resolve import Endpoint, ResolutionError
+    from monitor.core.resolve import Endpoint, ResolutionError
 
     resolver = HostResolver(loopback_only=False, lookup=hang)
     try:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from checks.base import Deadline, Status
+from monitor.core.state.memory import MemoryStateStore
 from monitor.cycle import run_tick
 from monitor.runtime import new_invocation
-from monitor.state.memory import MemoryStateStore
 from tests.fakes import Script, services
 from tests.recover_fixtures import TARGET, moto_world, real_now_clock, recovery_config
 

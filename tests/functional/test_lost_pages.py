@@ -13,12 +13,12 @@ import pytest
 
 from checks.base import Deadline, Status
 from monitor.config import parse_config
+from monitor.core.errors import StateError
+from monitor.core.state.base import Event, Lease, TargetState
+from monitor.core.state.memory import MemoryStateStore
 from monitor.cycle import run_tick
-from monitor.errors import StateError
 from monitor.report import TickReport
 from monitor.runtime import Services, new_invocation
-from monitor.state.base import Event, Lease, TargetState
-from monitor.state.memory import MemoryStateStore
 from recover import phases
 from tests.fakes import Script, services
 from tests.recover_fixtures import (

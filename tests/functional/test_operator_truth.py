@@ -23,11 +23,11 @@ import yaml
 from checks.base import Deadline, Status
 from monitor import actions, handler
 from monitor.cli import main
+from monitor.core.errors import ConflictError
+from monitor.core.state.base import Event, Lease, StateStore, TargetState
+from monitor.core.state.memory import MemoryStateStore
 from monitor.cycle import run_tick
-from monitor.errors import ConflictError
 from monitor.runtime import Services, new_invocation
-from monitor.state.base import Event, Lease, StateStore, TargetState
-from monitor.state.memory import MemoryStateStore
 from recover import runbook
 from recover.phases import RECOVERED_ON_ITS_OWN
 from tests.fakes import FakeClock, Script, fake_config, services

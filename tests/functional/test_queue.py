@@ -18,16 +18,16 @@ import yaml
 from moto import mock_aws
 
 from checks.base import Deadline, Status
-from monitor import handler, queue
-from monitor.aws import ClientFactory
-from monitor.clock import iso
+from monitor import fanout, handler, queue
 from monitor.config import parse_config
+from monitor.core.aws import ClientFactory
+from monitor.core.clock import iso
+from monitor.core.state.dynamodb import DynamoStateStore
+from monitor.core.state.memory import MemoryStateStore
 from monitor.cycle import run_tick
 from monitor.events import Request
 from monitor.report import TickReport
 from monitor.runtime import Services, new_invocation
-from monitor.state.dynamodb import DynamoStateStore
-from monitor.state.memory import MemoryStateStore
 from tests.fakes import FakeClock, Script, services
 from tests.functional.aws import Account, LambdaContext, seed_account
 from tests.recover_fixtures import (
@@ -445,7 +445,7 @@ def test_targets_the_queue_refuses_are_ticked_inline_by_the_dispatcher(fake_chec
     svc = services(parse_config(raw), store=MemoryStateStore(), clock=FakeClock())
     svc.queue = RefusingQueue()
     inv = new_invocation(svc)
-    report = queue.fan_out(inv, Request(action="tick", source="scheduled"), Deadline.after(30))
+    report = fanout.fan_out(inv, Request(action="tick", source="scheduled"), Deadline.after(30))
     assert sorted(t.target for t in report.targets) == ["hive-a", "hive-b"]
     assert all("ticked inline" in t.notes[0] for t in report.targets) and len(fake_checks.calls) == 2
     assert report.data and report.data["enqueued"] == 0
@@ -562,7 +562,7 @@ def _page_minutes(fake_checks: Script, tick_every_s: int) -> float:
             seen += 1
         if not due_heap or due_heap[0][0] >= next_schedule:
             clock.advance(seconds=max(0.0, (next_schedule - clock.now()).total_seconds()))
-            queue.fan_out(new_invocation(svc), Request(action="tick", source="scheduled"), Deadline.after(30))
+            fanout.fan_out(new_invocation(svc), Request(action="tick", source="scheduled"), Deadline.after(30))
             next_schedule += timedelta(minutes=10)
             continue
         due, _, kind = heapq.heappop(due_heap)
@@ -590,7 +590,7 @@ def test_two_dispatches_of_one_schedule_make_one_probe_tick(fake_checks: Script)
     second delivery finds the target ticked since the probe became due and does nothing."""
     svc, rq, clock = queued_svc()
     for _ in range(2):
-        queue.fan_out(new_invocation(svc), Request(action="tick", source="scheduled"), Deadline.after(30))
+        fanout.fan_out(new_invocation(svc), Request(action="tick", source="scheduled"), Deadline.after(30))
     probes = [(kind, due) for _, kind, _, due in rq.sent if kind == queue.PROBE]
     assert len(probes) == 2 and probes[0][1] == probes[1][1]
     clock.advance(seconds=300)
@@ -647,7 +647,7 @@ def test_a_refusing_queue_is_not_asked_for_probes_and_the_inline_fallback_comes_
     raw = raw_config("arn:aws:sns:us-east-1:123456789012:p", ["hive-a", "hive-b"], dispatch="queue")
     svc = services(parse_config(raw), store=MemoryStateStore(), clock=FakeClock())
     svc.queue = rq = CountingRefusingQueue()
-    report = queue.fan_out(new_invocation(svc), Request(action="tick", source="scheduled"), Deadline.after(30))
+    report = fanout.fan_out(new_invocation(svc), Request(action="tick", source="scheduled"), Deadline.after(30))
     assert rq.asked == 1 and len(report.targets) == 2  # the scheduled send only; both ticked inline
     assert report.data and report.data["probes"] == {"delays_s": [300], "enqueued": 0, "failed": 0}
 
@@ -663,6 +663,6 @@ def test_probes_sqs_refuses_are_a_metric_not_only_a_log_line(fake_checks: Script
     raw = raw_config("arn:aws:sns:us-east-1:123456789012:p", ["hive-a", "hive-b"], dispatch="queue")
     svc = services(parse_config(raw), store=MemoryStateStore(), clock=FakeClock())
     svc.queue = ProbeRefusingQueue()
-    report = queue.fan_out(new_invocation(svc), Request(action="tick", source="scheduled"), Deadline.after(30))
+    report = fanout.fan_out(new_invocation(svc), Request(action="tick", source="scheduled"), Deadline.after(30))
     assert report.data and report.data["probes"]["failed"] == 2 and report.targets == []
     assert {m["name"]: m["value"] for m in report.metrics if m["name"] == "ProbesNotEnqueued"} == {"ProbesNotEnqueued": 2}

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from monitor.state.base import Event, Lease, TargetState
-from monitor.state.memory import MemoryStateStore
+from monitor.core.state.base import Event, Lease, TargetState
+from monitor.core.state.memory import MemoryStateStore
 from recover import runbook
 from tests.fakes import Script
 from tests.recover_fixtures import (

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from checks.base import Status
-from monitor.clock import iso
-from monitor.state.base import TargetState
-from monitor.state.memory import MemoryStateStore
+from monitor.core.clock import iso
+from monitor.core.state.base import TargetState
+from monitor.core.state.memory import MemoryStateStore
 from recover import phases, runbook
 from tests.fakes import Script
 from tests.recover_fixtures import (

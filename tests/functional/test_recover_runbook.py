@@ -15,11 +15,11 @@ from freezegun import freeze_time
 
 from checks.base import Status
 from monitor import actions, policy
-from monitor.clock import SystemClock, iso
-from monitor.clusters import find_cluster
 from monitor.config import ClusterRef
+from monitor.core.clock import SystemClock, iso
+from monitor.core.clusters import find_cluster
+from monitor.core.state.memory import MemoryStateStore
 from monitor.runtime import new_invocation
-from monitor.state.memory import MemoryStateStore
 from recover import runbook
 from recover.calls import IAM_PREFIX, _api_name
 from recover.incident import INCIDENT_TAG

@@ -15,9 +15,9 @@ import pytest
 import yaml
 
 from checks.base import Status
-from monitor.errors import ConflictError
-from monitor.state.base import Event, Lease, TargetState
-from monitor.state.memory import MemoryStateStore
+from monitor.core.errors import ConflictError
+from monitor.core.state.base import Event, Lease, TargetState
+from monitor.core.state.memory import MemoryStateStore
 from recover import runbook
 from tests.fakes import Script
 from tests.recover_fixtures import (
@@ -170,7 +170,7 @@ def test_a_cluster_owned_by_another_target_is_never_touched(world: World, fake_c
 
 def test_validate_rejects_two_targets_on_one_cluster_or_one_routing_resource(world: World, fake_checks: Script) -> None:
     from monitor.config import parse_config
-    from monitor.errors import ConfigError
+    from monitor.core.errors import ConfigError
 
     raw = recovery_raw(world)
     second = yaml.safe_load(yaml.safe_dump(raw["targets"][0]))
@@ -251,7 +251,7 @@ def test_a_dry_run_flip_mid_incident_is_reported_and_pages_once_when_stalled(wor
 
 
 def test_stall_after_min_pages_a_recovery_paused_by_a_silence(world: World, fake_checks: Script) -> None:
-    from monitor.clock import iso
+    from monitor.core.clock import iso
 
     h = make(world, stall_after_min=15)
     h.start()

@@ -12,13 +12,13 @@ import pytest
 
 from checks.base import Deadline, Status
 from monitor import actions
+from monitor.core.state.base import StateStore, TargetState
+from monitor.core.state.dynamodb import DynamoStateStore, create_table
+from monitor.core.state.memory import MemoryStateStore
 from monitor.cycle import run_tick
 from monitor.report import TickReport
 from monitor.runtime import Services, new_invocation
 from monitor.sandbox.motolock import serialize_all
-from monitor.state.base import StateStore, TargetState
-from monitor.state.dynamodb import DynamoStateStore, create_table
-from monitor.state.memory import MemoryStateStore
 from tests.fakes import Script, services
 from tests.recover_fixtures import (
     TARGET,

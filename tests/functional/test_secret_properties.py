@@ -22,23 +22,14 @@ import yaml
 from checks.base import Status
 from monitor import handler
 from monitor.cli import main
-from monitor.state.dynamodb import DynamoStateStore, create_table
-from monitor.state.memory import MemoryStateStore
+from monitor.core.state.dynamodb import DynamoStateStore, create_table
+from monitor.core.state.memory import MemoryStateStore
 from recover import runbook
 from recover.calls import AwsCalls
 from recover.emr import NotOwned, require_owned
 from recover.plan import mask as plan_mask
-from recover.sealed import (
-    MASK,
-    REF_PREFIX,
-    SEALED_PREFIX,
-    SealError,
-    is_secret_key,
-    mask,
-    seal_spec,
-    secret_labels,
-    unseal_spec,
-)
+from recover.sealed import SealError, seal_spec, secret_labels, unseal_spec
+from recover.secret_keys import MASK, REF_PREFIX, SEALED_PREFIX, is_secret_key, mask
 from recover.spec import capture_last_known_good
 from tests.fakes import Script
 from tests.functional.aws import LambdaContext

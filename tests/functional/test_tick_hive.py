@@ -16,9 +16,9 @@ import yaml
 from moto import mock_aws
 
 from monitor import handler
+from monitor.core.state.dynamodb import DynamoStateStore
 from monitor.sandbox.certs import CertSet
 from monitor.sandbox.hs2_server import HiveServer2Stub
-from monitor.state.dynamodb import DynamoStateStore
 from tests.functional.aws import Account, LambdaContext, seed_account
 from tests.hs2_fixtures import PASSWORD
 

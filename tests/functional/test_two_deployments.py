@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from monitor.state.memory import MemoryStateStore
+from monitor.core.state.memory import MemoryStateStore
 from recover import claim, phases
 from tests.fakes import Script
 from tests.recover_fixtures import (

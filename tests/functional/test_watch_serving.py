@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 
 from checks.base import Deadline, Status
+from monitor.core.state.memory import MemoryStateStore
 from monitor.cycle import run_tick
 from monitor.report import TickReport
 from monitor.runtime import Services, new_invocation
-from monitor.state.memory import MemoryStateStore
 from recover import phases
 from tests.fakes import Script, services
 from tests.recover_fixtures import (

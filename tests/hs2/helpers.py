@@ -1,7 +1,7 @@
 """Build a hiveserver2 check (for monitor.sandbox.hs2_server, see tests/hs2_fixtures.py) and the
 context it runs in, the way the tick does.
 
-The password reaches the check through the real ``monitor.secrets.SecretResolver`` with the
+The password reaches the check through the real ``monitor.core.secrets.SecretResolver`` with the
 ``env`` provider (tests set the variable with monkeypatch), so the cache, the refetch after a
 rejected login and the SecretStr handling are the production code paths.
 """
@@ -13,12 +13,12 @@ from typing import Any
 
 from checks.base import CheckContext, CheckResult, Deadline
 from checks.hiveserver2 import HiveServer2Check, HiveServer2Config
-from monitor.clock import SystemClock
 from monitor.config import ClusterRef
-from monitor.resolve import HostResolver
+from monitor.core.clock import SystemClock
+from monitor.core.resolve import HostResolver
+from monitor.core.secrets import SecretResolver
+from monitor.core.state.memory import MemoryStateStore
 from monitor.sandbox.hs2_server import HiveServer2Stub
-from monitor.secrets import SecretResolver
-from monitor.state.memory import MemoryStateStore
 from tests.fakes import NoClients
 from tests.hs2_fixtures import USERNAME
 

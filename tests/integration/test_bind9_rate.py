@@ -23,12 +23,12 @@ import pytest
 
 from checks.base import CheckContext, CheckResult, Deadline, Status
 from checks.dns_query_rate import DnsQueryRateCheck, DnsQueryRateConfig
-from monitor.aws import ClientFactory
-from monitor.clock import SystemClock
 from monitor.config import ClusterRef
-from monitor.resolve import HostResolver
-from monitor.secrets import SecretResolver
-from monitor.state.memory import MemoryStateStore
+from monitor.core.aws import ClientFactory
+from monitor.core.clock import SystemClock
+from monitor.core.resolve import HostResolver
+from monitor.core.secrets import SecretResolver
+from monitor.core.state.memory import MemoryStateStore
 from tests.integration.bind9 import ZONE, Bind9, named_binary
 
 pytestmark = pytest.mark.integration

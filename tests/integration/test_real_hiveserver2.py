@@ -3,7 +3,7 @@
 The server (``tests/integration/realhs2``) is pyspark's Spark Thrift Server on Java 17 with
 SSL on the binary transport, CUSTOM auth by the seed's ``RcHiveAuthentication`` (user
 ``rcapp``, MD5 of the password) and ``doAs=false``. The password reaches the check the way it
-does in production — through ``monitor.secrets`` — with the ``env`` provider, so no AWS is
+does in production — through ``monitor.core.secrets`` — with the ``env`` provider, so no AWS is
 involved except where a test says moto.
 
 What is proved here, scenario by scenario (the issue's list):
@@ -30,14 +30,14 @@ import pytest
 
 from checks.base import CheckContext, CheckResult, Deadline, Status
 from checks.hiveserver2 import HiveServer2Check, HiveServer2Config
-from monitor.clock import SystemClock
 from monitor.config import ClusterRef, Config, parse_config
+from monitor.core.clock import SystemClock
+from monitor.core.resolve import HostResolver
+from monitor.core.secrets import SecretResolver
+from monitor.core.state.memory import MemoryStateStore
 from monitor.cycle import run_tick
 from monitor.report import TickReport
-from monitor.resolve import HostResolver
 from monitor.runtime import Services, build_services, new_invocation
-from monitor.secrets import SecretResolver
-from monitor.state.memory import MemoryStateStore
 from tests.fakes import FakeClients, NoClients
 from tests.integration.realhs2 import RealHiveServer2, hs2_fixture, real_hs2_fixture  # noqa: F401 - fixtures
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from monitor import actions
-from monitor.errors import UsageError
+from monitor.core.errors import UsageError
+from monitor.core.state.base import TargetState
 from monitor.runtime import new_invocation
-from monitor.state.base import TargetState
 from tests.fakes import Script, fake_config, services
 
 

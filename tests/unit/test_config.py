@@ -11,7 +11,7 @@ import yaml
 
 from monitor.cli import main
 from monitor.config import loads_config, parse_config
-from monitor.errors import ConfigError
+from monitor.core.errors import ConfigError
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "sentinel.example.yaml"
 

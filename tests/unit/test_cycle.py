@@ -7,10 +7,10 @@ import time
 from typing import Any
 
 from checks.base import Deadline, Status
+from monitor.core.errors import StateError
+from monitor.core.state.memory import MemoryStateStore
 from monitor.cycle import run_tick
-from monitor.errors import StateError
 from monitor.runtime import Services, new_invocation
-from monitor.state.memory import MemoryStateStore
 from tests.fakes import FakeClock, Script, fake_config, services
 
 ENABLED = {"enabled": True, "when": {"checks": ["hive"], "consecutive_failures": 2},

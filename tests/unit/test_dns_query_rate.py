@@ -22,13 +22,13 @@ from checks.base import CheckContext, Deadline, Status
 from checks.dns_bindstats import BindStatsError, parse_json, parse_xml
 from checks.dns_query_rate import DnsQueryRateCheck, DnsQueryRateConfig
 from checks.dns_rate import Sample, compare
-from monitor.aws import ClientFactory
-from monitor.clock import SystemClock
 from monitor.config import ClusterRef
-from monitor.resolve import HostResolver
-from monitor.secrets import SecretResolver
-from monitor.state.base import StateStore
-from monitor.state.memory import MemoryStateStore
+from monitor.core.aws import ClientFactory
+from monitor.core.clock import SystemClock
+from monitor.core.resolve import HostResolver
+from monitor.core.secrets import SecretResolver
+from monitor.core.state.base import StateStore
+from monitor.core.state.memory import MemoryStateStore
 
 T0 = "2026-03-01T12:00:00Z"
 BOOT = "2026-03-01T08:00:00.123Z"

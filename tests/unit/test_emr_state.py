@@ -15,12 +15,12 @@ from moto.emr.models import emr_backends
 from checks import registry
 from checks.base import CheckContext, Deadline, Status
 from checks.emr_state import EmrStateCheck, EmrStateConfig
-from monitor.aws import ClientFactory
-from monitor.clock import SystemClock
 from monitor.config import ClusterRef
-from monitor.resolve import HostResolver
-from monitor.secrets import SecretResolver
-from monitor.state.memory import MemoryStateStore
+from monitor.core.aws import ClientFactory
+from monitor.core.clock import SystemClock
+from monitor.core.resolve import HostResolver
+from monitor.core.secrets import SecretResolver
+from monitor.core.state.memory import MemoryStateStore
 
 REGION = "us-east-1"
 NAME = "RC.HIVE.ADHOC"

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from monitor.errors import UsageError
+from monitor.core.errors import UsageError
 from monitor.events import parse_event
 from tests.fakes import fake_config
 

@@ -12,11 +12,11 @@ import pytest
 from checks.base import Deadline, Status
 from monitor import queue
 from monitor.config import parse_config
+from monitor.core.errors import ConfigError
+from monitor.core.state.base import TargetState
 from monitor.cycle import run_tick
-from monitor.errors import ConfigError
 from monitor.report import TargetReport
 from monitor.runtime import Services, new_invocation
-from monitor.state.base import TargetState
 from tests.fakes import FakeClock, Script, fake_config, services
 
 ENABLED = {"enabled": True, "when": {"checks": ["hive"], "consecutive_failures": 2},

@@ -14,13 +14,13 @@ import pytest
 from checks.base import CheckResult, Deadline, Status
 from monitor import actions, flap
 from monitor.config import Target
+from monitor.core.errors import ConfigError
+from monitor.core.state.base import TargetState
 from monitor.cycle import run_tick
-from monitor.errors import ConfigError
 from monitor.notify import Message
 from monitor.policy import evaluate
 from monitor.report import TickReport
 from monitor.runtime import Services, new_invocation
-from monitor.state.base import TargetState
 from tests.fakes import FakeClock, Script, fake_config, services
 
 TARGET = "prod-hive"

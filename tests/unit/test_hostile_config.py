@@ -20,7 +20,7 @@ from checks import registry
 from monitor import handler
 from monitor.cli import main
 from monitor.config import Config, parse_config
-from monitor.errors import ConfigError
+from monitor.core.errors import ConfigError
 from tests.aws_guard import forbid_aws
 from tests.functional.aws import LambdaContext
 

@@ -140,7 +140,7 @@ class _StubServices:
 
     def __init__(self) -> None:
         from monitor.config import load_config
-        from monitor.secrets import SecretResolver
+        from monitor.core.secrets import SecretResolver
         from tests.fakes import NoClients
 
         self.config = load_config(EXAMPLE)

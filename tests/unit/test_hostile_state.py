@@ -11,8 +11,8 @@ import pytest
 
 from monitor import actions
 from monitor.cli import main
-from monitor.state.base import TargetState
-from monitor.state.memory import MemoryStateStore
+from monitor.core.state.base import TargetState
+from monitor.core.state.memory import MemoryStateStore
 from tests.fakes import services
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "sentinel.example.yaml"

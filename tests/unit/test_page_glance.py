@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from monitor.config import Notify
-from monitor.errors import ConfigError, StateError
+from monitor.core.errors import ConfigError, StateError
+from monitor.core.state.base import TargetState
 from monitor.notify import DEFAULT_GUIDE, KIND_GUIDE, Notifier, PageFacts, facts_from_state
-from monitor.state.base import TargetState
 
 ROOT = Path(__file__).resolve().parents[2]
 TOPIC = "arn:aws:sns:us-east-1:123456789012:sentinel-pages"

@@ -9,10 +9,10 @@ import pytest
 from freezegun import freeze_time
 
 from checks.base import CheckResult, Status
-from monitor.clock import iso
 from monitor.config import Target
+from monitor.core.clock import iso
+from monitor.core.state.base import TargetState
 from monitor.policy import evaluate
-from monitor.state.base import TargetState
 
 T0 = datetime(2026, 11, 23, 6, 0, tzinfo=timezone.utc)
 

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from monitor import queue
-from monitor.errors import ConfigError, UsageError
+from monitor.core.errors import ConfigError, UsageError
 from monitor.events import sqs_records
 from tests.fakes import fake_config
 

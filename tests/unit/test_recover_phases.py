@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 
 from checks.base import CheckResult, Deadline, EndpointOverride, Status
+from monitor.core.resolve import HostResolver
+from monitor.core.state.base import TargetState
+from monitor.core.state.memory import MemoryStateStore
 from monitor.metrics import MetricsRecorder
 from monitor.notify import Notifier
-from monitor.resolve import HostResolver
-from monitor.state.base import TargetState
-from monitor.state.memory import MemoryStateStore
 from recover import phases, runbook
 from recover.calls import DRY_CLUSTER_ID, AwsCalls
 from recover.context import RecoveryContext

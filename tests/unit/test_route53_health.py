@@ -14,12 +14,12 @@ from moto import mock_aws
 from checks import registry
 from checks.base import CheckContext, Deadline, Status
 from checks.route53_health import Route53HealthCheck, Route53HealthConfig
-from monitor.aws import ClientFactory
-from monitor.clock import SystemClock
 from monitor.config import ClusterRef
-from monitor.resolve import HostResolver
-from monitor.secrets import SecretResolver
-from monitor.state.memory import MemoryStateStore
+from monitor.core.aws import ClientFactory
+from monitor.core.clock import SystemClock
+from monitor.core.resolve import HostResolver
+from monitor.core.secrets import SecretResolver
+from monitor.core.state.memory import MemoryStateStore
 
 FAILURE = "Failure: Connection timed out. The endpoint or the internet connection is down"
 REGIONS = ["us-east-1", "us-west-1", "us-west-2", "eu-west-1", "ap-southeast-1", "ap-southeast-2", "ap-northeast-1", "sa-east-1"]

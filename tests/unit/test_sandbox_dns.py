@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from monitor.errors import ConnectionPolicyError
+from monitor.core.errors import ConnectionPolicyError
 from monitor.sandbox.dns import MAX_CHAIN, ZoneResolver
 
 LB_DNS = "hive-1.us-east-1.elb.amazonaws.com"

@@ -11,9 +11,9 @@ import credstash
 import pytest
 from moto import mock_aws
 
-from monitor.aws import ClientFactory
-from monitor.errors import SecretError
-from monitor.secrets import Credentials, SecretCache, SecretResolver
+from monitor.core.aws import ClientFactory
+from monitor.core.errors import SecretError
+from monitor.core.secrets import Credentials, SecretCache, SecretResolver
 
 PASSWORD = "s3cr3t-Pa55word!"  # noqa: S105 - test value
 

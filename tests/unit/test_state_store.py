@@ -10,11 +10,11 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from monitor.errors import ConflictError, LeaseHeld, StateError
+from monitor.core.errors import ConflictError, LeaseHeld, StateError
+from monitor.core.state.base import Event, StateStore, TargetState
+from monitor.core.state.dynamodb import DynamoStateStore, create_table
+from monitor.core.state.memory import MemoryStateStore
 from monitor.sandbox.motolock import serialize
-from monitor.state.base import Event, StateStore, TargetState
-from monitor.state.dynamodb import DynamoStateStore, create_table
-from monitor.state.memory import MemoryStateStore
 
 NOW = datetime(2026, 11, 23, 6, 0, tzinfo=timezone.utc)
 

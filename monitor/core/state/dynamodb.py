@@ -1,4 +1,4 @@
-"""The DynamoDB single-table state store (layout in :mod:`monitor.state.base`).
+"""The DynamoDB single-table state store (layout in :mod:`monitor.core.state.base`).
 
 State writes are one ``TransactWriteItems``: a ``ConditionCheck`` that the lease token is
 still ours (fencing), a conditional ``Put`` on the version, and the audit events, so a state
@@ -14,9 +14,9 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
-from monitor.aws import error_code
-from monitor.errors import ConflictError, LeaseHeld, StateError
-from monitor.state.base import EVENT_TTL_DAYS, Event, Lease, StateStore, TargetState
+from monitor.core.aws import error_code
+from monitor.core.errors import ConflictError, LeaseHeld, StateError
+from monitor.core.state.base import EVENT_TTL_DAYS, Event, Lease, StateStore, TargetState
 
 PERMISSIONS = (
     "dynamodb:GetItem",

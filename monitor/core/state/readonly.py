@@ -7,7 +7,7 @@ import copy
 from datetime import datetime
 from typing import Any
 
-from monitor.state.base import Event, Lease, StateStore, TargetState
+from monitor.core.state.base import Event, Lease, StateStore, TargetState
 
 
 class ReadOnlyStore(StateStore):

@@ -7,8 +7,8 @@ import threading
 from datetime import datetime
 from typing import Any
 
-from monitor.errors import ConflictError, LeaseHeld
-from monitor.state.base import Event, Lease, StateStore, TargetState
+from monitor.core.errors import ConflictError, LeaseHeld
+from monitor.core.state.base import Event, Lease, StateStore, TargetState
 
 
 class MemoryStateStore(StateStore):

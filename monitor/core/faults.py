@@ -30,7 +30,7 @@ from botocore.exceptions import ConnectionError as BotoConnectionError
 from botocore.exceptions import HTTPClientError
 from botocore.retries.standard import RetryContext, ThrottledRetryableChecker, TransientRetryableChecker
 
-from monitor.errors import SentinelError
+from monitor.core.errors import SentinelError
 
 
 class Fault(str, Enum):

@@ -10,7 +10,7 @@ Single-table layout, ``pk = target#<name>``:
 - ``sk = sample#<check>``: counter samples for rate checks.
 - ``sk = spec``: the last known good cluster spec.
 
-Any failure to read or write surfaces as :class:`~monitor.errors.StateError`; callers fail
+Any failure to read or write surfaces as :class:`~monitor.core.errors.StateError`; callers fail
 closed (no destructive action, UNKNOWN, page).
 """
 

@@ -28,7 +28,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from monitor.errors import ConnectionPolicyError
+from monitor.core.errors import ConnectionPolicyError
 
 _LOCAL_NAMES = {"localhost", "localhost.localdomain"}
 MAX_STUCK_LOOKUPS = 4

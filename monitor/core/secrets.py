@@ -16,7 +16,7 @@ from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from monitor.errors import SecretError
+from monitor.core.errors import SecretError
 
 
 class Credentials(BaseModel):

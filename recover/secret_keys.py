@@ -1,0 +1,80 @@
+"""Which keys hold a secret, and how a report or a call record shows them: masked.
+
+**The rule** (one home: :func:`is_secret_key`; ``sentinel plan`` and every call record use
+it through :func:`mask`; recover/sealed.py seals what it finds). A key is secret when it is
+in ``recovery.spec.secret_properties``, or when one of its words (split on ``.``, ``_``, ``-`` and camelCase) is or contains
+password/passwd/passphrase/secret/credential, is ``pwd``/``pw``/``pass``, or is/ends with
+``token``/``key`` — unless its *last* word says the value is only about the secret
+(``...credential.provider.path``, ``...secret.file``, ``...key.provider.uri``,
+``Ec2KeyName``, ``...KeyId``; ``...keystore.type`` has no such word at all, and neither has
+``hive.server2.authentication``). Over-sealing a harmless value costs
+nothing but readability (it is restored at LAUNCH); under-sealing leaks, so the rule leans
+to sealing and the explicit list adds what it misses.
+
+The ground of recover/: call records (recover/calls.py) mask with it and sealing
+(recover/sealed.py) finds the secrets with it, so it imports neither.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection
+from typing import Any
+
+SEALED_PREFIX = "sentinel-sealed:v1:"
+REF_PREFIX = "sentinel-ref:v1:"
+MASK = "****"
+
+_WORDS = re.compile(r"[^A-Za-z0-9]+|(?<=[a-z0-9])(?=[A-Z])")
+_CONTAINS = ("password", "passwd", "passphrase", "secret", "credential")
+_EXACT = frozenset({"pwd", "pass", "pw"})
+_ENDS = ("token", "key")
+# A last word that makes the value a description of the secret (where, what kind), not the secret.
+_ABOUT_ONLY = frozenset({
+    "type", "provider", "providers", "path", "file", "dir", "location", "uri", "url", "class", "classes", "impl",
+    "enabled", "enable", "required", "algorithm", "alias", "name", "names", "format", "length", "size", "bits",
+    "id", "ids", "arn", "expiry", "lifetime", "interval", "ttl", "validity", "renew", "timeout", "ms", "user",
+    "username", "principal", "pattern", "mode", "version",
+})
+# Names that match the words but are not secrets (pagination, idempotency, the "Key" of a pair).
+_NOT_SECRET = frozenset({"NextToken", "ClientToken", "IdempotencyToken", "ContinuationToken", "Marker",
+                         "Key"})  # "Key" names a tag or a property: the name, not the value
+# Keys whose string values are descriptions written by sentinel, never secret values.
+_TEXT_KEYS = frozenset({"field", "reason"})
+
+
+def is_secret_key(key: str, extra: Collection[str] = ()) -> bool:
+    """Whether a property (or API parameter) named ``key`` holds a secret (module docstring)."""
+    if key in extra:
+        return True
+    if key in _NOT_SECRET:
+        return False
+    words = [w.lower() for w in _WORDS.split(key) if w]
+    if not words:
+        return False
+    hits = [i for i, w in enumerate(words)
+            if any(c in w for c in _CONTAINS) or w in _EXACT or w.endswith(_ENDS)]
+    if not hits:
+        return False
+    return not (words[-1] in _ABOUT_ONLY and hits[-1] != len(words) - 1)
+
+
+def is_sealed(value: Any) -> bool:
+    """A stored form that is safe to show (ciphertext, a reference, or the mask)."""
+    return isinstance(value, str) and (value.startswith((SEALED_PREFIX, REF_PREFIX)) or value == MASK)
+
+
+def mask(value: Any, key: str = "", extra: Collection[str] = ()) -> Any:
+    """A copy of ``value`` (any JSON-like data: a report, call parameters) with the value of
+    every secret key replaced by ``****``; sealed values and references are kept (they are
+    safe, and show that the secret is there). ``{"Key": k, "Value": v}`` pairs (tags, step
+    properties) are judged by ``k``."""
+    if isinstance(value, dict):
+        if set(value) == {"Key", "Value"} and is_secret_key(str(value["Key"]), extra) and not is_sealed(value["Value"]):
+            return {"Key": value["Key"], "Value": MASK}
+        return {k: mask(v, str(k), extra) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [mask(v, key, extra) for v in value]
+    if isinstance(value, str | bytes) and key not in _TEXT_KEYS and is_secret_key(key, extra) and not is_sealed(value):
+        return MASK
+    return value
