@@ -186,6 +186,7 @@ class EmrStateCheck(Check):
             ctx.facts["cluster"].update(last_id=last.get("Id"), last_state=st.get("State"))
             why = ": ".join(str(v) for v in (reason.get("Code"), reason.get("Message")) if v)
             summary += f"; the last one, {last.get('Id')}, is {st.get('State')}" + (f" ({why})" if why else "")
+            _, summary = _with_event(ctx, str(last.get("Id")), observed, Status.CRITICAL, summary)
         return self.result(Status.CRITICAL, summary, observed=observed)
 
 
