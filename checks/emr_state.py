@@ -95,6 +95,7 @@ class EmrStateCheck(Check):
             observed["error_code"] = error_code(exc)
             status, kind = worst(status, Status.UNKNOWN), ErrorKind.API
             summary += f"; {api_error_summary('reading instances/steps', exc)}"
+        status, summary = _with_event(ctx, cluster["Id"], observed, status, summary)
         ctx.facts["cluster"] = facts
         return done(status, summary, observed, kind if status is Status.UNKNOWN else None)
 
@@ -185,7 +186,27 @@ class EmrStateCheck(Check):
             ctx.facts["cluster"].update(last_id=last.get("Id"), last_state=st.get("State"))
             why = ": ".join(str(v) for v in (reason.get("Code"), reason.get("Message")) if v)
             summary += f"; the last one, {last.get('Id')}, is {st.get('State')}" + (f" ({why})" if why else "")
+            _, summary = _with_event(ctx, str(last.get("Id")), observed, Status.CRITICAL, summary)
         return self.result(Status.CRITICAL, summary, observed=observed)
+
+
+def _with_event(ctx: CheckContext, cluster_id: str, observed: dict[str, Any], status: Status,
+                summary: str) -> tuple[Status, str]:
+    """An AWS event's evidence (``facts["event"]``, monitor.triggers) for this cluster, held
+    against this check's own reads, which always decide: a master instance group or fleet
+    FAILED/TERMINATED is CRITICAL at once when no master instance is running any more (the
+    cluster itself may still read RUNNING for a while); an event that the reads contradict
+    (a stale, duplicated or forged one) is only noted."""
+    event = ctx.facts.get("event")
+    if not isinstance(event, dict) or event.get("cluster_id") != cluster_id:
+        return status, summary
+    observed["event"] = {k: event.get(k) for k in ("detail_type", "state", "role", "reason", "time")}
+    said = f"EMR event at {event.get('time') or '?'}: {event.get('role') or 'cluster'} {event.get('state')}"
+    if event.get("role") == "MASTER" and "masters" in observed and not observed["masters"]:
+        return worst(status, Status.CRITICAL), f"{summary}; no running master instance ({said})"
+    if status is Status.CRITICAL:
+        return status, f"{summary} ({said})"
+    return status, f"{summary}; {said}, not confirmed by the cluster's own state"
 
 
 def status_active(state: str) -> bool:

@@ -77,7 +77,7 @@ def declared_sources() -> dict[str, tuple[str, ...]]:
     Read at call time (recover/ is being extended while this file stays the same).
     """
     from checks.registry import all_permissions
-    from monitor import notify, queue
+    from monitor import notify, queue, triggers
     from monitor.core import clusters, outages, secrets
     from monitor.core.state import dynamodb
 
@@ -91,6 +91,7 @@ def declared_sources() -> dict[str, tuple[str, ...]]:
     out["notify"] = tuple(notify.PERMISSIONS)
     out["outages"] = tuple(outages.PERMISSIONS)
     out["clusters"] = tuple(clusters.PERMISSIONS)
+    out["triggers"] = tuple(triggers.PERMISSIONS)
     out["config"] = CONFIG_PERMISSIONS
     out["queue"] = tuple(queue.PERMISSIONS) + tuple(queue.CONSUMER_PERMISSIONS)
     for purpose, actions in recover_permissions.PERMISSIONS.items():
@@ -239,11 +240,12 @@ RULES: tuple[tuple[str, str, str | tuple[str, ...]], ...] = (
     ("recover:*", "elasticmapreduce:*", "OwnedClusters"),
     ("check:*", "*", "Read"),
     ("clusters", "*", "Read"),
+    ("triggers", "*", "Read"),  # an EMR event's cluster, read for its sentinel:target tag
 )
 
 # Checks only read the world (DESIGN §1): their actions must be reads.
 READ_VERBS = ("Get", "List", "Describe", "Query", "Scan", "BatchGet")
-READ_ONLY_SOURCES = ("check:*", "clusters")
+READ_ONLY_SOURCES = ("check:*", "clusters", "triggers")
 
 
 class PolicyError(Exception):

@@ -20,6 +20,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    StringConstraints,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -415,6 +416,21 @@ class Silence(Strict):
         return self
 
 
+# CloudWatch allows 255-character alarm names; a target listens to a handful of alarms.
+MAX_TRIGGER_ALARMS = 20
+MAX_ALARM_NAME_LEN = 255
+
+
+class Triggers(Strict):
+    """What else makes sentinel look at a target at once (issue 22): an EventBridge ``CloudWatch
+    Alarm State Change`` to ALARM for one of these alarms ticks the target (never an action:
+    the checks decide). EMR state events need no config: they are mapped by cluster id."""
+
+    alarms: list[Annotated[str, StringConstraints(min_length=1, max_length=MAX_ALARM_NAME_LEN)]] = Field(
+        default_factory=list, max_length=MAX_TRIGGER_ALARMS,
+        description="CloudWatch alarm names whose change to ALARM (an EventBridge event) ticks this target at once.")
+
+
 class Target(Strict):
     name: str = Field(pattern=NAME_RE,
                       description="The target's name (lower case, digits, '-'); used in commands, tags and metrics.")
@@ -423,6 +439,8 @@ class Target(Strict):
     recovery: Recovery = Field(default_factory=Recovery, description="What sentinel does about a confirmed failure.")
     silences: list[Silence] = Field(default_factory=list, max_length=100,
                                     description="Configured silences (sentinel silence adds more in the state table).")
+    triggers: Triggers = Field(default_factory=Triggers,
+                               description="Events that tick this target at once (alarm state changes).")
 
     def check(self, name: str) -> CheckConfig:
         for item in self.checks:

@@ -203,6 +203,8 @@ class TargetTick:
         self.rep = TargetReport(target.name)
         self.lease: Lease | None = None
         self.facts: dict[str, Any] = {}  # what checks learned (emr_state: the cluster and its master)
+        if inv.evidence.get(target.name):  # an AWS event's evidence (monitor.triggers)
+            self.facts["event"] = dict(inv.evidence[target.name])
         self.last_results: list[dict[str, Any]] = []  # the saved results of the previous tick (from state)
 
     # ------------------------------------------------------------------ flow

@@ -14,7 +14,7 @@ from typing import Any
 from aws_lambda_powertools import Logger
 
 from checks.base import Deadline
-from monitor import fanout, queue
+from monitor import fanout, queue, triggers
 from monitor.core.clock import SystemClock, iso
 from monitor.core.errors import ConfigError, UsageError
 from monitor.dispatch import dispatch
@@ -140,6 +140,11 @@ def _handle(event: Any, context: Any, request_id: str | None) -> dict[str, Any]:
     records = sqs_records(event)
     if records is not None:  # the work queue: one internal tick per message (read-only door's `tick`)
         return queue.consume(records, config, lambda q: _queued_tick(q, source, door, request_id, deadline))
+    if triggers.is_aws_event(event):  # EMR / alarm state changes: a tick of the targets they concern
+        report = triggers.handle(event, config, lambda: _WARM.services_for(source), request_id=request_id,
+                                 deadline=deadline)
+        logger.info("event done", extra={"exit_code": report.exit_code, "data": report.data, "errors": report.errors})
+        return report.to_dict()
     # The event is judged before any AWS client exists: a malformed or refused request
     # costs nothing and touches nothing.
     try:
@@ -189,6 +194,8 @@ def _queued_tick(queued: queue.Queued, source: str, door: Door, request_id: str 
     inv = new_invocation(services, request_id=request_id, emit_metrics=True, requested_by="queue")
     inv.due_at = queued.due_at
     inv.queued_kind = queued.kind or None
+    if queued.evidence:
+        inv.evidence = {req.target or "": queued.evidence}
     try:
         report = dispatch(inv, req, deadline)
     finally:

@@ -67,7 +67,7 @@ DISPATCH_ENV = "SENTINEL_DISPATCH"
 SCHEDULE_ENV = "SENTINEL_SCHEDULE_S"
 DEFAULT_SCHEDULE_S = 600
 PROBE = "probe"
-KINDS = ("scheduled", "alarm", "re-check", "advance", PROBE)  # the ``kind`` attribute's values
+KINDS = ("scheduled", "alarm", "re-check", "advance", PROBE, "event")  # the ``kind`` attribute's values
 # What the code calls: send_message_batch (IAM authorises it as sqs:SendMessage).
 PERMISSIONS = ("sqs:SendMessage",)
 # What Lambda's event-source mapping calls with the function's role to feed it the queue
@@ -108,11 +108,13 @@ class WorkQueue:
         self._sqs = client
         self.url = url
 
-    def send(self, targets: Sequence[str], *, kind: str, due_at: datetime, delay_s: int = 0) -> Sent:
+    def send(self, targets: Sequence[str], *, kind: str, due_at: datetime, delay_s: int = 0,
+             attributes: Mapping[str, str] | None = None) -> Sent:
         delay = max(0, min(MAX_DELAY_S, int(delay_s)))
         out = Sent()
         attrs = {"kind": {"DataType": "String", "StringValue": kind},
-                 "due_at": {"DataType": "String", "StringValue": iso(due_at)}}
+                 "due_at": {"DataType": "String", "StringValue": iso(due_at)},
+                 **{k: {"DataType": "String", "StringValue": v} for k, v in (attributes or {}).items()}}
         for start in range(0, len(targets), BATCH):
             chunk = list(targets[start:start + BATCH])
             entries = [{"Id": str(i), "MessageBody": message_body(t), "DelaySeconds": delay,
@@ -193,6 +195,8 @@ class Queued:
     request: Request
     due_at: datetime | None
     kind: str = ""
+    # An AWS event's evidence for the tick (monitor.triggers), from the ``evidence`` attribute.
+    evidence: dict[str, Any] | None = None
 
 
 def parse_record(record: Any, config: Config) -> Queued:
@@ -212,7 +216,23 @@ def parse_record(record: Any, config: Config) -> Queued:
     if target not in {t.name for t in config.targets}:
         raise UnknownTarget(f"message {mid}: target {target[:64]!r} is not in the config")
     return Queued(mid, Request(action="tick", target=target, source="queue", requested_by="queue"),
-                  _due_at(record), _kind(record))
+                  _due_at(record), _kind(record), _evidence(record))
+
+
+MAX_EVIDENCE_LEN = 2048
+
+
+def _evidence(record: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The ``evidence`` attribute of an event's tick (a JSON object), else None: malformed
+    evidence is dropped, the tick still runs (the checks decide anyway)."""
+    text = _attribute(record, "evidence")
+    if text is None or len(text) > MAX_EVIDENCE_LEN:
+        return None
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None
 
 
 def _attribute(record: Mapping[str, Any], name: str) -> str | None:

@@ -73,6 +73,9 @@ class Invocation:
     due_at: datetime | None = None
     # The queued message's ``kind`` (monitor.queue.KINDS); a probe can be skipped as not needed.
     queued_kind: str | None = None
+    # Evidence an AWS event brought for a target (monitor.triggers): the tick hands it to its
+    # checks as ``facts["event"]``; emr_state holds it against its own reads.
+    evidence: dict[str, dict[str, Any]] = field(default_factory=dict)
     # Outages of sentinel's own dependencies seen by this invocation: paged once at its end
     # (monitor.core.outages), not once per target.
     outages: OutageNotes = field(default_factory=OutageNotes)

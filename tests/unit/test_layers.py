@@ -56,6 +56,7 @@ LAYERS: dict[str, int] = {
     "monitor.actions": 4,
     "monitor.queue": 4,
     "monitor.fanout": 4,
+    "monitor.triggers": 4,  # EventBridge events -> ticks (queued or inline): a dispatcher, like fanout
     "monitor.dispatch": 4,
     "monitor.handler": 4,
     "monitor.cli": 4,
