@@ -1,6 +1,10 @@
 """The phase functions (DESIGN §7). Each is idempotent: it reads before it changes, and
 everything it needs comes from the incident record, so running it twice (after a crash, or
 by a second invocation that got the lease) ends in the same place as running it once.
+
+Size: the replace rung's phases (SNAPSHOT to RETIRE_OLD) and the helpers they share (the
+claim, the re-confirmation before a destroying call, the retry window, the one ``SLEEP``
+seam); the restart rung and the rollback already moved out.
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@
 ``start`` (the tick, after the policy confirmed a failure) double-checks the guardrails,
 persists a new incident (and counts it against the budget), pages, and advances as far as
 the invocation's time allows. ``advance`` (later ticks, while ``is_active``) continues.
-Phases: see :mod:`recover.incident`; each is a function in :mod:`recover.phases`.
+Phases: see :mod:`recover.incident`; each is a function in :mod:`recover.phases` (the replace
+rung), :mod:`recover.restart` (the restart rung) or :mod:`recover.rollback` (FAILED).
 
 Guarantees, and what gives them:
 - one recovery per target at a time: the tick's lease, the fencing token and the version
@@ -15,6 +16,11 @@ Guarantees, and what gives them:
   stall limit; then FAILED → rollback → ESCALATED (page, and the policy blocks automation
   until ``sentinel ack``);
 - dry run: the same functions with the mutating AWS calls recorded instead of made.
+
+Size: the phase machine is one job: its entry points (start, advance, abort, plan), the
+loop that drives the phases and climbs the ladder, and the report of an incident all read
+and write the same incident under the same guarantees (above); the phases themselves live
+in recover/phases.py, recover/restart.py and recover/rollback.py.
 """
 
 from __future__ import annotations
