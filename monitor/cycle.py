@@ -3,6 +3,11 @@ run the checks, judge, persist, notify, and start a recovery when the policy all
 
 The Lambda handler and the CLI both call :func:`run_tick`; ``check`` and ``--dry-run`` take
 the same path with a read-only store and no publishing.
+
+Size: one tick of one target is one walk (lease, advance or check, judge, persist, notify,
+start) over one shared context (``TargetTick``); the invocation's wrap-up (orphans, outages)
+sits beside it because it reads the same report. Split up, a reader would follow one tick
+through several files.
 """
 
 from __future__ import annotations

@@ -1,6 +1,10 @@
 """The phase functions (DESIGN §7). Each is idempotent: it reads before it changes, and
 everything it needs comes from the incident record, so running it twice (after a crash, or
 by a second invocation that got the lease) ends in the same place as running it once.
+
+Size: the replace rung's phases (SNAPSHOT to RETIRE_OLD) and the helpers they share (the
+claim, the re-confirmation before a destroying call, the retry window, the one ``SLEEP``
+seam); the restart rung and the rollback already moved out.
 """
 
 from __future__ import annotations
@@ -11,15 +15,14 @@ from datetime import timedelta
 from typing import Any, Literal
 
 from checks.base import EndpointOverride, Status
-from monitor.config import MasterTls, RestartRung, Verify
+from monitor.config import MasterTls, Verify
 from monitor.core.clock import iso, parse_iso
 from monitor.core.clusters import RETIRED_TAG, ClusterLookupError
 from monitor.core.faults import AwsError
 from monitor.runner import check_budget
 from recover import claim, routing, sealed, spec
 from recover import emr as emr_ops
-from recover.facades import Emr, Ssm
-from recover.incident import Phase
+from recover.facades import Emr
 from recover.run import Escalate, Fail, Next, Outcome, Run, Wait
 from recover.spec_file import SpecError
 
@@ -313,7 +316,7 @@ def reconfirm(run: Run, before: str) -> Outcome | str:
     if run.dry_run:
         run.verify(names, None)
         return "dry run: checks not run"
-    need = _reserve_s(run)
+    need = reserve_s(run)
     if run.rctx.deadline.remaining() < need:
         return Wait(f"{before}: the failure is re-confirmed first, which needs about {need:.0f} s; too little time "
                     "left in this invocation: nothing destroyed, the next tick does it")
@@ -391,76 +394,11 @@ def retire_old(run: Run) -> Outcome:
     return Next(what + confirmed)
 
 
-def rollback(run: Run) -> Outcome:
-    """FAILED: move traffic back if it moved, terminate a new cluster that never became
-    healthy. Each step runs once (recorded in ``incident.rollback``); a permanent error in
-    one step is recorded and the next step still runs."""
-    inc = run.inc
-    rec = run.rctx.target.recovery
-    said: list[str] = []
-    if "repoint_back" not in inc.rollback:
-        if inc.recovered_at:  # never undo a verified cut-over (the machine escalates instead of failing)
-            said.append(f"routing left on the new master: it was verified at {inc.recovered_at}")
-        elif (inc.repoint or {}).get("started_at"):
-            old = inc.old or {}
-            if inc.strategy == "replace" and old.get("active") and old.get("master"):
-                said += _guarded(inc, "re-point", lambda: routing.repoint_back(
-                    run.aws, rec.routing, inc.routing_before or {}, old.get("master"), (inc.new or {}).get("master")))
-            else:
-                said.append("routing not moved back: the old master is gone")
-        inc.rollback.append("repoint_back")
-        run.save("FAILED: rollback: routing " + ("; ".join(said) or "was not changed"))
-    if "terminate_new" not in inc.rollback:
-        new_id = inc.new_cluster_id
-        if new_id is None and inc.spec is not None and inc.failed and inc.failed.get("phase") == Phase.LAUNCH.value:
-            since = parse_iso(inc.started_at) - LAUNCH_SEARCH_SLACK
-            found = _guarded(inc, "find launched cluster", lambda: [str(c["Id"]) for c in emr_ops.tagged_clusters(
-                Emr(run.aws), inc.id, str((inc.spec or {})["Name"]), since)])
-            new_id = found[0] if found else None
-        if new_id and inc.verified_new_at:
-            said.append(f"kept new cluster {new_id}: it passed VERIFY_NEW (inspect it; terminate it by hand if unneeded)")
-        elif new_id:
-            said += _guarded(inc, "terminate new cluster",
-                             lambda: [emr_ops.terminate(Emr(run.aws), new_id, allow_protected=True)])
-        inc.rollback.append("terminate_new")
-    return Next("rolled back: " + ("; ".join(said) or "nothing to roll back"))
-
-
 def dns_ttl(configured: int, before: dict[str, Any]) -> int:
     """How long resolvers may keep handing out the old master: the larger of the TTL sentinel
     writes and the TTL the replaced record had (a longer old TTL is still cached out there)."""
     previous = ((before.get("route53") or {}).get("previous") or {}).get("TTL")
     return max(configured, int(previous) if isinstance(previous, int | float | str) and str(previous).isdigit() else 0)
-
-
-def sweep(run: Run) -> list[str]:
-    """Every cluster carrying this incident's tag: the one kept as the new cluster (if it is
-    still wanted) stays; any other that is still active never passed VERIFY_NEW (only the kept
-    one can) and is terminated. Returns notes for the final page."""
-    inc = run.inc
-    if inc.spec is None:
-        return []
-    emr = Emr(run.aws)
-    since = parse_iso(inc.started_at) - LAUNCH_SEARCH_SLACK
-    keep = inc.new_cluster_id if "terminate_new" not in inc.rollback or inc.verified_new_at else None
-    notes: list[str] = []
-    for cluster in emr_ops.tagged_clusters(emr, inc.id, str(inc.spec["Name"]), since):
-        cid = str(cluster["Id"])
-        if cid == keep or emr_ops.cluster_state(cluster) in emr_ops.ENDED_STATES:
-            continue
-        notes.append(f"sweep: {cid} also carries {inc.id} and never passed VERIFY_NEW: " +
-                     emr_ops.terminate(emr, cid, allow_protected=True, owner=run.rctx.target.name))
-    return notes
-
-
-def _guarded(inc: Any, what: str, step: Callable[[], list[str]]) -> list[str]:
-    try:
-        return step()
-    except AwsError as exc:
-        if exc.transient:
-            raise
-        inc.rollback_errors.append(f"{what}: {exc}")
-        return [f"{what} FAILED: {exc}"]
 
 
 def _retry_or_fail(run: Run, problem: str) -> Outcome:
@@ -470,216 +408,8 @@ def _retry_or_fail(run: Run, problem: str) -> Outcome:
     return Wait(problem)
 
 
-# ---------------------------------------------------------------------------- restart_service rung
-
-SSM_DONE = {"Success"}
-SSM_FAILED = {"Cancelled", "TimedOut", "Failed", "Cancelling", "Undeliverable", "Terminated", "InvalidPlatform",
-              "AccessDenied", "DeliveryTimedOut", "ExecutionTimedOut"}
-STEP_FAILED = {"CANCELLED", "FAILED", "INTERRUPTED", "CANCEL_PENDING"}
-RESTART_POLL_S = 5.0  # poll a running command/step this often within one invocation,
-RESTART_POLLS = 24  # for at most 2 minutes (a restart takes seconds; later ticks keep looking)
-
-
-def _restart_rung(run: Run) -> RestartRung:
-    rung = run.rctx.target.recovery.ladder[run.inc.rung]
-    assert isinstance(rung, RestartRung)
-    return rung
-
-
-def restart(run: Run) -> Outcome:
-    """RESTART: run the rung's command on the target's current master, once, and wait for it.
-    The master is found from the cluster (never from config); the cluster must carry
-    ``sentinel:target`` (SendCommand and AddJobFlowSteps are allowed only on owned clusters).
-    A command or step that does not finish within ``timeout_min`` fails the rung (a step
-    waits behind running steps when step concurrency is 1: the rung moves on, and cancels it)."""
-    inc, rung = run.inc, _restart_rung(run)
-    emr = Emr(run.aws)
-    if not (inc.restart or {}).get("instance_id"):
-        try:
-            cluster = emr.find(run.rctx.target.cluster)
-        except ClusterLookupError as exc:
-            return Fail(str(exc))
-        if cluster is None or emr_ops.cluster_state(cluster) not in ("WAITING", "RUNNING"):
-            what = "no active cluster" if cluster is None else f"{cluster['Id']} is {emr_ops.cluster_state(cluster)}"
-            return Fail(f"nothing to restart on: {what}")
-        try:
-            emr_ops.require_owned(cluster, run.rctx.target.name)
-        except emr_ops.NotOwned as exc:
-            return Fail(str(exc))
-        cid = str(cluster["Id"])
-        fleet = cluster.get("InstanceCollectionType") == "INSTANCE_FLEET"
-        masters = [m for m in emr_ops.master_of(emr, cid, fleet=fleet) if m.get("state") == "RUNNING"]
-        if not masters:
-            return Fail(f"{cid} has no running master instance")
-        inc.restart = {"cluster_id": cid, "instance_id": masters[0]["instance_id"], "via": rung.via,
-                       "private_dns": masters[0].get("private_dns")}
-    r = inc.restart
-    assert r is not None
-    if not r.get("sent_at"):
-        try:
-            found = _restart_already_sent(run, r)
-        except NotListedYet as exc:
-            return Wait(str(exc))
-        if found is None:
-            stand_down = take_claim(run, str(r["cluster_id"]))
-            if stand_down is not None:
-                return stand_down
-            r.update(_send_restart(run, rung, r), sent_at=iso(run.now()))
-        else:
-            r.update(found, sent_at=iso(run.now()), note="found an earlier send of this incident: not resent")
-    limit = timedelta(minutes=rung.timeout_min)
-    polls = 0
-    while True:
-        status, detail = _restart_status(run, r)
-        r["status"] = status
-        if status == "done":
-            r["done_at"] = iso(run.now())
-            return Next(f"restarted HiveServer2 on {r['cluster_id']}/{r['instance_id']} via {rung.via}: {detail}")
-        if status == "failed":
-            return Fail(f"restart via {rung.via} on {r['cluster_id']}/{r['instance_id']} failed: {detail}")
-        waited = run.now() - parse_iso(str(r["sent_at"]))
-        if waited > limit:
-            cancelled = _cancel_restart(run, r)
-            return Fail(f"restart via {rung.via} still {detail} after {waited.total_seconds() / 60:.1f} min "
-                        f"(timeout_min {rung.timeout_min:g}){cancelled}")
-        if run.dry_run or polls >= RESTART_POLLS or run.rctx.deadline.remaining() < RESTART_POLL_S + _reserve_s(run):
-            return Wait(f"restart via {rung.via} is {detail} ({waited.total_seconds() / 60:.1f} of "
-                        f"{rung.timeout_min:g} min)")
-        polls += 1
-        SLEEP(RESTART_POLL_S)
-
-
-def _send_restart(run: Run, rung: RestartRung, r: dict[str, Any]) -> dict[str, Any]:
-    inc = run.inc
-    if rung.via == "ssm":
-        command_id = Ssm(run.aws).run_shell(r["instance_id"], rung.command, comment=f"sentinel {inc.id}",
-                                            timeout_s=max(30, int(rung.timeout_min * 60)))
-        return {"command_id": command_id}
-    [step_id] = Emr(run.aws).add_job_flow_steps(r["cluster_id"], [{
-        "Name": _step_name(inc.id), "ActionOnFailure": "CONTINUE",
-        "HadoopJarStep": {"Jar": "command-runner.jar", "Args": ["bash", "-c", rung.command]}}])
-    return {"step_id": step_id}
-
-
-def _step_name(incident_id: str) -> str:
-    return f"sentinel restart {incident_id}"[:256]
-
-
-def _restart_already_sent(run: Run, r: dict[str, Any]) -> dict[str, Any] | None:
-    """Before sending: did an earlier invocation of this incident send it already (an intent
-    without a recorded outcome)? Look by the incident id in the comment / step name."""
-    inc = run.inc
-    call = "ssm.send_command" if r["via"] == "ssm" else "emr.add_job_flow_steps"
-    done = [i for i in inc.intents_for(call) if (i.get("outcome") or {}).get("id")]
-    if done:
-        key = "command_id" if r["via"] == "ssm" else "step_id"
-        return {key: str(done[-1]["outcome"]["id"])}
-    unsettled = [i for i in inc.intents_for(call) if i.get("status") in ("pending", "unknown")]
-    if not unsettled:
-        return None
-    if r["via"] == "ssm":
-        for cmd in Ssm(run.aws).commands(r["instance_id"]):
-            if cmd.get("Comment") == f"sentinel {inc.id}"[:100]:
-                return {"command_id": str(cmd["CommandId"])}
-    else:
-        for step in Emr(run.aws).list_steps(r["cluster_id"]):
-            if step.get("Name") == _step_name(inc.id):
-                return {"step_id": str(step["Id"])}
-    # Sent with no recorded outcome and not listed: ListCommands (like ListClusters) lags
-    # behind a send. Give it a settle window before sending again, as LAUNCH does.
-    waited = run.now() - parse_iso(str(unsettled[-1]["at"]))
-    if waited < SEND_LIST_LAG and not run.dry_run:
-        raise NotListedYet(f"{call} was sent at {unsettled[-1]['at']} with no recorded outcome; waiting for it to "
-                           f"be listed before any resend ({waited.total_seconds():.0f} of "
-                           f"{SEND_LIST_LAG.total_seconds():.0f} s)")
-    inc.notes.append(f"{call} of {unsettled[-1]['at']} was not listed after {waited.total_seconds():.0f} s: sent again")
-    return None
-
-
-def _restart_status(run: Run, r: dict[str, Any]) -> tuple[str, str]:
-    """("done" | "failed" | "running", what AWS says). A command SSM does not show yet
-    (``InvocationDoesNotExist`` right after SendCommand, documented) or a throttled or failed
-    poll is still running as far as anyone knows: the rung's ``timeout_min`` bounds it."""
-    try:
-        return _restart_status_once(run, r)
-    except AwsError as exc:
-        if not exc.transient:
-            raise
-        what = f"command {r.get('command_id')}" if r["via"] == "ssm" else f"step {r.get('step_id')}"
-        return "running", f"{what} not visible yet ({exc.code})" if exc.not_visible else \
-            f"{what} status unknown ({exc.code}, transient)"
-
-
-def _restart_status_once(run: Run, r: dict[str, Any]) -> tuple[str, str]:
-    if r["via"] == "ssm":
-        inv = Ssm(run.aws).invocation(r["command_id"], r["instance_id"])
-        status = str(inv.get("Status"))
-        if status in SSM_DONE:
-            return "done", f"command {r['command_id']} Success"
-        if status in SSM_FAILED:
-            err = str(inv.get("StandardErrorContent") or inv.get("StatusDetails") or "")[:200]
-            return "failed", f"command {r['command_id']} {status}" + (f": {err}" if err else "")
-        return "running", f"command {r['command_id']} {status}"
-    step = Emr(run.aws).describe_step(r["cluster_id"], r["step_id"])
-    state = str((step.get("Status") or {}).get("State"))
-    if state == "COMPLETED":
-        return "done", f"step {r['step_id']} COMPLETED"
-    if state in STEP_FAILED:
-        return "failed", f"step {r['step_id']} {state}"
-    return "running", f"step {r['step_id']} {state}" + (" (waiting behind other steps)" if state == "PENDING" else "")
-
-
-def _cancel_restart(run: Run, r: dict[str, Any]) -> str:
-    """Best effort: a restart that runs later, in the middle of the next rung, helps nobody."""
-    try:
-        if r["via"] == "ssm":
-            Ssm(run.aws).cancel(r["command_id"], r["instance_id"])
-        else:
-            Emr(run.aws).cancel_steps(r["cluster_id"], [r["step_id"]])
-    except AwsError as exc:
-        return f"; cancel failed ({exc.code})"
-    return "; cancelled"
-
-
-def _reserve_s(run: Run) -> float:
+def reserve_s(run: Run) -> float:
     """Time the trigger checks need after a wait within this invocation."""
     rec = run.rctx.target.recovery
     names = list(rec.when.checks) if rec.when else []
     return max([5.0, *(check_budget(run.rctx.target.check(n)) for n in names)]) + 5.0
-
-
-def verify_restart(run: Run) -> Outcome:
-    """VERIFY: after the warm-up, the trigger checks through the normal path. Healthy → DONE
-    with no cluster change; still failing after ``verify_timeout_min`` → the next rung."""
-    inc, rung = run.inc, _restart_rung(run)
-    done_at = parse_iso(str((inc.restart or {}).get("done_at") or inc.phase_started_at))
-    ready_at = done_at + timedelta(seconds=rung.warmup_s)
-    wait_s = (ready_at - run.now()).total_seconds()
-    if wait_s > 0:
-        if run.dry_run or run.rctx.deadline.remaining() < wait_s + _reserve_s(run):
-            return Wait(f"HiveServer2 warming up: checks in {wait_s:.0f} s")
-        SLEEP(wait_s)
-    names = list(run.rctx.target.recovery.when.checks) if run.rctx.target.recovery.when else []
-    if not names:
-        return Fail("no trigger checks to verify the restart with")
-    ok, summary = run.verify(names, None)
-    if ok:
-        inc.recovered_at = iso(run.now())
-        return Next(f"healthy again: {summary}")
-    if run.now() - ready_at > timedelta(minutes=rung.verify_timeout_min):
-        return Fail(f"still failing {rung.verify_timeout_min:g} min after the restart: {summary}")
-    return Wait(f"not healthy yet after the restart: {summary}")
-
-
-PHASES: dict[Phase, Callable[[Run], Outcome]] = {
-    Phase.SNAPSHOT: snapshot,
-    Phase.LAUNCH: launch,
-    Phase.WAIT_READY: wait_ready,
-    Phase.VERIFY_NEW: verify_new,
-    Phase.REPOINT: repoint,
-    Phase.VERIFY_PATH: verify_path,
-    Phase.RETIRE_OLD: retire_old,
-    Phase.FAILED: rollback,
-    Phase.RESTART: restart,
-    Phase.VERIFY: verify_restart,
-}

@@ -3,7 +3,8 @@
 ``start`` (the tick, after the policy confirmed a failure) double-checks the guardrails,
 persists a new incident (and counts it against the budget), pages, and advances as far as
 the invocation's time allows. ``advance`` (later ticks, while ``is_active``) continues.
-Phases: see :mod:`recover.incident`; each is a function in :mod:`recover.phases`.
+Phases: see :mod:`recover.incident`; each is a function in :mod:`recover.phases` (the replace
+rung), :mod:`recover.restart` (the restart rung) or :mod:`recover.rollback` (FAILED).
 
 Guarantees, and what gives them:
 - one recovery per target at a time: the tick's lease, the fencing token and the version
@@ -15,11 +16,17 @@ Guarantees, and what gives them:
   stall limit; then FAILED → rollback → ESCALATED (page, and the policy blocks automation
   until ``sentinel ack``);
 - dry run: the same functions with the mutating AWS calls recorded instead of made.
+
+Size: the phase machine is one job: its entry points (start, advance, abort, plan), the
+loop that drives the phases and climbs the ladder, and the report of an incident all read
+and write the same incident under the same guarantees (above); the phases themselves live
+in recover/phases.py, recover/restart.py and recover/rollback.py.
 """
 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -33,10 +40,11 @@ from monitor.core.state.base import Event, TargetState
 from monitor.core.state.readonly import ReadOnlyStore
 from monitor.policy import active_silence, recoveries_in_window, rung_budget_notes, start_blockers, usable_rungs
 from monitor.runner import check_budget
-from recover import messages
+from recover import messages, phases, restart, rollback
 from recover.context import RecoveryContext, RecoveryResult
 from recover.incident import ORDER, RESTART_PHASES, TERMINAL, Incident, Phase, next_phase
-from recover.phases import PHASES, VERIFY_TIMEOUT, Resolved, release_claim, sweep
+from recover.phases import VERIFY_TIMEOUT, Resolved, release_claim
+from recover.rollback import sweep
 from recover.run import Escalate, Fail, Next, Outcome, Run, Stop, Wait
 
 MAX_TRANSIENT_ERRORS = 5  # consecutive internal errors (bugs) in one phase → FAILED
@@ -45,6 +53,21 @@ KEEP_RECOVERIES = 50
 INFO_PHASES = frozenset({Phase.LAUNCH, Phase.WAIT_READY, Phase.REPOINT, Phase.RETIRE_OLD, Phase.RESTART})
 DEFAULT_STALL = timedelta(minutes=30)
 STALL_SLACK = timedelta(minutes=10)
+
+
+# Which function runs each phase (replace rung: recover/phases.py; restart rung: recover/restart.py).
+PHASES: dict[Phase, Callable[[Run], Outcome]] = {
+    Phase.SNAPSHOT: phases.snapshot,
+    Phase.LAUNCH: phases.launch,
+    Phase.WAIT_READY: phases.wait_ready,
+    Phase.VERIFY_NEW: phases.verify_new,
+    Phase.REPOINT: phases.repoint,
+    Phase.VERIFY_PATH: phases.verify_path,
+    Phase.RETIRE_OLD: phases.retire_old,
+    Phase.FAILED: rollback.rollback,
+    Phase.RESTART: restart.restart,
+    Phase.VERIFY: restart.verify_restart,
+}
 
 
 class RecoveryUnavailable(SentinelError):

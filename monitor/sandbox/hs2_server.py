@@ -17,6 +17,10 @@ real server fails:
 
 Hung connections end when the client closes them or at ``stop()``; what the server saw is in
 ``counters`` (``snapshot()`` copies it). Not a Hive: it answers just enough for one query.
+
+Size: a fake server's protocol handlers and its failure modes are one state machine over
+one connection; it is sandbox and test furniture, never shipped (deploy/build.py excludes
+monitor/sandbox/).
 """
 
 from __future__ import annotations

@@ -1,0 +1,220 @@
+"""``targets[].recovery``: what confirms a failure (``when``), the ladder of remedies, how the
+new cluster is built (``spec``), routed (``routing``) and verified (``verify``), and its budget."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, ValidationInfo, field_validator, model_validator
+from pydantic_core import PydanticCustomError
+
+from monitor.config.base import Strict
+
+# Error kinds a relaunch can fix (DESIGN §10). ``dns``, ``auth``, ``tls``... cannot be fixed by
+# a new cluster: they page instead.
+ErrorKindName = Literal["timeout", "refused", "no_backend", "query", "dns", "tls", "auth", "config", "secret",
+                        "internal"]
+RELAUNCH_KINDS: tuple[ErrorKindName, ...] = ("timeout", "refused", "no_backend", "query")
+
+
+class When(Strict):
+    checks: list[str] = Field(min_length=1, max_length=32,
+                              description="Trigger checks: a streak of CRITICAL results of one of them confirms a failure.")
+    consecutive_failures: int = Field(default=2, ge=1, le=100,
+                                      description="CRITICAL looks of the same check in a row that confirm a failure.")
+    # A CRITICAL result triggers only when its error kind is listed (a result without a kind,
+    # e.g. route53_health, always counts).
+    kinds: list[ErrorKindName] = Field(default_factory=lambda: list(RELAUNCH_KINDS), min_length=1,
+                                       description="Error kinds a relaunch can fix; a CRITICAL of another kind pages instead.")
+    # A first CRITICAL of a trigger check schedules a re-check this much later (an SQS delayed
+    # message, DESIGN §10) instead of waiting for the next scheduled tick; SQS delays at most
+    # 900 s. 0: no re-check (confirmation waits for the schedule, as before).
+    recheck_after_s: int = Field(default=120, ge=0, le=900,
+                                 description="dispatch: queue: a first CRITICAL is re-checked this many seconds later (0: off).")
+    # Evidence is spaced (DESIGN §11): a CRITICAL look adds to its check's streak only this long
+    # after the look that last added to it; a sooner one (a duplicated dispatch, a probe racing
+    # a re-check, a quick manual tick) is reported, not counted. 0: every look counts.
+    min_gap_s: int = Field(default=60, ge=0, le=900, validate_default=True,
+                           description="A CRITICAL look adds to a streak only this long after the last counted look (0: off).")
+    # A flapping trigger check (notify.flap) never starts a relaunch; ``restart`` lets it start
+    # a recovery limited to the ladder's restart rungs (monitor/policy.py).
+    on_flapping: Literal["none", "restart"] = Field(default="none",
+        description="none: a flapping trigger check never starts a recovery; restart: it may run a restart rung.")
+
+    @field_validator("min_gap_s")
+    @classmethod
+    def _recheck_counts(cls, gap: int, info: ValidationInfo) -> int:
+        recheck = info.data.get("recheck_after_s")
+        if isinstance(recheck, int) and 0 < recheck < gap:
+            raise PydanticCustomError("min_gap", "must be <= recheck_after_s ({recheck}) or 0: a re-check sooner "
+                                      "than min_gap_s would never count", {"recheck": recheck})
+        return gap
+
+
+class Route53Routing(Strict):
+    zone_id: str = Field(min_length=1, max_length=64, description="Hosted zone of the record REPOINT rewrites.")
+    record: str = Field(min_length=1, max_length=255,
+        description="The master's own record (never the load balancer's name clients dial), rewritten to the new master.")
+    type: Literal["CNAME", "A"] = "CNAME"
+    ttl: int = Field(default=60, ge=0, le=172800,  # Route 53's own maximum is 2 days
+                     description="TTL written; RETIRE_OLD waits out the larger of this and the old record's TTL.")
+
+
+class Routing(Strict):
+    target_group_arn: str | None = Field(default=None, pattern=r"^arn:aws[a-z-]*:elasticloadbalancing:",
+        description="Target group REPOINT registers the new master with (and deregisters the old from).")
+    target_port: int | None = Field(default=None, ge=1, le=65535,
+                                    description="Port registered with the target group (default: the group's port).")
+    load_balancer_name: str | None = Field(default=None, min_length=1, max_length=32,  # classic ELB limit
+                                           description="Classic ELB REPOINT registers the new master's instance with.")
+    route53: Route53Routing | None = Field(default=None, description="A record REPOINT UPSERTs to the new master's private name.")
+
+    @property
+    def load_balancer(self) -> bool:
+        """A load balancer sits between clients and the master (its listener, its certificate)."""
+        return bool(self.target_group_arn or self.load_balancer_name)
+
+    @property
+    def routed(self) -> bool:
+        return bool(self.load_balancer or self.route53)
+
+
+class MasterTls(Strict):
+    """TLS for the new master's own HiveServer2 (its certificate, not the load balancer's).
+    A key left out keeps the check's own value."""
+
+    verify: bool | None = Field(default=None,
+        description="Verify the new master's certificate (left out: the check's own value).")
+    ca_file: str | None = Field(default=None, min_length=1, max_length=4096,
+                                description="CA bundle for the master's certificate.")
+    server_hostname: str | None = Field(default=None, min_length=1, max_length=253,
+        description="Name to verify the certificate against; a wildcard (*.ec2.internal) matches the host connected to.")
+
+
+class VerifyMaster(Strict):
+    """Where VERIFY_NEW reaches the new master: its private address (from EMR), with this
+    port and TLS; the load balancer's listener port and certificate name do not apply there."""
+
+    port: int | None = Field(default=None, ge=1, le=65535,
+                             description="The new master's HiveServer2 port (not the load balancer's listener port).")
+    tls: MasterTls | Literal[False] | None = Field(default=None,
+        description="TLS for the new master; false: plaintext; a key left out keeps the check's own value.")
+    checks: list[str] | None = Field(default=None,  # the checks to run there (default: verify.checks)
+        description="Checks VERIFY_NEW runs on the new master (default: verify.checks).")
+
+
+class Verify(Strict):
+    checks: list[str] = Field(default_factory=list,
+        description="Checks run to verify: VERIFY_PATH through the normal path, VERIFY_NEW on the new master.")
+    master: VerifyMaster | None = Field(default=None,
+        description="How VERIFY_NEW reaches the new master directly; required with a load balancer.")
+
+    @property
+    def master_checks(self) -> list[str]:
+        if self.master is not None and self.master.checks is not None:
+            return list(self.master.checks)
+        return list(self.checks)
+
+
+class Spec(Strict):
+    source: Literal["clone", "file", "last_known_good"] = Field(default="clone",
+        description="Where the RunJobFlow request comes from: clone the live cluster, a JSON file, or the last known good spec.")
+    path: str | None = Field(default=None, description="The spec file (source: file only).")
+    # Configuration property names that hold secrets beyond the name rule of
+    # recover/sealed.py (password, secret, token, credential, key): they are sealed too.
+    secret_properties: list[Annotated[str, Field(min_length=1, max_length=256)]] = Field(
+        default_factory=list, max_length=100,
+        description="Configuration property names to seal beyond the built-in name rule (password, secret, token, ...).")
+    # KMS key (id, ARN or alias) that seals secret properties in stored specs. None: they
+    # are stored as references to the cluster they came from, resolved at LAUNCH.
+    kms_key_id: str | None = Field(default=None, min_length=1, max_length=2048,
+        description="KMS key that seals secret properties in stored specs; without it they are stored as references.")
+
+    @model_validator(mode="after")
+    def _path_for_file(self) -> Spec:
+        if self.source == "file" and not self.path:
+            raise ValueError("source 'file' needs 'path'")
+        if self.source != "file" and self.path:
+            raise ValueError("'path' is only used with source 'file'")
+        return self
+
+
+class Limits(Strict):
+    # Upper bounds: a budget beyond 20 relaunches is no budget; 30 days of window; 4 hours
+    # for a cluster to come up (a normal launch takes 8-20 min). Larger values used to
+    # validate and then overflow date arithmetic mid-recovery.
+    max_recoveries: int = Field(default=1, ge=0, le=20, description="Recovery budget: relaunches started per window.")
+    window_hours: float = Field(default=6, gt=0, le=720, description="The budget's window.")
+    launch_timeout_min: float = Field(default=45, gt=0, le=240,
+        description="A new cluster must be ready within this, else the incident fails and rolls back.")
+
+
+DEFAULT_RESTART_COMMAND = "sudo systemctl restart hive-server2"  # EMR 5.30+ / 6.x / 7.x
+
+
+class ReplaceRung(Strict):
+    """Relaunch the cluster (the runbook of ``strategy``). Its budget defaults to
+    ``limits.max_recoveries``."""
+
+    rung: Literal["replace"]
+    max_per_window: int | None = Field(default=None, ge=0, le=20,
+                                       description="This rung's budget per limits.window_hours (default: limits.max_recoveries).")
+
+
+class RestartRung(Strict):
+    """Restart HiveServer2 on the current master (SSM Run Command or an EMR step), then verify
+    through the normal path; touches nothing else."""
+
+    rung: Literal["restart_service"]
+    via: Literal["ssm", "step"] = Field(default="ssm",
+        description="ssm: SSM Run Command on the master instance; step: an EMR step (command-runner.jar).")
+    command: str = Field(default=DEFAULT_RESTART_COMMAND, min_length=1, max_length=2000,
+                         description="The shell command that restarts HiveServer2.")
+    timeout_min: float = Field(default=10, gt=0, le=120,  # the command/step must finish within this
+                               description="The command or step must finish within this, else the next rung.")
+    warmup_s: float = Field(default=60, ge=0, le=1800,  # wait before verifying (HiveServer2 start-up)
+                            description="Wait after the restart before verifying.")
+    verify_timeout_min: float = Field(default=5, gt=0, le=60,  # healthy again within this, else next rung
+                                      description="Healthy again within this, else the next rung.")
+    max_per_window: int = Field(default=2, ge=0, le=20, description="This rung's budget per limits.window_hours.")
+
+
+Rung = Annotated[ReplaceRung | RestartRung, Field(discriminator="rung")]
+
+
+def _default_ladder() -> list[ReplaceRung | RestartRung]:
+    return [ReplaceRung(rung="replace")]  # existing configs keep their meaning
+
+
+class Recovery(Strict):
+    enabled: bool = Field(default=False,
+        description="Start recoveries automatically (manual `sentinel recover` works either way on a recoverable target).")
+    dry_run: bool = Field(default=False,
+        description="Record every changing AWS call instead of making it; a running incident does not advance.")
+    when: When | None = Field(default=None, description="What confirms a failure; required to recover.")
+    veto_if_failing: list[str] = Field(default_factory=list, max_length=32,
+        description="Checks whose CRITICAL or UNKNOWN blocks a recovery (a relaunch would not help): page instead.")
+    strategy: Literal["replace", "terminate_first"] = Field(default="replace",
+        description="replace: make the new cluster before breaking the old; terminate_first: the reverse.")
+    spec: Spec = Field(default_factory=Spec, description="How the new cluster's RunJobFlow request is built.")
+    routing: Routing = Field(default_factory=Routing,
+                             description="What points clients at the new cluster (target group, classic ELB, Route 53 record).")
+    verify: Verify = Field(default_factory=Verify, description="How a new cluster is verified before and after traffic moves.")
+    retire_old: Literal["terminate", "keep"] = Field(default="terminate",
+        description="What happens to the old cluster after the cut-over.")
+    allow_termination_protected: bool = Field(default=False,
+        description="May unprotect a termination-protected old cluster (else the incident escalates).")
+    limits: Limits = Field(default_factory=Limits, description="Budget and launch timeout.")
+    # An incident that has not changed phase for this long pages (default: the phase's own
+    # timeout, or 30 min).
+    stall_after_min: float | None = Field(default=None, gt=0, le=1440,
+        description="Page when an incident has not changed phase this long (default: the phase's timeout + 10 min).")
+    # Remedies tried in order (DESIGN §10); a rung that fails or is over its budget hands the
+    # incident to the next one; the last one failing escalates.
+    ladder: list[Rung] = Field(default_factory=_default_ladder, min_length=1, max_length=5,
+                               description="Remedies tried in order (restart_service rungs, then replace, which must be last).")
+
+    def rung_budget(self, rung: ReplaceRung | RestartRung) -> int:
+        if isinstance(rung, ReplaceRung):
+            return self.limits.max_recoveries if rung.max_per_window is None else rung.max_per_window
+        return rung.max_per_window
