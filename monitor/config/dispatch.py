@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from monitor.config.base import Strict
+from monitor.config.base import Strict, named
 from monitor.config.hosts import HostAlias, HostPattern
 from monitor.config.notify import Notify
 from monitor.config.targets import Target
@@ -44,7 +44,4 @@ class Config(Strict):
                                   description="The clusters to watch (at most 200 with dispatch: inline).")
 
     def target(self, name: str) -> Target:
-        for item in self.targets:
-            if item.name == name:
-                return item
-        raise KeyError(name)
+        return named(self.targets, name)

@@ -11,7 +11,7 @@ from pydantic_core import PydanticCustomError
 
 from checks import registry
 from checks.base import CheckConfig
-from monitor.config.base import NAME_RE, Strict
+from monitor.config.base import NAME_RE, Strict, named
 from monitor.config.recovery import Recovery
 
 
@@ -88,7 +88,4 @@ class Target(Strict):
                                description="Events that tick this target at once (alarm state changes).")
 
     def check(self, name: str) -> CheckConfig:
-        for item in self.checks:
-            if item.name == name:
-                return item
-        raise KeyError(name)
+        return named(self.checks, name)
