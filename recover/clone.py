@@ -213,11 +213,11 @@ def _instances(cluster: dict[str, Any], *, ec2: dict[str, Any], groups: Sequence
     if cluster.get("UnhealthyNodeReplacement") is not None:
         inst["UnhealthyNodeReplacement"] = cluster["UnhealthyNodeReplacement"]
     if fleet:
-        kept = [f for f in fleets if not (active and (f.get("Status") or {}).get("State") in ENDED_GROUP_STATES)]
+        kept = [f for f in fleets if not _ended_task(f, "InstanceFleetType", active)]
         kept.sort(key=lambda f: ROLE_ORDER.get(f.get("InstanceFleetType", ""), 9))
         inst["InstanceFleets"] = [_fleet(f) for f in kept]
     else:
-        kept = [g for g in groups if not (active and (g.get("Status") or {}).get("State") in ENDED_GROUP_STATES)]
+        kept = [g for g in groups if not _ended_task(g, "InstanceGroupType", active)]
         for g in groups:
             if g not in kept:
                 gaps.append({"field": f"InstanceGroups[{g.get('Name') or g.get('Id')}]",
@@ -229,6 +229,14 @@ def _instances(cluster: dict[str, Any], *, ec2: dict[str, Any], groups: Sequence
         ordered = sorted(kept, key=lambda g: ROLE_ORDER.get(g.get("InstanceGroupType", ""), 9))
         inst["InstanceGroups"] = [_group(g) for g in ordered]
     return inst
+
+
+def _ended_task(group: dict[str, Any], type_key: str, active: bool) -> bool:
+    """A TASK group (or fleet) that ended on a cluster still running was removed on purpose:
+    not copied. MASTER and CORE are always copied whatever their state: a lost master group
+    is exactly why the cluster is relaunched, and a cluster cannot be launched without it."""
+    ended = (group.get("Status") or {}).get("State") in ENDED_GROUP_STATES
+    return active and ended and group.get(type_key) not in ("MASTER", "CORE")
 
 
 def _group(g: dict[str, Any]) -> dict[str, Any]:

@@ -298,3 +298,17 @@ def test_the_built_request_is_valid_for_run_job_flow(stubbed: Any) -> None:
 def test_ebs_configuration_is_none_without_volumes() -> None:
     assert ebs_configuration([], None) is None
     assert ebs_configuration(None, False) == {"EbsOptimized": False}
+
+
+def test_a_live_cluster_whose_master_group_ended_still_clones_master_and_core() -> None:
+    """The master group FAILED/TERMINATED on a cluster EMR still calls RUNNING is exactly why it is
+    relaunched (issue 22's master_lost bench found the clone dropping it: the new cluster never
+    got a master). Only an ended TASK group is a deliberate removal."""
+    cluster = {"Id": "j-LOST", "Name": "G", "Status": {"State": "RUNNING"},
+               "Ec2InstanceAttributes": {"Ec2SubnetId": "subnet-a"}}
+    groups = [dict(g, Status={"State": "TERMINATED"}) if g["InstanceGroupType"] in ("MASTER", "CORE") else g
+              for g in GROUPS]
+    req, gaps = build_request(cluster, groups=groups)
+    roles = [g["InstanceRole"] for g in req["Instances"]["InstanceGroups"]]
+    assert roles == ["MASTER", "CORE", "TASK"]
+    assert "InstanceGroups[old task]" in {g["field"] for g in gaps}  # the ended task group stays out
