@@ -211,6 +211,9 @@ class TargetTick:
         if inv.evidence.get(target.name):  # an AWS event's evidence (monitor.triggers)
             self.facts["event"] = dict(inv.evidence[target.name])
         self.last_results: list[dict[str, Any]] = []  # the saved results of the previous tick (from state)
+        # This invocation's results through the normal path, by check (the runbook's VERIFY_PATH
+        # runs some): the watch on what serves does not run them a second time.
+        self.path_results: dict[str, CheckResult] = {}
 
     # ------------------------------------------------------------------ flow
     def run(self) -> TargetReport:
@@ -379,7 +382,10 @@ class TargetTick:
                 behind_load_balancer=behind_lb, last_ok_settings=last_ok,
             )
 
-        return run_checks(wanted, make_ctx, self.deadline)
+        results = run_checks(wanted, make_ctx, self.deadline)
+        if endpoint is None:
+            self.path_results.update((r.name, r) for r in results)
+        return results
 
     def _check_metrics(self, results: list[CheckResult], decision: policy.Decision) -> None:
         m = self.inv.metrics
@@ -573,16 +579,19 @@ class TargetTick:
         inc = state.incident or {}
         serving = bool(inc.get("recovered_at")) and inc.get("phase") not in ("FAILED", None)
         checks = list(self.target.checks)
-        need = max([check_budget(c) for c in checks] or [0.0]) + 5.0
         if self.read_only or not checks or state.version != self.rep.state_version:
             return
-        if self.deadline.remaining() < need:
+        missing = [c.name for c in checks if c.name not in self.path_results]
+        need = max([check_budget(c) for c in checks if c.name in missing] or [0.0]) + 5.0
+        if missing and self.deadline.remaining() < need:
             self.rep.notes.append(f"checks not run this tick: {self.deadline.remaining():.0f} s left after the "
                                   f"recovery, they need {need:.0f} s")
             if serving:
                 self.inv.metrics.put("TargetStatus", int(self.rep.status), "None", target=self.target.name)
             return
-        results = self.run_checks([c.name for c in checks], None)
+        if missing:
+            self.run_checks(missing, None)
+        results = [self.path_results[c.name] for c in checks if c.name in self.path_results]
         self.rep.checks = results
         if not serving:
             for r in results:

@@ -26,6 +26,7 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from monitor.core.aws import error_code
+from monitor.core.clock import iso
 from monitor.core.errors import StateError
 from monitor.core.state.base import TargetState
 
@@ -246,7 +247,7 @@ class Notifier:
     def _send(self, msg: Message) -> Message:
         msg.subject = self._redact(_subject(msg))
         msg.body = self._redact(msg.body)
-        msg.at = _iso(self._now())
+        msg.at = iso(self._now())
         return self._publish(msg)
 
     def _publish(self, msg: Message) -> Message:
@@ -276,10 +277,6 @@ class Notifier:
         if self.on_send is not None:
             self.on_send(msg)
         return msg
-
-
-def _iso(ts: datetime) -> str:
-    return ts.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def _subject(msg: Message) -> str:

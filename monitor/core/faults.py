@@ -30,6 +30,7 @@ from botocore.exceptions import ConnectionError as BotoConnectionError
 from botocore.exceptions import HTTPClientError
 from botocore.retries.standard import RetryContext, ThrottledRetryableChecker, TransientRetryableChecker
 
+from monitor.core.aws import error_code
 from monitor.core.errors import SentinelError
 
 
@@ -74,14 +75,6 @@ class AwsError(SentinelError):
     @property
     def not_visible(self) -> bool:
         return self.fault is Fault.NOT_VISIBLE
-
-
-def error_code(exc: BaseException) -> str:
-    """The AWS error code of a botocore ClientError, else the exception's class name."""
-    response = getattr(exc, "response", None)
-    if isinstance(response, dict):
-        return str(response.get("Error", {}).get("Code", type(exc).__name__))
-    return type(exc).__name__
 
 
 def _status(exc: BaseException) -> int | None:

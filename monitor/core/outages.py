@@ -30,8 +30,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from monitor.core.aws import error_code
 from monitor.core.clock import iso, parse_iso
-from monitor.core.faults import error_code
 
 PERMISSIONS = ("ssm:GetParameter", "ssm:PutParameter", "ssm:DeleteParameter")
 OUTAGE_GAP = timedelta(minutes=30)  # not seen this long: the outage ended; the next one is new

@@ -4,6 +4,7 @@ outside on moto and fails without its fix."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -11,6 +12,7 @@ import pytest
 from botocore.exceptions import ReadTimeoutError
 
 from monitor.core.state.memory import MemoryStateStore
+from monitor.sandbox.demo import RealisticSsm
 from recover import phases
 from tests.fakes import Script
 from tests.recover_fixtures import (
@@ -45,36 +47,19 @@ def make(world: World, monkeypatch: pytest.MonkeyPatch, **recovery: Any) -> Harn
     return h
 
 
-class RealisticSsm:
-    """SSM as it answers in production: GetCommandInvocation says ``InvocationDoesNotExist``
-    for ``invisible_polls`` polls after SendCommand, then ``InProgress`` for ``running_polls``,
-    then ``Success`` (moto says Success at once)."""
-
-    def __init__(self, world: World, *, invisible_polls: int = 1, running_polls: int = 1) -> None:
-        self.invisible, self.running = invisible_polls, running_polls
-        self._clients = both_clients(world.clients, "ssm")
-        for c in self._clients:
-            c.meta.events.register("before-call", self._before)
-            c.meta.events.register("after-call", self._after)
-
-    def _before(self, model: Any, **_: Any) -> Any:
-        if model.name != "GetCommandInvocation" or self.invisible <= 0:
-            return None
-        from botocore.awsrequest import AWSResponse
-
-        self.invisible -= 1
-        return (AWSResponse("https://injected.invalid", 400, {}, None),
-                {"Error": {"Code": "InvocationDoesNotExist", "Message": ""}, "ResponseMetadata": {"HTTPStatusCode": 400}})
-
-    def _after(self, parsed: dict[str, Any], model: Any, **_: Any) -> None:
-        if model.name == "GetCommandInvocation" and self.running > 0:
-            self.running -= 1
-            parsed["Status"] = "InProgress"
-
-    def close(self) -> None:
-        for c in self._clients:
-            c.meta.events.unregister("before-call", self._before)
-            c.meta.events.unregister("after-call", self._after)
+@contextlib.contextmanager
+def realistic_ssm(world: World, *, invisible_polls: int, running_polls: int) -> Iterator[None]:
+    """The sandbox's SSM as it answers in production (``InvocationDoesNotExist`` for the first
+    polls after SendCommand, then ``InProgress``), on both SSM clients of the world."""
+    ssm = RealisticSsm(invisible_polls, running_polls)
+    clients = both_clients(world.clients, "ssm")
+    for c in clients:
+        ssm.register(c)
+    try:
+        yield
+    finally:
+        for c in clients:
+            ssm.unregister(c)
 
 
 class TimeoutAfterEffect:
@@ -122,12 +107,8 @@ def _finish(h: Harness, world: World, ticks: int = 15) -> dict[str, Any]:
 def test_a_restart_ssm_does_not_show_yet_is_waited_for_not_climbed_to_a_relaunch(
         world: World, fake_checks: Script, monkeypatch: pytest.MonkeyPatch) -> None:
     h = make(world, monkeypatch, ladder=[SSM_RUNG, {"rung": "replace"}])
-    ssm = RealisticSsm(world, invisible_polls=2, running_polls=2)
-    try:
-        with CallLog(world.clients) as log:
-            report = h.start()
-    finally:
-        ssm.close()
+    with realistic_ssm(world, invisible_polls=2, running_polls=2), CallLog(world.clients) as log:
+        report = h.start()
     assert report["phase"] == "DONE", report
     assert log.count("SendCommand") == 1 and log.count("RunJobFlow") == 0 and new_clusters(world) == []
     assert [r["outcome"] for r in h.incident()["rungs"]] == ["recovered"]
@@ -137,14 +118,11 @@ def test_a_restart_not_visible_for_its_whole_timeout_still_climbs(
         world: World, fake_checks: Script, monkeypatch: pytest.MonkeyPatch) -> None:
     """Not visible is bounded by the rung's timeout_min: a command SSM never shows is a failure."""
     h = make(world, monkeypatch, ladder=[SSM_RUNG, {"rung": "replace"}])
-    ssm = RealisticSsm(world, invisible_polls=10_000, running_polls=0)
-    try:
+    with realistic_ssm(world, invisible_polls=10_000, running_polls=0):
         report = h.start()
         assert report["phase"] == "RESTART" and "not visible yet" in report["waiting"], report
         h.clock.advance(minutes=11)
         report = h.advance()
-    finally:
-        ssm.close()
     assert report["phase"] in ("LAUNCH", "WAIT_READY"), report
     assert "InvocationDoesNotExist" in h.incident()["rungs"][0]["note"]
 
