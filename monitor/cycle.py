@@ -271,7 +271,8 @@ class TargetTick:
 
         results = self.run_checks([c.name for c in self.target.checks], None)
         decision = policy.evaluate(self.target, results, state, self.clock.now(),
-                                   force=self.force and self.action == "recover", manual=self.action == "recover")
+                                   force=self.force and self.action == "recover", manual=self.action == "recover",
+                                   evidence=self.facts.get("event"))
         self.rep.checks = results
         self.rep.status = decision.status
         self.rep.decision = decision.to_dict()

@@ -14,6 +14,13 @@ Rules:
   long after the look that last added to it (``TargetState.streak_at``); a sooner one — a
   duplicated dispatch, a probe racing a re-check, a quick manual tick — holds the streak and
   the decision says it was not counted. The first failure of a streak always counts.
+- A listed alarm is an observer (``targets[].triggers.alarms``): its change to ALARM, carried
+  by the event's tick (:func:`alarm_look`), counts as one failing look at the alarm's time for
+  each trigger check that is CRITICAL in this look — once per alarm change (it must be newer
+  than the streak's last counted look, and no look since it may have passed), and only while
+  fresh (``ALARM_LOOK_MAX_AGE``). The alarm's own evaluation is the spacing: a Route 53 health
+  check fails ``FailureThreshold`` times from several checkers before its alarm's period ends.
+  So with ``consecutive_failures: 2`` the event's own CRITICAL look confirms.
 - ``confirmed`` once one check's streak reaches ``consecutive_failures`` (``force`` needs one).
 - Flapping (:mod:`monitor.flap`) is paged, never a relaunch. With ``recovery.when.on_flapping:
   restart`` a trigger check that was flapping and is CRITICAL now is confirmed too, for a
@@ -40,6 +47,39 @@ from monitor.core.clock import iso, parse_iso
 from monitor.core.state.base import TargetState
 
 Verdict = Literal["ok", "degraded", "failing", "confirmed"]
+
+# An alarm's ALARM counts as a look only this long after it changed (a late or replayed event
+# is a reason to look, not evidence), and not when it claims to be from the future.
+ALARM_LOOK_MAX_AGE = timedelta(minutes=10)
+ALARM_LOOK_SKEW = timedelta(minutes=1)
+
+
+@dataclass(frozen=True)
+class AlarmLook:
+    """A listed alarm's change to ALARM, as one failing look (see the module's rules)."""
+
+    alarm: str
+    at: datetime
+
+
+def alarm_look(target: Target, evidence: Any, now: datetime) -> tuple[AlarmLook | None, str | None]:
+    """The look an event's evidence stands for, else None and why not (for the decision's
+    reasons). Only an alarm this target lists, in ALARM, changed within ``ALARM_LOOK_MAX_AGE``."""
+    if not isinstance(evidence, dict) or not evidence.get("alarm"):
+        return None, None
+    name = str(evidence.get("alarm"))[:255]
+    if name not in target.triggers.alarms or evidence.get("state") != "ALARM":
+        return None, f"alarm {name!r}: not a listed alarm in ALARM, not counted as a look"
+    try:
+        at = parse_iso(str(evidence.get("time") or ""))
+    except ValueError:
+        return None, f"alarm {name!r}: unreadable time, not counted as a look"
+    if at.tzinfo is None:
+        return None, f"alarm {name!r}: time without a zone, not counted as a look"
+    if at > now + ALARM_LOOK_SKEW or now - at > ALARM_LOOK_MAX_AGE:
+        return None, (f"alarm {name!r} changed at {iso(at)}: not within {ALARM_LOOK_MAX_AGE.total_seconds() / 60:.0f} "
+                      "min of this look, not counted")
+    return AlarmLook(name, at), None
 
 
 @dataclass(frozen=True)
@@ -136,10 +176,12 @@ def evaluate(
     *,
     force: bool = False,
     manual: bool = False,
+    evidence: Any = None,
 ) -> Decision:
     """``force`` skips only the streak threshold; ``manual`` (an on-call ``recover``) is not
     blocked by ``recovery.enabled: false``, which governs *automatic* recovery only. Neither
-    skips the recoverability rules (:func:`monitor.config.recovery_gaps`)."""
+    skips the recoverability rules (:func:`monitor.config.recovery_gaps`). ``evidence``: an
+    AWS event's (monitor.triggers), of which a listed alarm counts as a look."""
     by_name = {r.name: r for r in results}
     rec = target.recovery
     trigger = list(rec.when.checks) if rec.when else [c.name for c in target.checks]
@@ -150,7 +192,8 @@ def evaluate(
     unknown = [r.name for r in results if r.status == Status.UNKNOWN]
 
     gap = flap.min_gap_s(target)
-    counted = next_streaks(trigger, by_name, state, now, gap)
+    observer, refused = alarm_look(target, evidence, now)
+    counted = next_streaks(trigger, by_name, state, now, gap, observer=observer)
     streaks = counted.streaks
     streak = max(streaks.values(), default=0)
     unknown_streak = state.consecutive_unknown + 1 if unknown else 0
@@ -161,6 +204,14 @@ def evaluate(
                        + f", threshold {threshold}")
     for name, elapsed in counted.not_counted.items():
         reasons.append(f"{name}: look not counted: {elapsed:.0f} s since the last counted look (min_gap_s {gap})")
+    if observer is not None and counted.observed:
+        reasons.append(f"alarm {observer.alarm!r} in ALARM since {iso(observer.at)} counted as one failing look "
+                       f"of {', '.join(counted.observed)}")
+    elif observer is not None:
+        reasons.append(f"alarm {observer.alarm!r} in ALARM: not counted (no trigger check CRITICAL in this look, "
+                       "or already counted)")
+    if refused:
+        reasons.append(refused)
     if unknown:
         reasons.append(f"{', '.join(unknown)} UNKNOWN: cannot judge, failure count held")
 
@@ -212,19 +263,25 @@ class Counted:
     streaks: dict[str, int]
     at: dict[str, str]
     not_counted: dict[str, float]
+    observed: list[str] = field(default_factory=list)  # checks whose streak the alarm's look added to
 
 
 def next_streaks(trigger: Sequence[str], by_name: dict[str, CheckResult], state: TargetState, now: datetime,
-                 min_gap_s: float) -> Counted:
+                 min_gap_s: float, *, observer: AlarmLook | None = None) -> Counted:
     """Each trigger check's own run of consecutive CRITICAL results: CRITICAL grows it (the
     first one always; a later one only ``min_gap_s`` after the look that last grew it, else it
     holds), OK/WARNING resets it, UNKNOWN or not run holds it. Checks no longer listed in
-    ``when.checks`` are dropped (their old streak must not confirm anything)."""
+    ``when.checks`` are dropped (their old streak must not confirm anything).
+
+    ``observer`` (a listed alarm's ALARM) adds one more to a CRITICAL check's streak when it
+    is newer than the look that last added to it and, for a streak that was 0, newer than
+    the last tick (a look after the alarm that did not fail makes the alarm stale)."""
     before = state.streaks if isinstance(state.streaks, dict) else {}
     before_at = state.streak_at if isinstance(state.streak_at, dict) else {}
     streaks: dict[str, int] = {}
     at: dict[str, str] = {}
     skipped: dict[str, float] = {}
+    observed: list[str] = []
     for name in trigger:
         r = by_name.get(name)
         held = int(before.get(name, 0))
@@ -243,9 +300,24 @@ def next_streaks(trigger: Sequence[str], by_name: dict[str, CheckResult], state:
             else:
                 streaks[name] = held
                 skipped[name] = elapsed or 0.0
+        if observer is not None and r is not None and r.status == Status.CRITICAL \
+                and _newer(observer.at, before_at.get(name) if held else state.last_tick_at):
+            streaks[name], last = streaks[name] + 1, iso(now)
+            skipped.pop(name, None)
+            observed.append(name)
         if streaks[name] and isinstance(last, str):
             at[name] = last
-    return Counted(streaks, at, skipped)
+    return Counted(streaks, at, skipped, observed)
+
+
+def _newer(at: datetime, than: Any) -> bool:
+    """``at`` is after the time ``than`` (ISO; none or unreadable: it is)."""
+    if not isinstance(than, str):
+        return True
+    try:
+        return at > parse_iso(than)
+    except ValueError:
+        return True
 
 
 def restart_blockers(target: Target, state: TargetState, now: datetime) -> list[str]:

@@ -89,6 +89,7 @@ class AwsEvent:
     name: str | None = None  # a cluster state change: the cluster's name
     reason: str = ""
     alarm_name: str | None = None
+    changed_at: str = ""  # an alarm's ``detail.state.timestamp``: when it turned to its state
 
     @property
     def cluster_gone(self) -> bool:
@@ -98,7 +99,15 @@ class AwsEvent:
         return self.role == "MASTER" and self.state in MASTER_GONE_STATES
 
     def evidence(self) -> dict[str, Any] | None:
-        if self.source != EMR_SOURCE or not self.cluster_gone:
+        """What the tick may hold against its own looks: an EMR event that the cluster (or its
+        master) is gone, for ``emr_state``; an alarm that turned to ALARM, which the policy
+        counts as one failing look of an independent observer (:func:`monitor.policy.alarm_look`)."""
+        if self.source == ALARM_SOURCE:
+            if self.state != "ALARM":
+                return None
+            return {"detail_type": self.detail_type, "alarm": self.alarm_name, "state": self.state,
+                    "reason": self.reason[:300], "time": self.changed_at or self.time, "id": self.id}
+        if not self.cluster_gone:
             return None
         return {"detail_type": self.detail_type, "cluster_id": self.cluster_id, "state": self.state,
                 "role": self.role, "reason": self.reason[:300], "time": self.time, "id": self.id}
@@ -155,7 +164,10 @@ def parse(event: Any) -> AwsEvent:
         state = detail.get("state")
         value = _text(state.get("value") if isinstance(state, dict) else None, "detail.state.value", limit=32)
         why = _text(state.get("reason"), "detail.state.reason", required=False) if isinstance(state, dict) else ""
-        return AwsEvent(source, str(dtype), eid, when, state=value, reason=why, alarm_name=alarm)
+        changed = _text(state.get("timestamp"), "detail.state.timestamp", required=False,
+                        limit=64) if isinstance(state, dict) else ""
+        return AwsEvent(source, str(dtype), eid, when, state=value, reason=why, alarm_name=alarm,
+                        changed_at=changed)
     cluster = _text(detail.get("clusterId"), "detail.clusterId", limit=CLUSTER_ID_MAX)
     if not cluster.startswith("j-") or not cluster[2:].isalnum():
         raise UsageError(f"usage: detail.clusterId: {cluster[:64]!r} is not an EMR cluster id (j-...)")

@@ -73,7 +73,8 @@ class Triggers(Strict):
 
     alarms: list[Annotated[str, StringConstraints(min_length=1, max_length=MAX_ALARM_NAME_LEN)]] = Field(
         default_factory=list, max_length=MAX_TRIGGER_ALARMS,
-        description="CloudWatch alarm names whose change to ALARM (an EventBridge event) ticks this target at once.")
+        description="CloudWatch alarm names whose change to ALARM (an EventBridge event) ticks this target at once; "
+                    "the change counts as one failing look for trigger checks CRITICAL in that tick.")
 
 
 class Target(Strict):

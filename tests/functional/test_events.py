@@ -100,6 +100,7 @@ def alarm_event(name: str, value: str = "ALARM", when: datetime | None = None) -
     ev["detail"]["state"]["value"] = value
     if when is not None:
         ev["time"] = iso(when)
+        ev["detail"]["state"]["timestamp"] = iso(when)
     return ev
 
 
@@ -118,7 +119,11 @@ def test_the_documented_events_parse_into_what_sentinel_uses() -> None:
     assert triggers.parse(emr_event(GROUP_CHANGE, "j-ABCDEFGHIJKL", "FAILED", instanceGroupType="MASTER")).cluster_gone
     assert not triggers.parse(emr_event(GROUP_CHANGE, "j-ABCDEFGHIJKL", "TERMINATED")).cluster_gone  # CORE
     a = triggers.parse(ALARM_CHANGE)
-    assert (a.alarm_name, a.state, a.evidence()) == ("ServerCpuTooHigh", "ALARM", None)
+    assert (a.alarm_name, a.state, a.changed_at) == ("ServerCpuTooHigh", "ALARM", "2019-10-02T17:04:40.985+0000")
+    assert a.evidence() == {"detail_type": "CloudWatch Alarm State Change", "alarm": "ServerCpuTooHigh",
+                            "state": "ALARM", "reason": a.reason[:300], "time": "2019-10-02T17:04:40.985+0000",
+                            "id": ALARM_CHANGE["id"]}
+    assert triggers.parse(alarm_event("x", "OK")).evidence() is None
 
 
 BAD = [
@@ -347,3 +352,25 @@ def test_a_duplicate_queued_event_tick_is_dropped(deployed: Deployed, monkeypatc
         looks.append(deployed.state().last_tick_at)
         deployed.svc.clock.advance(seconds=5)
     assert looks[0] and looks[1] == looks[0]  # the second delivery found the target ticked since: one look
+
+
+def test_a_listed_alarm_through_the_queue_confirms_with_the_events_own_look(
+        deployed: Deployed, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The balancer lost its backend: Route 53's health check alarm is the first look, the
+    worker's tick the second, and the incident starts in that tick (no 120-s re-check)."""
+    world = deployed.world
+    url, _ = make_queue(world.clients)
+    monkeypatch.setenv(queue.QUEUE_URL_ENV, url)
+    raw = emr_raw(world, consecutive=2, dispatch="queue")
+    raw["targets"][0]["triggers"] = {"alarms": ["sentinel-trigger-hive-no-backend"]}
+    deployed.configure(raw)
+    set_cluster_state(world.cluster_id, "TERMINATED")
+    now = deployed.svc.clock.now()
+    report = deployed.send(alarm_event("sentinel-trigger-hive-no-backend", when=now))
+    assert report["data"]["enqueued"] == 1 and report["data"]["evidence"]["alarm"] == "sentinel-trigger-hive-no-backend"
+    [rec] = receive(world.clients, url)
+    assert rec["messageAttributes"]["kind"]["stringValue"] == "event"
+    assert json.loads(rec["messageAttributes"]["evidence"]["stringValue"])["state"] == "ALARM"
+    assert handler.lambda_handler(sqs_event(rec), LambdaContext("worker")) == {"batchItemFailures": []}
+    state = deployed.state()
+    assert state.streaks == {"emr": 2} and state.active_incident and len(new_clusters(world)) == 1

@@ -205,3 +205,83 @@ def test_bad_evidence_settings_are_refused_naming_their_path(
                                   {"recheck_after_s": 30, "min_gap_s": 0}, {"on_flapping": "restart"}])
 def test_good_evidence_settings_load(fake_checks: Script, when: dict[str, Any]) -> None:
     assert fake_config(recovery={"enabled": False, "when": {"checks": ["hive"], **when}}).targets
+
+
+# ---------------------------------------------------------------- a listed alarm is one look (issue 22)
+
+ALARM = "sentinel-trigger-prod-hive-no-backend"
+
+
+def with_alarm(**when: Any) -> Services:
+    svc = enabled(**when)
+    raw = svc.config.model_dump(mode="json", exclude_none=True)
+    raw["targets"][0]["triggers"] = {"alarms": [ALARM]}
+    svc.config = parse_config(raw)
+    return svc
+
+
+def alarm_tick(svc: Services, *, changed: datetime | None = None, name: str = ALARM, state: str = "ALARM",
+               action: str = "tick") -> TargetReport:
+    """A tick carrying an alarm event's evidence (what monitor.triggers attaches to it)."""
+    inv = new_invocation(svc, request_id="t")
+    at = changed or clock_of(svc).now()
+    inv.evidence = {TARGET: {"alarm": name, "state": state, "time": at.isoformat(), "id": "ev"}}
+    return run_tick(inv, deadline=Deadline.after(30), action=action).targets[0]
+
+
+def test_a_listed_alarm_in_alarm_and_a_critical_look_confirm_at_once(fake_checks: Script) -> None:
+    svc = with_alarm()
+    fake_checks.set("hive", Status.CRITICAL, "no_backend")
+    rep = alarm_tick(svc, changed=clock_of(svc).now() - timedelta(seconds=5))
+    assert rep.decision and rep.decision["streaks"] == {"hive": 2}
+    assert rep.decision["verdict"] == "confirmed" and rep.decision["recover"] is True
+    assert any(f"alarm {ALARM!r} in ALARM since" in r for r in rep.decision["reasons"])
+
+
+def test_without_the_alarm_the_same_look_is_only_the_first(fake_checks: Script) -> None:
+    svc = with_alarm()
+    fake_checks.set("hive", Status.CRITICAL, "no_backend")
+    rep = tick(svc)
+    assert rep.decision and rep.decision["streaks"] == {"hive": 1} and rep.decision["verdict"] == "failing"
+
+
+def test_the_alarm_never_confirms_alone_a_look_that_does_not_fail(fake_checks: Script) -> None:
+    svc = with_alarm()
+    fake_checks.set("hive", Status.OK, "fine")
+    rep = alarm_tick(svc)
+    assert rep.decision and rep.decision["streaks"] == {"hive": 0} and rep.decision["verdict"] == "ok"
+    assert any("not counted (no trigger check CRITICAL" in r for r in rep.decision["reasons"])
+    fake_checks.set("hive", Status.UNKNOWN, "cannot judge")
+    clock_of(svc).advance(seconds=61)
+    assert alarm_tick(svc).decision["streaks"] == {"hive": 0}  # type: ignore[index]
+
+
+def test_one_alarm_change_counts_once_however_often_it_is_delivered(fake_checks: Script) -> None:
+    svc = with_alarm(consecutive_failures=3)
+    fake_checks.set("hive", Status.CRITICAL, "no_backend")
+    changed = clock_of(svc).now()
+    first = alarm_tick(svc, changed=changed)
+    clock_of(svc).advance(seconds=3)
+    again = alarm_tick(svc, changed=changed)  # EventBridge delivered it twice
+    assert first.decision and first.decision["streaks"] == {"hive": 2}
+    assert again.decision and again.decision["streaks"] == {"hive": 2} and again.decision["verdict"] == "failing"
+    clock_of(svc).advance(seconds=60)
+    later = alarm_tick(svc, changed=changed)  # a late copy: the spaced look counts, the alarm not again
+    assert later.decision and later.decision["streaks"] == {"hive": 3}
+
+
+@pytest.mark.parametrize("case", ["stale", "future", "not-listed", "ok-state", "looked-since"])
+def test_an_alarm_that_is_not_fresh_evidence_is_not_a_look(fake_checks: Script, case: str) -> None:
+    svc = with_alarm()
+    fake_checks.set("hive", Status.CRITICAL, "no_backend")
+    now = clock_of(svc).now()
+    changed = {"stale": now - timedelta(minutes=11), "future": now + timedelta(minutes=5)}.get(case, now)
+    if case == "looked-since":  # a look after the alarm changed did not fail: the alarm is stale
+        fake_checks.set("hive", Status.OK, "fine")
+        clock_of(svc).advance(seconds=30)
+        tick(svc)
+        fake_checks.set("hive", Status.CRITICAL, "no_backend")
+        clock_of(svc).advance(seconds=30)
+    rep = alarm_tick(svc, changed=changed, name="someone-elses" if case == "not-listed" else ALARM,
+                     state="OK" if case == "ok-state" else "ALARM")
+    assert rep.decision and rep.decision["streaks"] == {"hive": 1} and rep.decision["verdict"] == "failing"
