@@ -64,6 +64,11 @@ def build_parser() -> argparse.ArgumentParser:
               target="required")
     abt.add_argument("--reason", required=True, help="why (audited and paged)")
     abt.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    apr = add("approve", "let a rung waiting for approval (phase APPROVAL) act now", target="required")
+    apr.add_argument("--reason", required=True, help="why (audited and sent to the info topic)")
+    dny = add("deny", "refuse a rung waiting for approval: the incident escalates, nothing is changed",
+              target="required")
+    dny.add_argument("--reason", required=True, help="why (audited and sent to the info topic)")
     inv = sub.add_parser("invoke", help="run an action in the deployed Lambda",
                          description="Run an action in the deployed Lambda (its readonly or operator alias) "
                                      "and print its report.")
@@ -72,14 +77,14 @@ def build_parser() -> argparse.ArgumentParser:
     inv.add_argument("--region", help="the function's region (default: AWS_REGION / the profile's)")
     inv.add_argument("--profile", default=os.environ.get("AWS_PROFILE"), help="AWS profile (default: $AWS_PROFILE)")
     inv.add_argument("action", choices=["tick", "check", "plan", "status", "recover", "silence", "unsilence", "ack",
-                                        "abort"],
+                                        "abort", "approve", "deny"],
                      help="what the Lambda should do: tick, check, plan, status (readonly alias); recover, "
-                          "silence, unsilence, ack, abort (operator alias)")
+                          "silence, unsilence, ack, abort, approve, deny (operator alias)")
     inv.add_argument("--target", help="target name (required by every action but tick and status)")
     inv.add_argument("--dry-run", action="store_true", help="tick: run everything, change nothing, send nothing")
     inv.add_argument("--force", action="store_true", help="recover: skip the consecutive-failure threshold only")
     inv.add_argument("--for", dest="duration", help="silence: how long, e.g. 30m, 2h, 1d (max 14d)")
-    inv.add_argument("--reason", help="silence, abort: why (audited)")
+    inv.add_argument("--reason", help="silence, abort, approve, deny: why (audited)")
     inv.add_argument("--actions-only", action="store_true", help="silence: keep paging, only stop automatic actions")
     inv.add_argument("--yes", action="store_true", help="do not ask for confirmation (recover)")
     inv.add_argument("--json", action="store_true", help="print the JSON report")
@@ -282,7 +287,7 @@ def _run(args: argparse.Namespace, services_factory: ServicesFactory) -> int:
         "actions_only": bool(getattr(args, "actions_only", False)),
     })
     inv = new_invocation(services, dry_run=req.dry_run, requested_by=req.requested_by)
-    if args.command in ("recover", "abort"):  # a person waits: one stderr line per phase and per message
+    if args.command in ("recover", "abort", "approve"):  # a person waits: one stderr line per phase and per message
         _show_progress(inv)
     report = dispatch(inv, req, Deadline.after(CLI_DEADLINE_S))
     if args.command == "recover":

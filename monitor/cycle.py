@@ -42,7 +42,8 @@ log = logging.getLogger("sentinel.cycle")
 
 LEASE_SLACK_S = 30.0
 STATE_OUTAGE = STATE_TABLE  # the outage key of the state table (monitor.core.outages)
-TICK_ACTIONS = ("tick", "check", "recover", "abort")
+TICK_ACTIONS = ("tick", "check", "recover", "abort", "approve", "deny")
+ANSWERS = ("abort", "approve", "deny")  # a person acts on a running incident: no target, no run
 
 
 def run_tick(
@@ -78,8 +79,8 @@ def run_tick(
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="target") as pool:
         futures = [pool.submit(_guarded, inv, t, action, force, deadline, reason=reason) for t in selected]
         report.targets = [f.result() for f in futures]
-    if action == "abort" and report.targets and all((t.error or "").startswith("usage:") for t in report.targets):
-        report.errors.extend(str(t.error) for t in report.targets)  # e.g. nothing to abort: exit 2
+    if action in ANSWERS and report.targets and all((t.error or "").startswith("usage:") for t in report.targets):
+        report.errors.extend(str(t.error) for t in report.targets)  # e.g. nothing to abort or approve: exit 2
         report.targets = []
     if action == "tick" and not targets:
         report_orphans(inv, report)
@@ -220,7 +221,7 @@ class TargetTick:
         name = self.target.name
         now = self.clock.now()
         if not self.read_only:
-            waits = self.action in ("recover", "abort")  # a person asked: wait for the lease, or say busy
+            waits = self.action in ("recover", *ANSWERS)  # a person asked: wait for the lease, or say busy
             try:
                 if waits:
                     self.lease = take_lease(self.store, name, self.inv.owner, self.clock, deadline=self.deadline,
@@ -266,6 +267,8 @@ class TargetTick:
 
         if self.action == "abort":
             return self._abort(state)
+        if self.action in ("approve", "deny"):
+            return self._answer(state, approve=self.action == "approve")
         if runbook.is_active(state) and self.action != "check":
             return self._advance_recovery(state)
 
@@ -631,6 +634,21 @@ class TargetTick:
             return self.rep
         try:
             result = runbook.abort(self._recovery_context(), state, reason=self.reason)
+        except runbook.RecoveryUnavailable as exc:
+            self.rep.error = str(exc)
+            return self.rep
+        return self._recovery_done(result.state, result.report)
+
+    def _answer(self, state: TargetState, *, approve: bool) -> TargetReport:
+        """``sentinel approve|deny``: a person's answer to the incident's pending approval
+        (recover.approval), under the lease the command waited for."""
+        from recover import runbook
+
+        if self.inv.dry_run:
+            self.rep.error = f"usage: {self.action} has no dry run (see `sentinel plan` for what the rung would do)"
+            return self.rep
+        try:
+            result = runbook.answer(self._recovery_context(), state, approve=approve, reason=self.reason)
         except runbook.RecoveryUnavailable as exc:
             self.rep.error = str(exc)
             return self.rep

@@ -16,14 +16,16 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 from monitor.config import Config
 from monitor.core.errors import UsageError
 
-Action = Literal["tick", "check", "recover", "status", "plan", "silence", "unsilence", "ack", "abort"]
+Action = Literal["tick", "check", "recover", "status", "plan", "silence", "unsilence", "ack", "abort", "approve",
+                 "deny"]
 
 # Two invoke doors (DESIGN §10): one function, two aliases. The read-only door may look and
 # tick (a tick may recover on its own, under the config's rules, as the schedule does); only
 # the operator door may ask for a change by hand. IAM decides who may invoke which alias.
 Door = Literal["readonly", "operator"]
 READONLY_ACTIONS: frozenset[str] = frozenset({"tick", "check", "status", "plan"})
-OPERATOR_ACTIONS: frozenset[str] = READONLY_ACTIONS | {"recover", "abort", "silence", "unsilence", "ack"}
+OPERATOR_ACTIONS: frozenset[str] = READONLY_ACTIONS | {"recover", "abort", "silence", "unsilence", "ack", "approve",
+                                                        "deny"}
 
 # Event limits (hostile or sloppy input is refused before anything runs). A target name is
 # at most 63 characters in the config; the rest are generous for a person, small for a log line.
@@ -48,7 +50,7 @@ class Request(BaseModel):
     force: bool = False
     requested_by: str | None = Field(default=None, max_length=MAX_REQUESTED_BY_LEN)
     duration: str | None = Field(default=None, alias="for", max_length=MAX_DURATION_LEN)  # silence
-    reason: str | None = Field(default=None, max_length=MAX_REASON_LEN)  # silence, abort
+    reason: str | None = Field(default=None, max_length=MAX_REASON_LEN)  # silence, abort, approve, deny
     actions_only: bool = False  # silence
     source: str = "manual"  # scheduled | manual | alarm
 
@@ -58,7 +60,7 @@ class Request(BaseModel):
         return self.targets
 
 
-_TARGETED = ("recover", "silence", "unsilence", "ack", "abort", "plan")
+_TARGETED = ("recover", "silence", "unsilence", "ack", "abort", "plan", "approve", "deny")
 
 
 def door_of(context: Any) -> Door:
@@ -119,8 +121,8 @@ def parse_event(event: Any, config: Config) -> Request:
         raise UsageError(f"usage: action {req.action!r} needs \"target\"")
     if req.action == "silence" and not (req.duration and req.reason and req.reason.strip()):
         raise UsageError("usage: action 'silence' needs \"for\" (e.g. \"2h\") and \"reason\"")
-    if req.action == "abort" and not (req.reason and req.reason.strip()):
-        raise UsageError("usage: action 'abort' needs \"reason\"")
+    if req.action in ("abort", "approve", "deny") and not (req.reason and req.reason.strip()):
+        raise UsageError(f"usage: action {req.action!r} needs \"reason\"")
     return req
 
 

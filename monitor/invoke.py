@@ -30,10 +30,10 @@ from monitor.report import EXIT_UNKNOWN, EXIT_USAGE
 # The longest Lambda timeout is 900 s; wait a little longer for the response.
 READ_TIMEOUT_S = 910
 CONNECT_TIMEOUT_S = 10
-TARGETED = ("recover", "silence", "unsilence", "ack", "abort", "plan")
+TARGETED = ("recover", "silence", "unsilence", "ack", "abort", "plan", "approve", "deny")
 # The two doors (DESIGN §10): each action goes through the alias that allows it, so a person
 # with only the read-only door can still run tick/check/status/plan with this command.
-OPERATOR_ACTIONS = ("recover", "abort", "silence", "unsilence", "ack")
+OPERATOR_ACTIONS = ("recover", "abort", "silence", "unsilence", "ack", "approve", "deny")
 READONLY_ALIAS, OPERATOR_ALIAS = "readonly", "operator"
 LOG_TAIL_LINES = 10
 
@@ -91,8 +91,8 @@ def usage_problem(event: dict[str, Any]) -> str | None:
         return f"usage: sentinel invoke {event['action']} needs --target"
     if event["action"] == "silence" and not (event["for"] and event["reason"]):
         return "usage: sentinel invoke silence needs --for (e.g. 2h) and --reason"
-    if event["action"] == "abort" and not event["reason"]:
-        return "usage: sentinel invoke abort needs --reason"
+    if event["action"] in ("abort", "approve", "deny") and not event["reason"]:
+        return f"usage: sentinel invoke {event['action']} needs --reason"
     return None
 
 

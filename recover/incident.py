@@ -37,6 +37,8 @@ class Phase(str, enum.Enum):
     # The restart_service rung (numbers 11, 12: the ones above keep theirs).
     RESTART = "RESTART"
     VERIFY = "VERIFY"
+    # Waiting for a person's yes before a rung acts (recover.approval; number 13).
+    APPROVAL = "APPROVAL"
 
     @property
     def number(self) -> int:
@@ -61,6 +63,8 @@ def next_phase(strategy: str, phase: Phase) -> Phase:
     if phase is Phase.FAILED:
         return Phase.ESCALATED
     order = ORDER[strategy]
+    if phase is Phase.APPROVAL:  # approved (or on_timeout: proceed): the rung starts
+        return order[0]
     return order[order.index(phase) + 1]
 
 
@@ -123,6 +127,9 @@ class Incident:
     restart: dict[str, Any] | None = None
     # The claim tag this deployment holds on the cluster it changes (recover.claim), once confirmed.
     claim: dict[str, Any] | None = None
+    # recovery.approval: {rung, index, asked_at, timeout_min, on_timeout, plan, answer: {decision,
+    # by, reason, at} | None} for the rung waiting (or last waiting) for a person's yes.
+    approval: dict[str, Any] | None = None
     stall_paged: str | None = None  # the phase (and its start) a stall page was sent for
     timeline: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)

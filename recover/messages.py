@@ -95,7 +95,9 @@ def recovered_on_its_own(target: Target, inc: Incident, phase: Phase, note: str,
              f"Nothing was destroyed: the old cluster {inc.old_cluster_id or '(none)'} was left as it was"
              + (f"; the new cluster {inc.new_cluster_id} was launched and is kept (terminate it by hand if unneeded)"
                 if inc.new_cluster_id else "; no new cluster was launched") + ".",
-             f"This attempt still counts against the recovery budget ({budget}); nothing is refunded."]
+             f"This attempt still counts against the recovery budget ({budget}); nothing is refunded."
+             if phase is not Phase.APPROVAL else
+             f"It was waiting for approval: no rung ran and no budget was spent ({budget})."]
     lines += [f"Note: {n}" for n in inc.notes]
     lines += ["", "Automation continues as usual; a new failure starts a new confirmation. Review:",
               f"  sentinel status --target {target.name}"]
@@ -160,3 +162,30 @@ def dry_run(target: Target, plan: dict[str, Any]) -> tuple[str, str]:
     lines += ["", "Full plan:", f"  sentinel plan --target {target.name}",
               "Recover for real: set recovery.dry_run: false in the config."]
     return "confirmed failure: recovery dry run", "\n".join(lines)
+
+
+def approval_needed(target: Target, inc: Incident) -> tuple[str, str]:
+    """The ask (recover.approval): what the rung would change, one line per changing call, and
+    how to answer; what happens when nobody does."""
+    ask = inc.approval or {}
+    rung = ask.get("rung") or "the next rung"
+    name = target.name
+    timeout = f"{float(ask.get('timeout_min') or 30):g} min"
+    then = ("sentinel escalates: nothing is changed and you are paged again" if ask.get("on_timeout") != "proceed"
+            else f"sentinel PROCEEDS with {rung} as if approved (recovery.approval.on_timeout: proceed)")
+    lines = [f"{name} needs a person's yes before sentinel runs {rung}: {inc.reason or 'confirmed failure'}",
+             f"Incident {inc.id}. Asked at {ask.get('asked_at')}.", "", f"What {rung} would change:"]
+    lines += [f"  {line}" for line in ask.get("plan") or ["(no plan available: see sentinel plan)"]]
+    lines += ["", "Answer (operator door; audited with your name and reason):",
+              f"  sentinel approve --target {name} --reason \"...\"",
+              f"  sentinel deny --target {name} --reason \"...\"    (escalates; traffic untouched)",
+              f"If nobody answers within {timeout}, {then}.",
+              "If the target is healthy again before an answer, the incident ends with nothing done.",
+              *_next_steps(name)]
+    return f"APPROVAL needed: {rung} for {name}", "\n".join(lines)
+
+
+def approval_answered(target: Target, inc: Incident, line: str) -> tuple[str, str]:
+    lines = [f"{target.name}: {line}.", f"Incident {inc.id}, now in {inc.phase}.",
+             "", f"  sentinel status --target {target.name}"]
+    return line.split(":", maxsplit=1)[0], "\n".join(lines)

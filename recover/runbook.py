@@ -26,6 +26,7 @@ in recover/phases.py, recover/restart.py and recover/rollback.py.
 from __future__ import annotations
 
 import contextlib
+import copy
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -40,7 +41,7 @@ from monitor.core.state.base import Event, TargetState
 from monitor.core.state.readonly import ReadOnlyStore
 from monitor.policy import active_silence, recoveries_in_window, rung_budget_notes, start_blockers, usable_rungs
 from monitor.runner import check_budget
-from recover import messages, phases, restart, rollback
+from recover import approval, messages, phases, restart, rollback
 from recover.context import RecoveryContext, RecoveryResult
 from recover.incident import ORDER, RESTART_PHASES, TERMINAL, Incident, Phase, next_phase
 from recover.phases import VERIFY_TIMEOUT, Resolved, release_claim
@@ -67,6 +68,7 @@ PHASES: dict[Phase, Callable[[Run], Outcome]] = {
     Phase.FAILED: rollback.rollback,
     Phase.RESTART: restart.restart,
     Phase.VERIFY: restart.verify_restart,
+    Phase.APPROVAL: approval.wait,
 }
 
 
@@ -105,9 +107,14 @@ def start(rctx: RecoveryContext, state: TargetState, *, reason: str, force: bool
     skipped = [rec.ladder[i].rung for i in range(first)]
     if skipped:
         inc.notes.append(f"rung(s) {', '.join(skipped)} skipped: over their budget")
+    asks = approval.needed(rec, first, rctx.config.notify.timezone, now)
+    if asks:
+        approval.ask(inc, rec, now, plan=rung_plan_lines(rctx, state, first, reason=reason))
     run = Run(rctx, state, inc, persist=True, dry_run=False)
     try:
-        run.save(f"recovery {inc.id} started ({inc.strategy}): {reason}", **_budget_use(rec, state, first, now))
+        # A rung waiting for approval spends its budget when it is approved (see _enter).
+        run.save(f"recovery {inc.id} started ({inc.strategy}): {reason}",
+                 **({} if asks else _budget_use(rec, state, first, now)))
     except Stop as exc:
         report = {"status": "UNKNOWN", "phase": None, "summary": f"recovery not started: {exc}"}
         if run.store_failed:
@@ -119,6 +126,8 @@ def start(rctx: RecoveryContext, state: TargetState, *, reason: str, force: bool
     used = recoveries_in_window(state, now, rec.limits.window_hours)
     subject, body = messages.started(target, inc, attempt=len(used) + 1)
     rctx.notifier.page(target.name, "recovery-started", subject, body)
+    if asks:
+        rctx.notifier.page(target.name, "approval-needed", *messages.approval_needed(target, inc))
     return _continue(run)
 
 
@@ -163,12 +172,18 @@ def _climb(run: Run, phase: Phase, why: str) -> Fail | None:
     inc.phase, inc.phase_started_at = first.value, iso(now)
     inc.timeline.append({"at": iso(now), "phase": first.value,
                          "note": f"{phase.value} did not help ({why}): rung {index + 1} {rec.ladder[index].rung}"})
+    asks = approval.needed(rec, index, rctx.config.notify.timezone, now) and not run.dry_run
+    if asks:
+        approval.ask(inc, rec, now, plan=rung_plan_lines(rctx, run.state, index, reason=inc.reason))
+        first = Phase.APPROVAL
     run.save(f"{phase.value} -> {first.value}: climbing to {rec.ladder[index].rung}: {why}",
-             **_budget_use(rec, run.state, index, now))
+             **({} if asks else _budget_use(rec, run.state, index, now)))
     run.transitions.append({"from": phase.value, "to": first.value, "at": iso(now), "note": why})
     rctx.metrics.put("RemediationRung", index + 1, "None", target=rctx.target.name)
     rctx.metrics.put("RecoveryPhase", first.number, "None", target=rctx.target.name)
     rctx.notifier.page(rctx.target.name, "recovery-climbing", *messages.climbing(rctx.target, inc, phase, why))
+    if asks:
+        rctx.notifier.page(rctx.target.name, "approval-needed", *messages.approval_needed(rctx.target, inc))
     return None
 
 
@@ -214,6 +229,8 @@ def stall_limit(rctx: RecoveryContext, inc: Incident) -> timedelta:
     own = {Phase.WAIT_READY: timedelta(minutes=rec.limits.launch_timeout_min),
            Phase.VERIFY_NEW: VERIFY_TIMEOUT, Phase.VERIFY_PATH: VERIFY_TIMEOUT}.get(phase)
     rung = rec.ladder[min(inc.rung, len(rec.ladder) - 1)]
+    if phase is Phase.APPROVAL:
+        own = timedelta(minutes=float((inc.approval or {}).get("timeout_min") or 30))
     if isinstance(rung, RestartRung) and phase is Phase.RESTART:
         own = timedelta(minutes=rung.timeout_min)
     elif isinstance(rung, RestartRung) and phase is Phase.VERIFY:
@@ -302,6 +319,62 @@ def abort(rctx: RecoveryContext, state: TargetState, *, reason: str) -> Recovery
     return _continue(run)
 
 
+def answer(rctx: RecoveryContext, state: TargetState, *, approve: bool, reason: str) -> RecoveryResult:
+    """``sentinel approve|deny`` / the Lambda ``approve``/``deny`` actions (operator door):
+    record a person's answer on the pending approval under the lease, page it to the info
+    topic with who and why, then go on at once (an approval starts the rung in this call; a
+    denial escalates with nothing changed). The write is version-conditional: of two answers
+    racing, the second finds the approval answered (or the state moved on) and changes nothing."""
+    if rctx.lease is None:
+        raise RecoveryUnavailable("no lease held: refusing to change anything")
+    # A deep copy: the answer is written into the incident's nested approval record, which must
+    # not alias the state this call was given (a caller may hold it for a retry or a report).
+    inc = Incident.from_dict(copy.deepcopy(state.incident or {})) if is_active(state) else None
+    if inc is None or approval.pending(inc) is None or (inc.approval or {}).get("answer"):
+        raise RecoveryUnavailable(approval.why_not_pending(inc, rctx.target))
+    who = rctx.requested_by or "a person"
+    line = approval.record(inc, approve=approve, who=who, reason=reason, now=rctx.clock.now())
+    run = Run(rctx, state, inc, persist=True, dry_run=False)
+    try:
+        run.save(line, kind="approval-approved" if approve else "approval-denied")
+    except Stop as exc:
+        report = _report(run)
+        report.update(status="UNKNOWN", transitions=[],
+                      summary=f"answer not recorded, nothing changed: {exc}; check `sentinel status` and try again")
+        return RecoveryResult(run.state, report)
+    rctx.notifier.info(rctx.target.name, "approval-answered", *messages.approval_answered(rctx.target, inc, line))
+    return _continue(run)
+
+
+def rung_plan_lines(rctx: RecoveryContext, state: TargetState, index: int, *, reason: str) -> list[str]:
+    """The changing calls ladder rung ``index`` would make, one line each (a dry run of the
+    rung: real reads, nothing sent), for the approval page. Never raises: a plan that cannot
+    be made says so (the person is still asked)."""
+    rec = rctx.target.recovery
+    inc = Incident.create(rctx.target.name, order_of(rec, index), rctx.clock.now(), reason=reason,
+                          requested_by=rctx.requested_by, force=False, incident_id=f"{rctx.target.name}-APPROVAL",
+                          rung=index)
+    run = Run(rctx, state, inc, persist=False, dry_run=True)
+    try:
+        _drive(run)
+    except Exception as exc:  # the ask must go out whatever the plan does
+        return [f"(plan unavailable: {type(exc).__name__}: {str(exc)[:200]}; see sentinel plan)"]
+    lines = [f"{r.phase:<12} {r.service}.{r.op}{_subject(r.params)}" for r in run.aws.records if r.mutating]
+    if inc.failed or inc.escalation:
+        lines.append(f"(the dry run stops: {(inc.failed or {}).get('error') or inc.escalation})")
+    return lines or ["(no changing AWS call)"]
+
+
+# Parameters that name what a changing call changes (never a secret: ids, names, record names).
+_SUBJECT_KEYS = ("Name", "JobFlowIds", "ClusterId", "TargetGroupArn", "LoadBalancerName", "HostedZoneId",
+                 "InstanceIds", "ResourceId")
+
+
+def _subject(params: dict[str, Any]) -> str:
+    parts = [f"{k}={str(params[k])[:120]}" for k in _SUBJECT_KEYS if params.get(k)]
+    return f" ({', '.join(parts[:3])})" if parts else ""
+
+
 def build_plan(rctx: RecoveryContext, state: TargetState, *, reason: str = "plan") -> dict[str, Any]:
     """Every rung of the ladder in dry run, in order: every AWS call with its parameters.
     Nothing is persisted, sent or launched; reads are real. The top-level keys describe the
@@ -323,6 +396,8 @@ def build_plan(rctx: RecoveryContext, state: TargetState, *, reason: str = "plan
         calls.extend(rung_calls)
         entry: dict[str, Any] = {"rung": rung.rung, "ok": inc.current is Phase.DONE, "phases": list(inc.timeline),
                                  "calls": rung_calls, "budget": rec.rung_budget(rung)}
+        if rec.approval is not None and rec.approval.needs(rung.rung):
+            entry["approval"] = approval.summary(rec, rctx.config.notify.timezone)
         if isinstance(rung, RestartRung):
             entry.update(via=rung.via, command=rung.command, timeout_min=rung.timeout_min,
                          note=("an EMR step waits behind running steps when the cluster's step concurrency is 1: "
@@ -360,6 +435,7 @@ def build_plan(rctx: RecoveryContext, state: TargetState, *, reason: str = "plan
         "not_copied": inc.not_copied,
         "notes": inc.notes,
         "would_not_start_now": blockers,
+        "approval": approval.summary(rec, rctx.config.notify.timezone),
     }
 
 
@@ -521,6 +597,8 @@ def _enter(run: Run, phase: Phase, note: str) -> None:
         reason = inc.escalation or (inc.failed or {}).get("error") or note
         changes = {"escalated": {"at": iso(now), "reason": reason, "incident": inc.id},
                    "last_page": {"kind": "confirmed", "at": iso(now), "via": "recovery-escalated"}}
+    elif prev is Phase.APPROVAL and phase is not Phase.FAILED:  # approved (or proceeding): the rung starts
+        changes = _budget_use(rctx.target.recovery, run.state, inc.rung, now)
     elif inc.recovered_at and prev in (Phase.VERIFY_PATH, Phase.VERIFY) and phase is not Phase.FAILED:
         changes = dict(_CLEAN_SLATE)  # clients are on the verified cluster: its watch starts clean
     run.save(f"{prev.value} -> {phase.value}: {note}", **changes)

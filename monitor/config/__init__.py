@@ -28,6 +28,7 @@ from monitor.config.notify import Flap, Notify
 from monitor.config.recovery import (
     DEFAULT_RESTART_COMMAND,
     RELAUNCH_KINDS,
+    Approval,
     ErrorKindName,
     Limits,
     MasterTls,
@@ -54,6 +55,7 @@ __all__ = [
     "NAME_RE",
     "RELAUNCH_KINDS",
     "AnyCheck",
+    "Approval",
     "ClusterRef",
     "Config",
     "ConfigError",

@@ -181,6 +181,37 @@ class RestartRung(Strict):
 
 Rung = Annotated[ReplaceRung | RestartRung, Field(discriminator="rung")]
 
+_HHMM = r"([01][0-9]|2[0-3]):[0-5][0-9]"
+RungName = Literal["replace", "restart_service"]
+
+
+class Approval(Strict):
+    """A person's yes before the listed rungs act (issue 21; DESIGN §11). The incident waits in
+    phase APPROVAL; nobody answering is decided by ``on_timeout``; inside ``auto_hours`` (in
+    ``notify.timezone``) nobody is asked."""
+
+    rungs: list[RungName] = Field(default_factory=lambda: list[RungName](["replace"]), min_length=1,
+                                                                max_length=2,
+        description="The rungs that need a person's yes before they act.")
+    timeout_min: float = Field(default=30, gt=0, le=1440,
+        description="How long to wait for an answer before on_timeout applies.")
+    on_timeout: Literal["escalate", "proceed"] = Field(default="escalate",
+        description="Nobody answered in time: escalate (page, change nothing) or proceed as if approved.")
+    auto_hours: str | None = Field(default=None, pattern=rf"^{_HHMM}-{_HHMM}$",
+        description="'HH:MM-HH:MM' in notify.timezone (may wrap midnight): inside it no approval is asked.")
+
+    @field_validator("auto_hours")
+    @classmethod
+    def _not_empty_window(cls, value: str | None) -> str | None:
+        if value is not None and value[:5] == value[6:]:
+            raise PydanticCustomError("auto_hours", "auto_hours: start and end are equal ({value}): the window "
+                                      "would be empty or the whole day; leave it out or use 00:00-23:59",
+                                      {"value": value})
+        return value
+
+    def needs(self, rung: str) -> bool:
+        return rung in self.rungs
+
 
 def _default_ladder() -> list[ReplaceRung | RestartRung]:
     return [ReplaceRung(rung="replace")]  # existing configs keep their meaning
@@ -209,6 +240,8 @@ class Recovery(Strict):
     # timeout, or 30 min).
     stall_after_min: float | None = Field(default=None, gt=0, le=1440,
         description="Page when an incident has not changed phase this long (default: the phase's timeout + 10 min).")
+    approval: Approval | None = Field(default=None,
+        description="A person's yes before the listed rungs act (phase APPROVAL); absent: no approval is asked.")
     # Remedies tried in order (DESIGN §10); a rung that fails or is over its budget hands the
     # incident to the next one; the last one failing escalates.
     ladder: list[Rung] = Field(default_factory=_default_ladder, min_length=1, max_length=5,

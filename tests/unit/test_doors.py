@@ -76,6 +76,8 @@ EVENTS: dict[str, dict[str, Any]] = {
     "silence": {"action": "silence", "target": T, "for": "14d", "reason": "mute"},
     "unsilence": {"action": "unsilence", "target": T},
     "ack": {"action": "ack", "target": T},
+    "approve": {"action": "approve", "target": T, "reason": "change window ok"},
+    "deny": {"action": "deny", "target": T, "reason": "not during the release"},
 }
 
 
@@ -96,7 +98,8 @@ def test_a_context_without_an_arn_is_readonly() -> None:
 
 def test_the_door_sets_match_the_contract() -> None:
     assert set(READONLY_ACTIONS) == {"tick", "check", "status", "plan"}
-    assert set(OPERATOR_ACTIONS) == {"tick", "check", "status", "plan", "recover", "abort", "silence", "unsilence", "ack"}
+    assert set(OPERATOR_ACTIONS) == {"tick", "check", "status", "plan", "recover", "abort", "silence", "unsilence", "ack",
+                                     "approve", "deny"}
     assert set(EVENTS) == set(OPERATOR_ACTIONS)
 
 
