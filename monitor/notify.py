@@ -112,6 +112,10 @@ KIND_GUIDE: dict[str, tuple[str, str]] = {
     "recovery-climbing": ("tried the next rung of the recovery ladder (the one before did not help)",
                           "sentinel status --target {t}   (to stop it: sentinel abort --target {t} --reason \"...\")"),
     "recovery-failed": ("is rolling back what it can; a page follows when it stops", "sentinel status --target {t}"),
+    "approval-needed": ("waits for a person's yes before the rung above acts (recovery.approval); nobody answering "
+                        "follows on_timeout", "sentinel approve --target {t} --reason \"...\"   or: sentinel deny "
+                        "--target {t} --reason \"...\""),
+    "approval-answered": ("recorded the answer (who and why are above) and acted on it", "sentinel status --target {t}"),
 }
 DEFAULT_GUIDE = ("see above", "sentinel status --target {t}")
 

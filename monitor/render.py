@@ -114,6 +114,16 @@ def _status_lines(name: str, st: dict[str, Any]) -> list[str]:
         inc = st["incident"]
         started = f", started {_when(inc.get('started_at'))} (times below: UTC)" if inc.get("started_at") else ""
         out += _wrap(f"incident {inc.get('id')}: phase {inc.get('phase')}{started}", "  ")
+        ask = inc.get("approval") if isinstance(inc.get("approval"), dict) else None
+        if ask and inc.get("phase") == "APPROVAL":
+            out += _wrap(f"WAITING FOR APPROVAL of {ask.get('rung')} since {_when(ask.get('asked_at'))} (then "
+                         f"{ask.get('on_timeout')} after {ask.get('timeout_min')} min): sentinel approve|deny "
+                         f"--target {name} --reason \"...\"", "  ")
+            out += [f"    would change: {line}" for line in (ask.get("plan") or [])[:20]]
+        elif ask and isinstance(ask.get("answer"), dict):
+            a = ask["answer"]
+            out += _wrap(f"{ask.get('rung')} {a.get('decision')} by {a.get('by')} at {_when(a.get('at'))}: "
+                         f"{a.get('reason')}", "  ")
         out += _table(st.get("incident_timeline") or [])
     if st.get("events"):
         out.append("  timeline (newest first):")

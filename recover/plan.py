@@ -124,6 +124,8 @@ def render(plan: dict[str, Any]) -> str:
         lines.append(f"  {kind} {call['call']} {params}")
     lines.append("")
     lines.append("Phases: " + " -> ".join(p["phase"] for p in plan["phases"]))
+    if plan.get("approval"):  # recovery.approval: a person's yes first (phase APPROVAL)
+        lines.append(f"Approval: {plan['approval']}")
     if plan.get("not_copied"):
         lines.append("\nNot copied:")
         for gap in plan["not_copied"]:

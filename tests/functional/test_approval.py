@@ -268,3 +268,34 @@ def test_a_config_without_approval_is_unchanged(world: World) -> None:
     h = Harness(world, recovery_config(world), MemoryStateStore(), real_now_clock())
     old_master_broken(h)
     assert h.start()["phase"] == "WAIT_READY"
+
+
+def test_a_restart_that_does_not_help_climbs_into_approval_not_into_a_relaunch(
+        world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    from recover import phases
+
+    raw = approval_raw(world)
+    raw["targets"][0]["recovery"]["ladder"] = [
+        {"rung": "restart_service", "via": "ssm", "timeout_min": 10, "warmup_s": 60, "verify_timeout_min": 5},
+        {"rung": "replace"}]
+    h = Harness(world, parse_config(raw), MemoryStateStore(), real_now_clock())
+    monkeypatch.setattr(phases, "SLEEP", lambda s: h.clock.advance(seconds=s))
+    h.verify.by_host[None] = Status.CRITICAL  # the restart does not help
+    assert h.start()["phase"] == "VERIFY"  # the restart rung needs nobody's yes
+    h.clock.advance(minutes=6)
+    report = h.advance()
+    assert report["phase"] == "APPROVAL" and new_clusters(world) == []
+    inc = h.incident()
+    assert inc["approval"]["rung"] == "replace" and inc["strategy"] == "replace"
+    assert h.store.get(TARGET).recoveries == []  # the replace budget is not spent by asking
+    assert [k for k, _, _ in pages(world)][-2:] == ["recovery-climbing", "approval-needed"]
+
+
+def test_status_shows_the_pending_approval_and_how_to_answer(world: World, tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    h = waiting(world)
+    capsys.readouterr()
+    assert cli(world, h, tmp_path, "status") in (0, 1, 2)
+    shown = capsys.readouterr().out
+    assert "WAITING FOR APPROVAL of replace" in shown and f"sentinel approve|deny --target {TARGET}" in shown
+    assert "would change: LAUNCH" in shown

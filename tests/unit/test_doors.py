@@ -185,6 +185,18 @@ def test_abort_through_the_operator_door_reaches_the_runbook(svc: Services) -> N
     assert rep["errors"] == ["usage: no recovery in progress for prod-hive"]
 
 
+@pytest.mark.parametrize("action", ["approve", "deny"])
+def test_approve_and_deny_through_the_operator_door_reach_the_runbook(svc: Services, action: str) -> None:
+    rep = handler.lambda_handler({**EVENTS[action], "requested_by": "carol"}, Ctx("operator"))
+    assert rep["errors"] == ["usage: no recovery in progress for prod-hive: nothing to approve or deny"]
+
+
+@pytest.mark.parametrize("action", ["approve", "deny"])
+def test_approve_and_deny_need_a_reason(svc: Services, action: str) -> None:
+    rep = handler.lambda_handler({"action": action, "target": T}, Ctx("operator"))
+    assert rep["exit_code"] == 2 and rep["errors"] == [f"usage: action {action!r} needs \"reason\""]
+
+
 # ------------------------------------------------------------------ sentinel invoke
 
 

@@ -74,7 +74,7 @@ def test_every_page_kind_says_target_failure_since_when_action_and_next_command(
     assert g["Incident"].startswith("prod-hive-20261201T0409Z-abc")
     assert kind in KIND_GUIDE, f"page kind {kind!r} has no specific guidance in monitor.notify.KIND_GUIDE"
     assert g["sentinel"] and g["sentinel"] != DEFAULT_GUIDE[0]
-    assert re.search(r"\bsentinel (status|check|plan|ack|abort|recover) --target prod-hive\b", g["Next"]), g["Next"]
+    assert re.search(r"\bsentinel (status|check|plan|ack|abort|recover|approve|deny) --target prod-hive\b", g["Next"]), g["Next"]
 
 
 def test_a_kind_nobody_listed_still_gets_a_complete_block() -> None:
