@@ -45,41 +45,10 @@ from monitor import flap
 from monitor.config import RELAUNCH_KINDS, ReplaceRung, RestartRung, Target, recovery_gaps
 from monitor.core.clock import iso, parse_iso
 from monitor.core.state.base import TargetState
+from monitor.observers import AlarmLook, alarm_look, newer
 
 Verdict = Literal["ok", "degraded", "failing", "confirmed"]
 
-# An alarm's ALARM counts as a look only this long after it changed (a late or replayed event
-# is a reason to look, not evidence), and not when it claims to be from the future.
-ALARM_LOOK_MAX_AGE = timedelta(minutes=10)
-ALARM_LOOK_SKEW = timedelta(minutes=1)
-
-
-@dataclass(frozen=True)
-class AlarmLook:
-    """A listed alarm's change to ALARM, as one failing look (see the module's rules)."""
-
-    alarm: str
-    at: datetime
-
-
-def alarm_look(target: Target, evidence: Any, now: datetime) -> tuple[AlarmLook | None, str | None]:
-    """The look an event's evidence stands for, else None and why not (for the decision's
-    reasons). Only an alarm this target lists, in ALARM, changed within ``ALARM_LOOK_MAX_AGE``."""
-    if not isinstance(evidence, dict) or not evidence.get("alarm"):
-        return None, None
-    name = str(evidence.get("alarm"))[:255]
-    if name not in target.triggers.alarms or evidence.get("state") != "ALARM":
-        return None, f"alarm {name!r}: not a listed alarm in ALARM, not counted as a look"
-    try:
-        at = parse_iso(str(evidence.get("time") or ""))
-    except ValueError:
-        return None, f"alarm {name!r}: unreadable time, not counted as a look"
-    if at.tzinfo is None:
-        return None, f"alarm {name!r}: time without a zone, not counted as a look"
-    if at > now + ALARM_LOOK_SKEW or now - at > ALARM_LOOK_MAX_AGE:
-        return None, (f"alarm {name!r} changed at {iso(at)}: not within {ALARM_LOOK_MAX_AGE.total_seconds() / 60:.0f} "
-                      "min of this look, not counted")
-    return AlarmLook(name, at), None
 
 
 @dataclass(frozen=True)
@@ -301,7 +270,7 @@ def next_streaks(trigger: Sequence[str], by_name: dict[str, CheckResult], state:
                 streaks[name] = held
                 skipped[name] = elapsed or 0.0
         if observer is not None and r is not None and r.status == Status.CRITICAL \
-                and _newer(observer.at, before_at.get(name) if held else state.last_tick_at):
+                and newer(observer.at, before_at.get(name) if held else state.last_tick_at):
             streaks[name], last = streaks[name] + 1, iso(now)
             skipped.pop(name, None)
             observed.append(name)
@@ -309,15 +278,6 @@ def next_streaks(trigger: Sequence[str], by_name: dict[str, CheckResult], state:
             at[name] = last
     return Counted(streaks, at, skipped, observed)
 
-
-def _newer(at: datetime, than: Any) -> bool:
-    """``at`` is after the time ``than`` (ISO; none or unreadable: it is)."""
-    if not isinstance(than, str):
-        return True
-    try:
-        return at > parse_iso(than)
-    except ValueError:
-        return True
 
 
 def restart_blockers(target: Target, state: TargetState, now: datetime) -> list[str]:
