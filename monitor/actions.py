@@ -194,15 +194,18 @@ def ack(inv: Invocation, target: str | None, *, reason: str | None = None) -> Ti
 
     def change(state: TargetState) -> tuple[TargetState, Event]:
         cleared.clear()
-        cleared.update({"escalated": state.escalated, "incident": state.incident})
+        cleared.update({"escalated": state.escalated, "incident": state.incident, "paused_rungs": state.paused_rungs})
         incident = state.incident
         # FAILED is mid-rollback: leave it to the runbook, which ends in ESCALATED.
         if incident and incident.get("phase") in ("ESCALATED", "DONE"):
             incident = None
-        new = replace(state, escalated=None, incident=incident, consecutive_failures=0, streaks={}, last_page=None)
-        return new, Event(iso(inv.services.clock.now()), "ack",
-                          "escalation acknowledged; automation resumed" if state.escalated else "acknowledged",
-                          {"escalated": state.escalated}, who)
+        new = replace(state, escalated=None, incident=incident, consecutive_failures=0, streaks={}, last_page=None,
+                      paused_rungs={})
+        what = "escalation acknowledged; automation resumed" if state.escalated else "acknowledged"
+        if state.paused_rungs:
+            what += f"; paused rung(s) {', '.join(sorted(state.paused_rungs))} resumed"
+        return new, Event(iso(inv.services.clock.now()), "ack", what,
+                          {"escalated": state.escalated, "paused_rungs": state.paused_rungs}, who)
 
     try:
         _update(inv, name, change)
@@ -211,6 +214,8 @@ def ack(inv: Invocation, target: str | None, *, reason: str | None = None) -> Ti
     rep = _report(inv, "ack")
     rep.data = {"target": name, "was_escalated": bool(cleared.get("escalated")), "cleared": cleared}
     was = "escalation acknowledged" if cleared.get("escalated") else "acknowledged (nothing was escalated)"
+    if cleared.get("paused_rungs"):
+        was += f"; rung(s) {', '.join(sorted(cleared['paused_rungs']))} no longer paused (recurring)"
     _announce(inv, rep, name, "acked", subject=was, lines=[
         f"{name}: {was}; automation resumes on the next tick and failure counts start over.", *_reason_lines(reason)])
     return rep

@@ -300,10 +300,40 @@ def rung_uses(target: Target, state: TargetState, now: datetime, index: int) -> 
 
 
 def usable_rungs(target: Target, state: TargetState, now: datetime, *, after: int = -1) -> list[int]:
-    """Ladder rungs (indices, after ``after``) whose own budget has room now."""
+    """Ladder rungs (indices, after ``after``) whose own budget has room now and that are not
+    paused for fixing the same failure again and again (``recovery.limits.recurring``)."""
     rec = target.recovery
+    paused = state.paused_rungs if isinstance(state.paused_rungs, dict) else {}
     return [i for i, rung in enumerate(rec.ladder)
-            if i > after and len(rung_uses(target, state, now, i)) < rec.rung_budget(rung)]
+            if i > after and rung.rung not in paused and len(rung_uses(target, state, now, i)) < rec.rung_budget(rung)]
+
+
+FIXES_DAYS = 7  # `sentinel status` and the dashboard count fixes over this many days
+
+
+def fixes_in(state: TargetState, now: datetime, days: float, rung: str | None = None) -> list[dict[str, Any]]:
+    """Incidents a rung ended (``TargetState.fixes``) in the last ``days``, of ``rung`` if given."""
+    since = now - timedelta(days=days)
+    rows = state.fixes if isinstance(state.fixes, list) else []
+    return [f for f in rows if isinstance(f, dict) and (rung is None or f.get("rung") == rung)
+            and isinstance(f.get("at"), str) and parse_iso(f["at"]) > since]
+
+
+def fixes_by_rung(state: TargetState, now: datetime, days: float = FIXES_DAYS) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for f in fixes_in(state, now, days):
+        out[str(f["rung"])] = out.get(str(f["rung"]), 0) + 1
+    return out
+
+
+def recurring(target: Target, state: TargetState, now: datetime, rung: str) -> list[dict[str, Any]]:
+    """The fixes of ``rung`` that make it recurring (``recovery.limits.recurring``: at least
+    ``count`` in ``days``), else []."""
+    rule = target.recovery.limits.recurring
+    if rule is None:
+        return []
+    found = fixes_in(state, now, rule.days, rung)
+    return found if len(found) >= rule.count else []
 
 
 def rung_budget_notes(target: Target, state: TargetState, now: datetime) -> list[str]:
@@ -312,8 +342,9 @@ def rung_budget_notes(target: Target, state: TargetState, now: datetime) -> list
     for i, rung in enumerate(rec.ladder):
         what = "recoveries" if isinstance(rung, ReplaceRung) else f"{rung.rung} ({rung.via})"
         prefix = "" if len(rec.ladder) == 1 else f"{rung.rung}: "
+        paused = " (paused: recurring, until `sentinel ack`)" if rung.rung in (state.paused_rungs or {}) else ""
         notes.append(f"{prefix}{len(rung_uses(target, state, now, i))} {what} in the last "
-                     f"{rec.limits.window_hours:g} h (max {rec.rung_budget(rung)})")
+                     f"{rec.limits.window_hours:g} h (max {rec.rung_budget(rung)}){paused}")
     return notes
 
 

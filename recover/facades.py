@@ -248,6 +248,19 @@ class Ssm(Facade):
         self._call("cancel_command", CommandId=command_id, InstanceIds=[instance_id])
 
 
+class S3(Facade):
+    service = "s3"
+
+    @needs("s3:PutObject")
+    def put_text(self, bucket: str, key: str, text: str) -> None:
+        """Write ``text`` (already masked) to ``s3://bucket/key``; the call record keeps its
+        size, not the text (records reach reports and plans)."""
+        body = text.encode("utf-8")
+        self.client.calls.call("s3", "put_object", {"Bucket": bucket, "Key": key, "Body": body,
+                                                    "ContentType": "text/plain; charset=utf-8"},
+                               record_params={"Bucket": bucket, "Key": key, "Body": f"<{len(body)} bytes>"})
+
+
 class Kms:
     """KMS for sealed specs (recover/sealed.py): called on a plain client, not recorded (the
     values are secrets; the call record would hold them)."""
@@ -266,7 +279,7 @@ class Kms:
         return bytes(self._client.decrypt(CiphertextBlob=blob, EncryptionContext=context)["Plaintext"])
 
 
-FACADES: tuple[type[Any], ...] = (Emr, Elbv2, Elb, Route53, Ssm, Kms)
+FACADES: tuple[type[Any], ...] = (Emr, Elbv2, Elb, Route53, Ssm, S3, Kms)
 
 
 def declared_permissions() -> dict[str, tuple[str, ...]]:

@@ -26,12 +26,15 @@ from monitor.config.load import load_config, loads_config, parse_config
 from monitor.config.messages import MAX_ERROR_LINES, format_validation_error
 from monitor.config.notify import Flap, Notify
 from monitor.config.recovery import (
+    DEFAULT_DIAGNOSTICS_COMMAND,
     DEFAULT_RESTART_COMMAND,
     RELAUNCH_KINDS,
+    Diagnostics,
     ErrorKindName,
     Limits,
     MasterTls,
     Recovery,
+    Recurring,
     ReplaceRung,
     RestartRung,
     Route53Routing,
@@ -47,6 +50,7 @@ from monitor.config.targets import AnyCheck, ClusterRef, Silence, Target, Trigge
 from monitor.core.errors import ConfigError
 
 __all__ = [
+    "DEFAULT_DIAGNOSTICS_COMMAND",
     "DEFAULT_RESTART_COMMAND",
     "MAX_ERROR_LINES",
     "MAX_INLINE_TARGETS",
@@ -57,6 +61,7 @@ __all__ = [
     "ClusterRef",
     "Config",
     "ConfigError",
+    "Diagnostics",
     "ErrorKindName",
     "Flap",
     "HostAlias",
@@ -65,6 +70,7 @@ __all__ = [
     "MasterTls",
     "Notify",
     "Recovery",
+    "Recurring",
     "ReplaceRung",
     "RestartRung",
     "Route53Routing",
