@@ -21,7 +21,7 @@ from monitor import flap
 from monitor.core.clock import Clock, iso
 from monitor.core.errors import ConflictError, LeaseHeld, StateError, UsageError
 from monitor.core.state.base import Event, Lease, StateStore, TargetState
-from monitor.policy import active_silence, recoveries_in_window
+from monitor.policy import FIXES_DAYS, active_silence, fixes_by_rung, recoveries_in_window
 from monitor.report import TickReport
 from monitor.runtime import Invocation
 
@@ -279,6 +279,9 @@ def _status_of(inv: Invocation, name: str, now: datetime, events: int) -> dict[s
                    "left": max(0, limits.max_recoveries - used), "enabled": target.recovery.enabled},
         "incident_timeline": incident_timeline(state.incident, recent, now),
         "flapping": flap.status_view(state),  # {check: {since, share, looks, paged}} (monitor/flap.py)
+        # Incidents each rung ended in the last 7 days, and rungs paused for recurring (until ack).
+        "fixes": {"days": FIXES_DAYS, "by_rung": fixes_by_rung(state, now)},
+        "paused_rungs": state.paused_rungs if isinstance(state.paused_rungs, dict) else {},
     }
 
 

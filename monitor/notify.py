@@ -112,6 +112,9 @@ KIND_GUIDE: dict[str, tuple[str, str]] = {
     "recovery-climbing": ("tried the next rung of the recovery ladder (the one before did not help)",
                           "sentinel status --target {t}   (to stop it: sentinel abort --target {t} --reason \"...\")"),
     "recovery-failed": ("is rolling back what it can; a page follows when it stops", "sentinel status --target {t}"),
+    "recovery-recurring": ("fixed it again; the same rung keeps fixing it (with then: pause, that rung is now "
+                           "skipped until `sentinel ack`)",
+                           "sentinel status --target {t}   then, once the cause is handled: sentinel ack --target {t}"),
 }
 DEFAULT_GUIDE = ("see above", "sentinel status --target {t}")
 

@@ -33,7 +33,7 @@ MUTATING = frozenset({
     "put_object",
 })
 IAM_PREFIX = {"emr": "elasticmapreduce", "elbv2": "elasticloadbalancing", "elb": "elasticloadbalancing",
-              "route53": "route53", "ssm": "ssm"}
+              "route53": "route53", "ssm": "ssm", "s3": "s3"}
 
 # What a dry run's pretend cluster is called (valid ids, so parameter validation passes).
 DRY_CLUSTER_ID = "j-DRYRUN0NEWCLUSTER"

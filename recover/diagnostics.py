@@ -75,7 +75,7 @@ def _diagnose(run: Run, cfg: Diagnostics, d: dict[str, Any], until: datetime) ->
     if run.dry_run:
         Ssm(run.aws).run_shell(instance, cfg.command, comment=comment(run.inc.id), timeout_s=cfg.timeout_s)
         return _end(run, d, "recorded", "dry run: the diagnostics command is recorded, not sent")
-    if not d.get("command_id"):
+    while not d.get("command_id"):
         earlier = _earlier_send(run, instance)
         if earlier == "":
             return _end(run, d, "not sent", "an earlier SendCommand of this incident has no recorded answer and "
@@ -85,8 +85,13 @@ def _diagnose(run: Run, cfg: Diagnostics, d: dict[str, Any], until: datetime) ->
                 earlier = Ssm(run.aws).run_shell(instance, cfg.command, comment=comment(run.inc.id),
                                                  timeout_s=cfg.timeout_s)
             except AwsError as exc:
-                why = "its answer was lost, so it is not sent again" if exc.unanswered else "not sent"
-                return _end(run, d, "not sent", f"SendCommand failed ({exc.code}): {why}")
+                # Throttled: ask again while time is left. No answer (it may have been sent): the
+                # next turn looks for it in ListCommands instead of sending again.
+                if exc.transient and _sleep(run, until):
+                    continue
+                if exc.transient and run.now() < until:
+                    return Wait(f"diagnostics: SendCommand {exc.code} (transient): asked again on the next tick")
+                return _end(run, d, "not sent", f"SendCommand failed ({exc.code}): no diagnostics")
         d.update(command_id=earlier, sent_at=iso(run.now()))
         run.save(f"DIAGNOSE: command {earlier} sent to {instance}", kind="recovery-wait")
     command_id = str(d["command_id"])
@@ -98,12 +103,21 @@ def _diagnose(run: Run, cfg: Diagnostics, d: dict[str, Any], until: datetime) ->
             return _collect(run, cfg, d, inv)
         if run.now() >= until:
             cancelled = _cancel(run, d)
+            d["status"] = "TimedOut"
             return _collect(run, cfg, d, inv, note=f"still {status} after timeout_s {cfg.timeout_s}: {cancelled}")
-        left = (until - run.now()).total_seconds()
-        if run.rctx.deadline.remaining() < min(POLL_S, left) + RESERVE_S:
+        if not _sleep(run, until):
             return Wait(f"diagnostics command {command_id} is {status}: the first rung acts at the latest at "
                         f"{iso(until)}")
-        phases.SLEEP(min(POLL_S, max(left, 0.0)))
+
+
+def _sleep(run: Run, until: datetime) -> bool:
+    """Wait one poll interval (at most until ``until``) when this invocation has the time;
+    False when it has not (or ``until`` has passed)."""
+    left = (until - run.now()).total_seconds()
+    if left <= 0 or run.rctx.deadline.remaining() < min(POLL_S, left) + RESERVE_S:
+        return False
+    phases.SLEEP(min(POLL_S, left))
+    return True
 
 
 def _poll(run: Run, command_id: str, instance: str) -> dict[str, Any]:
@@ -136,7 +150,7 @@ def _earlier_send(run: Run, instance: str) -> str | None:
 
 
 def _cancel(run: Run, d: dict[str, Any]) -> str:
-    if not d.get("command_id") or d.get("status") in SSM_DONE or d.get("status") in SSM_FAILED:
+    if not d.get("command_id") or d.get("status") in SSM_DONE or d.get("status") in SSM_FAILED or run.dry_run:
         return "nothing to cancel"
     try:
         Ssm(run.aws).cancel(str(d["command_id"]), str(d["instance_id"]))
