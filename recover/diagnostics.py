@@ -170,10 +170,10 @@ def _collect(run: Run, cfg: Diagnostics, d: dict[str, Any], inv: dict[str, Any],
     raw = text.encode("utf-8")
     d.update(output=raw[:KEEP_BYTES].decode("utf-8", "ignore"), bytes=len(raw), truncated=len(raw) > KEEP_BYTES,
              exit_code=inv.get("ResponseCode"))
-    if cfg.bucket and text:
+    if cfg.bucket:  # written even when empty: "it printed nothing" is a finding too
         key = "/".join(p for p in (cfg.prefix, run.rctx.target.name, f"{run.inc.id}.txt") if p)
         try:
-            S3(run.aws).put_text(cfg.bucket, key, text)
+            S3(run.aws).put_text(cfg.bucket, key, text or f"(command {d.get('command_id')} printed nothing)\n")
             d["s3"] = f"s3://{cfg.bucket}/{key}"
         except AwsError as exc:
             note = "; ".join(n for n in (note, f"not written to S3 ({exc.code})") if n)
