@@ -73,7 +73,8 @@ def _diagnose(run: Run, cfg: Diagnostics, d: dict[str, Any], until: datetime) ->
         d.update(cluster_id=master["cluster_id"], instance_id=master["instance_id"], via=cfg.via)
     instance = str(d["instance_id"])
     if run.dry_run:
-        Ssm(run.aws).run_shell(instance, cfg.command, comment=comment(run.inc.id), timeout_s=cfg.timeout_s)
+        Ssm(run.aws).run_shell(instance, cfg.command, comment=comment(run.inc.id), timeout_s=cfg.timeout_s,
+                             execution_timeout_s=cfg.timeout_s)
         return _end(run, d, "recorded", "dry run: the diagnostics command is recorded, not sent")
     while not d.get("command_id"):
         earlier = _earlier_send(run, instance)
@@ -83,7 +84,7 @@ def _diagnose(run: Run, cfg: Diagnostics, d: dict[str, Any], until: datetime) ->
         if earlier is None:
             try:
                 earlier = Ssm(run.aws).run_shell(instance, cfg.command, comment=comment(run.inc.id),
-                                                 timeout_s=cfg.timeout_s)
+                                                 timeout_s=cfg.timeout_s, execution_timeout_s=cfg.timeout_s)
             except AwsError as exc:
                 # Throttled: ask again while time is left. No answer (it may have been sent): the
                 # next turn looks for it in ListCommands instead of sending again.

@@ -228,9 +228,16 @@ class Ssm(Facade):
     service = "ssm"
 
     @needs("ssm:SendCommand")
-    def run_shell(self, instance_id: str, command: str, *, comment: str, timeout_s: int) -> str:
+    def run_shell(self, instance_id: str, command: str, *, comment: str, timeout_s: int,
+                  execution_timeout_s: int | None = None) -> str:
+        """``timeout_s``: SSM's delivery timeout (at least 30, SSM's minimum); ``execution_timeout_s``:
+        the host kills the script after it (AWS-RunShellScript ``executionTimeout``), even when a
+        CancelCommand never arrives."""
+        parameters: dict[str, list[str]] = {"commands": [command]}
+        if execution_timeout_s is not None:
+            parameters["executionTimeout"] = [str(execution_timeout_s)]
         resp = self._call("send_command", InstanceIds=[instance_id], DocumentName="AWS-RunShellScript",
-                          Parameters={"commands": [command]}, Comment=comment[:100], TimeoutSeconds=timeout_s)
+                          Parameters=parameters, Comment=comment[:100], TimeoutSeconds=max(30, timeout_s))
         return str(resp["Command"]["CommandId"])
 
     # Right after SendCommand the invocation may not exist yet (AWS documents it; botocore's

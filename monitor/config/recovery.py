@@ -193,7 +193,7 @@ class Diagnostics(Strict):
     via: Literal["ssm"] = Field(default="ssm", description="ssm: SSM Run Command on the master instance.")
     command: str = Field(default=DEFAULT_DIAGNOSTICS_COMMAND, min_length=1, max_length=4000,
                          description="Shell command whose output is kept (masked) on the incident.")
-    timeout_s: int = Field(default=60, ge=10, le=600,
+    timeout_s: int = Field(default=60, ge=1, le=600,
                            description="The first rung acts at most this long after the start (the command is cancelled).")
     s3_uri: str | None = Field(default=None, pattern=r"^s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/.*)?$",
                                description="s3://bucket/prefix: the whole (masked) output is written there.")

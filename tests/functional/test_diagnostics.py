@@ -166,7 +166,7 @@ def test_a_diagnostics_command_that_hangs_is_cancelled_at_its_timeout_and_the_fi
 
 def test_a_hang_past_the_invocations_end_is_cancelled_by_the_next_tick(
         world: World, fake_checks: Script, monkeypatch: pytest.MonkeyPatch) -> None:
-    h = make(world, monkeypatch)
+    h = make(world, monkeypatch, timeout_s=20)  # below SSM's 30-s minimum delivery timeout: still accepted
     with Host(world, status="InProgress"), CallLog(world.clients, event="before-call") as log:
         ctx = h.rctx(deadline_s=8)  # this invocation has time for one look, not for a wait
         report = runbook.start(ctx, h.store.get(TARGET), reason="hive CRITICAL").report
@@ -175,6 +175,7 @@ def test_a_hang_past_the_invocations_end_is_cancelled_by_the_next_tick(
         report = advance(h)
     assert report["phase"] == "DONE", report
     assert log.count("CancelCommand") == 1 and h.incident()["diagnostics"]["status"] == "TimedOut"
+    assert "timeout_s 20" in h.incident()["diagnostics"]["note"]
 
 
 def test_no_master_to_diagnose_is_a_note_not_a_failure(
@@ -248,5 +249,7 @@ def test_a_plan_records_the_diagnostics_command_first_and_sends_nothing(
     sends = [c for c in plan["calls"] if c["call"] == "ssm.send_command"]
     assert sends[0]["phase"] == "DIAGNOSE" and sends[0]["params"]["Comment"].startswith("sentinel diagnose")
     assert not sends[0]["sent"] and log.count("SendCommand") == 0
+    # bounded on the host too (the script is killed after timeout_s even if no cancel arrives)
+    assert sends[0]["params"]["Parameters"]["executionTimeout"] == ["60"] and sends[0]["params"]["TimeoutSeconds"] == 60
     assert plan["rungs"][0]["phases"][0]["phase"] == "DIAGNOSE"
     assert not any(c["phase"] == "DIAGNOSE" for r in plan["rungs"][1:] for c in r["calls"])
