@@ -201,6 +201,9 @@ SCOPES: tuple[Scope, ...] = (
           "seal secret cluster configuration properties in stored specs and unseal them at LAUNCH, only with "
           "sentinel's encryption context", when="SealsSpecs",
           condition={"StringEquals": {"kms:EncryptionContext:sentinel:use": SEAL_CONTEXT_USE}}),
+    Scope("DiagnosticsOutput", [_sub("arn:${AWS::Partition}:s3:::${DiagnosticsBucket}/*")],
+          "write the masked output of recovery.diagnostics into the bucket of its s3_uri, nothing else",
+          when="WritesDiagnostics"),
     Scope("RecoveryReads", ["*"],
           "Describe*/List*/Get* the recovery needs beyond the checks' reads (no resource-level scoping worth "
           "having)", when="RecoveryEnabled"),
@@ -234,6 +237,7 @@ RULES: tuple[tuple[str, str, str | tuple[str, ...]], ...] = (
     ("recover:*", "route53:GetChange", "DnsChanges"),
     ("recover:*", "ssm:SendCommand", ("RestartOnOwnedInstances", "RestartDocument")),
     ("recover:*", "ssm:CancelCommand", "RestartCancel"),
+    ("recover:*", "s3:PutObject", "DiagnosticsOutput"),
     ("recover:*", "kms:Encrypt", "SealSpecs"),
     ("recover:*", "kms:Decrypt", "SealSpecs"),
     ("recover:*", "*:Describe*", "RecoveryReads"),
@@ -374,7 +378,7 @@ SOURCE_DIRS = ("monitor", "checks", "recover")
 # own credentials (lambda:InvokeFunction, see oncall_policy).
 EXCLUDED = ("monitor/sandbox/*", "monitor/invoke.py")
 # Services scanned even when no ``client("...")`` literal names them.
-SERVICES = ("emr", "elbv2", "elb", "route53", "sns", "dynamodb", "ssm", "secretsmanager", "kms", "cloudwatch")
+SERVICES = ("emr", "elbv2", "elb", "route53", "sns", "dynamodb", "ssm", "secretsmanager", "kms", "cloudwatch", "s3")
 IAM_PREFIX = {"emr": "elasticmapreduce", "elbv2": "elasticloadbalancing", "elb": "elasticloadbalancing"}
 # Operation names that are also ordinary words in our code; the reason says why a match is not an AWS call.
 NOT_AWS_CALLS = {

@@ -125,6 +125,10 @@ def _recovery(target: Any, env: str, params: Mapping[str, str]) -> list[str]:
     if routing.load_balancer_name and not any(a.endswith(f":loadbalancer/{routing.load_balancer_name}")
                                               for a in allowed):
         out.append(f"{where}.routing.load_balancer_name is not in LoadBalancerArns")
+    diag = target.recovery.diagnostics
+    if diag is not None and diag.bucket and diag.bucket != params.get("DiagnosticsBucket"):
+        out.append(f"{where}.diagnostics.s3_uri {diag.s3_uri}: the policy allows s3:PutObject into "
+                   f"{params.get('DiagnosticsBucket') or 'no bucket'} (DiagnosticsBucket)")
     key = target.recovery.spec.kms_key_id
     if key and key != params.get("SpecKeyArn"):
         out.append(f"{where}.spec.kms_key_id {key}: the policy allows kms:Encrypt/Decrypt on SpecKeyArn="

@@ -21,6 +21,7 @@ from monitor import flap
 from monitor.core.clock import Clock, iso
 from monitor.core.errors import ConflictError, LeaseHeld, StateError, UsageError
 from monitor.core.state.base import Event, Lease, StateStore, TargetState
+from monitor.fixes import FIXES_DAYS, fixes_by_rung
 from monitor.policy import active_silence, recoveries_in_window
 from monitor.report import TickReport
 from monitor.runtime import Invocation
@@ -194,15 +195,18 @@ def ack(inv: Invocation, target: str | None, *, reason: str | None = None) -> Ti
 
     def change(state: TargetState) -> tuple[TargetState, Event]:
         cleared.clear()
-        cleared.update({"escalated": state.escalated, "incident": state.incident})
+        cleared.update({"escalated": state.escalated, "incident": state.incident, "paused_rungs": state.paused_rungs})
         incident = state.incident
         # FAILED is mid-rollback: leave it to the runbook, which ends in ESCALATED.
         if incident and incident.get("phase") in ("ESCALATED", "DONE"):
             incident = None
-        new = replace(state, escalated=None, incident=incident, consecutive_failures=0, streaks={}, last_page=None)
-        return new, Event(iso(inv.services.clock.now()), "ack",
-                          "escalation acknowledged; automation resumed" if state.escalated else "acknowledged",
-                          {"escalated": state.escalated}, who)
+        new = replace(state, escalated=None, incident=incident, consecutive_failures=0, streaks={}, last_page=None,
+                      paused_rungs={})
+        what = "escalation acknowledged; automation resumed" if state.escalated else "acknowledged"
+        if state.paused_rungs:
+            what += f"; paused rung(s) {', '.join(sorted(state.paused_rungs))} resumed"
+        return new, Event(iso(inv.services.clock.now()), "ack", what,
+                          {"escalated": state.escalated, "paused_rungs": state.paused_rungs}, who)
 
     try:
         _update(inv, name, change)
@@ -211,6 +215,8 @@ def ack(inv: Invocation, target: str | None, *, reason: str | None = None) -> Ti
     rep = _report(inv, "ack")
     rep.data = {"target": name, "was_escalated": bool(cleared.get("escalated")), "cleared": cleared}
     was = "escalation acknowledged" if cleared.get("escalated") else "acknowledged (nothing was escalated)"
+    if cleared.get("paused_rungs"):
+        was += f"; rung(s) {', '.join(sorted(cleared['paused_rungs']))} no longer paused (recurring)"
     _announce(inv, rep, name, "acked", subject=was, lines=[
         f"{name}: {was}; automation resumes on the next tick and failure counts start over.", *_reason_lines(reason)])
     return rep
@@ -274,6 +280,9 @@ def _status_of(inv: Invocation, name: str, now: datetime, events: int) -> dict[s
                    "left": max(0, limits.max_recoveries - used), "enabled": target.recovery.enabled},
         "incident_timeline": incident_timeline(state.incident, recent, now),
         "flapping": flap.status_view(state),  # {check: {since, share, looks, paged}} (monitor/flap.py)
+        # Incidents each rung ended in the last 7 days, and rungs paused for recurring (until ack).
+        "fixes": {"days": FIXES_DAYS, "by_rung": fixes_by_rung(state, now)},
+        "paused_rungs": state.paused_rungs if isinstance(state.paused_rungs, dict) else {},
     }
 
 

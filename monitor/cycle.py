@@ -539,7 +539,7 @@ class TargetTick:
             lease=self.lease, clock=self.clock, deadline=self.deadline, resolver=svc.resolver,
             notifier=self.inv.notifier, metrics=self.inv.metrics, run_checks=self.run_checks,
             dry_run=self.inv.dry_run or self.target.recovery.dry_run, requested_by=self.inv.requested_by,
-            outages=self.inv.outages,
+            outages=self.inv.outages, secrets=svc.secrets.cache.known_values,
         )
 
     def _start_recovery(self, state: TargetState, decision: policy.Decision) -> None:

@@ -116,6 +116,9 @@ KIND_GUIDE: dict[str, tuple[str, str]] = {
                         "follows on_timeout", "sentinel approve --target {t} --reason \"...\"   or: sentinel deny "
                         "--target {t} --reason \"...\""),
     "approval-answered": ("recorded the answer (who and why are above) and acted on it", "sentinel status --target {t}"),
+    "recovery-recurring": ("fixed it again; the same rung keeps fixing it (with then: pause, that rung is now "
+                           "skipped until `sentinel ack`)",
+                           "sentinel status --target {t}   then, once the cause is handled: sentinel ack --target {t}"),
 }
 DEFAULT_GUIDE = ("see above", "sentinel status --target {t}")
 

@@ -332,10 +332,12 @@ def rung_uses(target: Target, state: TargetState, now: datetime, index: int) -> 
 
 
 def usable_rungs(target: Target, state: TargetState, now: datetime, *, after: int = -1) -> list[int]:
-    """Ladder rungs (indices, after ``after``) whose own budget has room now."""
+    """Ladder rungs (indices, after ``after``) whose own budget has room now and that are not
+    paused for fixing the same failure again and again (``recovery.limits.recurring``)."""
     rec = target.recovery
+    paused = state.paused_rungs if isinstance(state.paused_rungs, dict) else {}
     return [i for i, rung in enumerate(rec.ladder)
-            if i > after and len(rung_uses(target, state, now, i)) < rec.rung_budget(rung)]
+            if i > after and rung.rung not in paused and len(rung_uses(target, state, now, i)) < rec.rung_budget(rung)]
 
 
 def rung_budget_notes(target: Target, state: TargetState, now: datetime) -> list[str]:
@@ -344,8 +346,9 @@ def rung_budget_notes(target: Target, state: TargetState, now: datetime) -> list
     for i, rung in enumerate(rec.ladder):
         what = "recoveries" if isinstance(rung, ReplaceRung) else f"{rung.rung} ({rung.via})"
         prefix = "" if len(rec.ladder) == 1 else f"{rung.rung}: "
+        paused = " (paused: recurring, until `sentinel ack`)" if rung.rung in (state.paused_rungs or {}) else ""
         notes.append(f"{prefix}{len(rung_uses(target, state, now, i))} {what} in the last "
-                     f"{rec.limits.window_hours:g} h (max {rec.rung_budget(rung)})")
+                     f"{rec.limits.window_hours:g} h (max {rec.rung_budget(rung)}){paused}")
     return notes
 
 

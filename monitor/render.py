@@ -108,6 +108,13 @@ def _status_lines(name: str, st: dict[str, Any]) -> list[str]:
         state = "" if budget.get("enabled", True) else " (automatic recovery disabled)"
         out.append(f"  recovery budget: {budget.get('used')} of {budget.get('max')} used in the last "
                    f"{budget.get('window_hours'):g} h, {budget.get('left')} left{state}")
+    fixes = (st.get("fixes") or {}).get("by_rung") or {}
+    if fixes:
+        out.append(f"  fixes in the last {st['fixes'].get('days')} days: "
+                   + ", ".join(f"{rung} {n}" for rung, n in sorted(fixes.items())))
+    for rung, why in sorted((st.get("paused_rungs") or {}).items()):
+        out += _wrap(f"PAUSED rung {rung} (recurring: find the cause): {(why or {}).get('reason')}  -> run "
+                     f"`sentinel ack --target {name}` when handled", "  ")
     if st.get("escalated"):
         out += _wrap(f"ESCALATED: {st['escalated']}  -> run `sentinel ack --target {name}` when handled", "  ")
     if st.get("incident"):
@@ -125,11 +132,26 @@ def _status_lines(name: str, st: dict[str, Any]) -> list[str]:
             out += _wrap(f"{ask.get('rung')} {a.get('decision')} by {a.get('by')} at {_when(a.get('at'))}: "
                          f"{a.get('reason')}", "  ")
         out += _table(st.get("incident_timeline") or [])
+        out += _diagnostics_lines(inc.get("diagnostics"))
     if st.get("events"):
         out.append("  timeline (newest first):")
         for e in st["events"]:
             out += _wrap(f"{_when(e['at'])}  {e['kind']:<13} {e['message']}", "    ",
                          " " * (42 if width() >= 100 else 8))
+    return out
+
+
+def _diagnostics_lines(diag: Any) -> list[str]:
+    """DIAGNOSE's result (recover/diagnostics.py): status, where the whole output is, and the
+    output kept on the incident (masked, at most 4 KB)."""
+    if not isinstance(diag, dict) or not diag:
+        return []
+    where = f"; whole output: {diag['s3']}" if diag.get("s3") else ""
+    out = _wrap(f"diagnostics: {diag.get('status')}: {diag.get('note') or ''}{where}", "  ")
+    lines = str(diag.get("output") or "").splitlines()
+    out += [f"    | {ln}" for ln in lines]
+    if diag.get("truncated"):
+        out.append(f"    | ... ({diag.get('bytes')} bytes in all; first 4 KB shown)")
     return out
 
 

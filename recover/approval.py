@@ -76,6 +76,17 @@ def ask(inc: Incident, rec: Recovery, now: datetime, *, plan: list[str]) -> None
                                  f"{approval.on_timeout})"})
 
 
+def defer(inc: Incident, rec: Recovery) -> None:
+    """The rung will ask after the prelude (diagnostics first): its budget is not spent at the
+    start; :func:`ask` fills in the rest when the prelude hands over."""
+    inc.approval = {"rung": rec.ladder[inc.rung].rung, "index": inc.rung, "asked_at": None, "answer": None}
+
+
+def deferred(inc: Incident) -> bool:
+    """An ask decided at the start and not made yet (see :func:`defer`)."""
+    return isinstance(inc.approval, dict) and not inc.approval.get("asked_at")
+
+
 def pending(inc: Incident) -> dict[str, Any] | None:
     """The approval the incident waits for, else None."""
     if inc.current is not Phase.APPROVAL or not isinstance(inc.approval, dict):

@@ -30,9 +30,10 @@ MUTATING = frozenset({
     "register_instances_with_load_balancer", "deregister_instances_from_load_balancer",
     "change_resource_record_sets",
     "send_command", "cancel_command", "add_job_flow_steps", "cancel_steps",
+    "put_object",
 })
 IAM_PREFIX = {"emr": "elasticmapreduce", "elbv2": "elasticloadbalancing", "elb": "elasticloadbalancing",
-              "route53": "route53", "ssm": "ssm"}
+              "route53": "route53", "ssm": "ssm", "s3": "s3"}
 
 # What a dry run's pretend cluster is called (valid ids, so parameter validation passes).
 DRY_CLUSTER_ID = "j-DRYRUN0NEWCLUSTER"

@@ -44,6 +44,9 @@ class RecoveryContext:
     # This deployment's id (recover.claim): the claim tag names it, so two deployments watching
     # one cluster never both act on it.
     deployment: str = field(default_factory=deployment_id)
+    # Secret values this invocation knows (the checks' passwords, from the secrets cache):
+    # masked out of what DIAGNOSE keeps, whatever name they appear under.
+    secrets: Callable[[], list[str]] = field(default=lambda: [])
 
 
 @dataclass

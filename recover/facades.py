@@ -228,9 +228,16 @@ class Ssm(Facade):
     service = "ssm"
 
     @needs("ssm:SendCommand")
-    def run_shell(self, instance_id: str, command: str, *, comment: str, timeout_s: int) -> str:
+    def run_shell(self, instance_id: str, command: str, *, comment: str, timeout_s: int,
+                  execution_timeout_s: int | None = None) -> str:
+        """``timeout_s``: SSM's delivery timeout (at least 30, SSM's minimum); ``execution_timeout_s``:
+        the host kills the script after it (AWS-RunShellScript ``executionTimeout``), even when a
+        CancelCommand never arrives."""
+        parameters: dict[str, list[str]] = {"commands": [command]}
+        if execution_timeout_s is not None:
+            parameters["executionTimeout"] = [str(execution_timeout_s)]
         resp = self._call("send_command", InstanceIds=[instance_id], DocumentName="AWS-RunShellScript",
-                          Parameters={"commands": [command]}, Comment=comment[:100], TimeoutSeconds=timeout_s)
+                          Parameters=parameters, Comment=comment[:100], TimeoutSeconds=max(30, timeout_s))
         return str(resp["Command"]["CommandId"])
 
     # Right after SendCommand the invocation may not exist yet (AWS documents it; botocore's
@@ -246,6 +253,19 @@ class Ssm(Facade):
     @needs("ssm:CancelCommand")
     def cancel(self, command_id: str, instance_id: str) -> None:
         self._call("cancel_command", CommandId=command_id, InstanceIds=[instance_id])
+
+
+class S3(Facade):
+    service = "s3"
+
+    @needs("s3:PutObject")
+    def put_text(self, bucket: str, key: str, text: str) -> None:
+        """Write ``text`` (already masked) to ``s3://bucket/key``; the call record keeps its
+        size, not the text (records reach reports and plans)."""
+        body = text.encode("utf-8")
+        self.client.calls.call("s3", "put_object", {"Bucket": bucket, "Key": key, "Body": body,
+                                                    "ContentType": "text/plain; charset=utf-8"},
+                               record_params={"Bucket": bucket, "Key": key, "Body": f"<{len(body)} bytes>"})
 
 
 class Kms:
@@ -266,7 +286,7 @@ class Kms:
         return bytes(self._client.decrypt(CiphertextBlob=blob, EncryptionContext=context)["Plaintext"])
 
 
-FACADES: tuple[type[Any], ...] = (Emr, Elbv2, Elb, Route53, Ssm, Kms)
+FACADES: tuple[type[Any], ...] = (Emr, Elbv2, Elb, Route53, Ssm, S3, Kms)
 
 
 def declared_permissions() -> dict[str, tuple[str, ...]]:

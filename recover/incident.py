@@ -37,7 +37,9 @@ class Phase(str, enum.Enum):
     # The restart_service rung (numbers 11, 12: the ones above keep theirs).
     RESTART = "RESTART"
     VERIFY = "VERIFY"
-    # Waiting for a person's yes before a rung acts (recover.approval; number 13).
+    # Before the first rung acts (recovery.diagnostics): number 13, last, so the numbers above stay.
+    DIAGNOSE = "DIAGNOSE"
+    # Waiting for a person's yes before a rung acts (recover.approval; number 14).
     APPROVAL = "APPROVAL"
 
     @property
@@ -57,11 +59,16 @@ ORDER: dict[str, tuple[Phase, ...]] = {
 }
 RESTART_PHASES = frozenset({Phase.RESTART, Phase.VERIFY})
 TERMINAL = frozenset({Phase.DONE, Phase.ESCALATED})
+# Phases an incident may pass through before its first rung's first phase (in this order); none
+# belongs to a rung, so none is in ORDER: each hands over to the next, the last to the rung.
+PRELUDE: tuple[Phase, ...] = (Phase.DIAGNOSE,)
 
 
 def next_phase(strategy: str, phase: Phase) -> Phase:
     if phase is Phase.FAILED:
         return Phase.ESCALATED
+    if phase in PRELUDE:
+        return ORDER[strategy][0]
     order = ORDER[strategy]
     if phase is Phase.APPROVAL:  # approved (or on_timeout: proceed): the rung starts
         return order[0]
@@ -125,6 +132,9 @@ class Incident:
     rungs: list[dict[str, Any]] = field(default_factory=list)
     # restart_service: cluster_id, instance_id, via, sent_at, command_id | step_id, done_at, status
     restart: dict[str, Any] | None = None
+    # DIAGNOSE (recover/diagnostics.py): instance_id, command_id, sent_at, status, output (masked,
+    # first 4 KB), s3 (where the whole masked output went), note (why it ended as it did).
+    diagnostics: dict[str, Any] | None = None
     # The claim tag this deployment holds on the cluster it changes (recover.claim), once confirmed.
     claim: dict[str, Any] | None = None
     # recovery.approval: {rung, index, asked_at, timeout_min, on_timeout, plan, answer: {decision,
@@ -136,11 +146,12 @@ class Incident:
 
     @classmethod
     def create(cls, target: str, strategy: str, now: datetime, *, reason: str, requested_by: str | None,
-            force: bool, incident_id: str | None = None, rung: int = 0) -> Incident:
+            force: bool, incident_id: str | None = None, rung: int = 0, prelude: Phase | None = None) -> Incident:
         """``strategy`` is the phase order of the first rung: ``replace``/``terminate_first``
-        (a relaunch) or ``restart_service``."""
+        (a relaunch) or ``restart_service``; ``prelude`` (one of :data:`PRELUDE`) comes first
+        when given."""
         ts = iso(now)
-        first = ORDER[strategy][0]
+        first = prelude or ORDER[strategy][0]
         inc = cls(id=incident_id or new_incident_id(target, now), target=target, strategy=strategy,
                   phase=first.value, started_at=ts, phase_started_at=ts, reason=reason,
                   requested_by=requested_by, force=force, rung=rung)

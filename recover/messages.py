@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from monitor.config import Target
+from recover.diagnostics import summary as diagnostics_summary
 from recover.incident import ORDER, Incident, Phase
 
 WHAT_EACH_PHASE_DOES = {
@@ -18,6 +19,9 @@ WHAT_EACH_PHASE_DOES = {
     Phase.DONE: "done: automation resumes",
     Phase.RESTART: "restart HiveServer2 on the current master (SSM Run Command or an EMR step)",
     Phase.VERIFY: "after a warm-up, run the trigger checks through the normal path",
+    Phase.DIAGNOSE: "collect diagnostics on the current master (recovery.diagnostics; bounded by timeout_s)",
+    Phase.APPROVAL: "wait for a person's yes (recovery.approval: sentinel approve|deny; on_timeout when nobody "
+                    "answers)",
 }
 
 
@@ -32,7 +36,10 @@ def started(target: Target, inc: Incident, attempt: int) -> tuple[str, str]:
     lines = [f"Automatic recovery started for {target.name}: {inc.reason or 'requested'}",
              f"Incident {inc.id}   strategy: {inc.strategy}   spec: {rec.spec.source}", "",
              "What will happen (each phase is persisted; a crash or timeout resumes where it stopped):"]
-    for i, phase in enumerate(ORDER[inc.strategy], start=1):
+    prelude = [] if inc.current in ORDER[inc.strategy] else [inc.current]
+    if isinstance(inc.approval, dict) and Phase.APPROVAL not in prelude:  # asked after the diagnostics
+        prelude.append(Phase.APPROVAL)
+    for i, phase in enumerate([*prelude, *ORDER[inc.strategy]], start=1):
         lines.append(f"  {i}. {phase.value:<12} {WHAT_EACH_PHASE_DOES[phase].replace('<incident>', inc.id)}")
     if len(rec.ladder) > 1:
         lines.append("Ladder: " + " -> ".join(
@@ -63,7 +70,7 @@ def climbing(target: Target, inc: Incident, phase: Phase, why: str) -> tuple[str
     rung = target.recovery.ladder[inc.rung]
     lines = [f"Recovery {inc.id} of {target.name}: {phase.value} did not help: {why}",
              f"Next rung ({inc.rung + 1} of {len(target.recovery.ladder)}): {rung.rung}, starting with {inc.phase}.",
-             *_next_steps(target.name)]
+             *diagnostics_summary(inc.diagnostics), *_next_steps(target.name)]
     return f"recovery climbing to {rung.rung}", "\n".join(lines)
 
 
@@ -75,6 +82,7 @@ def succeeded(target: Target, inc: Incident) -> tuple[str, str]:
                  f"{target.name} is healthy again in {ttr}. No cluster was changed.",
                  f"Incident {inc.id} (started {inc.started_at})."]
         lines += [f"Note: {n}" for n in inc.notes]
+        lines += diagnostics_summary(inc.diagnostics)
         lines += ["", "Automation continues as usual. Review:", f"  sentinel status --target {target.name}"]
         return f"restarted HiveServer2: healthy again in {ttr}", "\n".join(lines)
     lines = [f"Recovered {target.name}: clients are served by the new cluster {inc.new_cluster_id}.",
@@ -83,6 +91,7 @@ def succeeded(target: Target, inc: Incident) -> tuple[str, str]:
              f"Old cluster: {inc.old_cluster_id or 'none'} "
              f"({(inc.retired or {}).get('detail') or (inc.retired or {}).get('action') or 'nothing to retire'})."]
     lines += [f"Note: {n}" for n in inc.notes]
+    lines += diagnostics_summary(inc.diagnostics)
     lines += ["", "Automation continues as usual. Review:", f"  sentinel status --target {target.name}"]
     return f"recovered in {ttr} from recovery start", "\n".join(lines)
 
@@ -125,6 +134,7 @@ def escalated(target: Target, inc: Incident) -> tuple[str, str]:
     if inc.strategy == "terminate_first" and (inc.retired or {}).get("action") == "terminated" and not inc.recovered_at:
         lines.append("  WARNING: the old cluster is terminated and no new cluster serves: relaunch by hand "
                      f"(the request is in `sentinel status --target {target.name}`, incident.spec)")
+    lines += diagnostics_summary(inc.diagnostics)
     lines += ["", "Automatic actions for this target are paused. When handled:",
               f"  sentinel ack --target {target.name}      (resume automation)",
               f"  sentinel status --target {target.name}   (incident timeline)"]
@@ -181,7 +191,7 @@ def approval_needed(target: Target, inc: Incident) -> tuple[str, str]:
               f"  sentinel deny --target {name} --reason \"...\"    (escalates; traffic untouched)",
               f"If nobody answers within {timeout}, {then}.",
               "If the target is healthy again before an answer, the incident ends with nothing done.",
-              *_next_steps(name)]
+              *diagnostics_summary(inc.diagnostics), *_next_steps(name)]
     return f"APPROVAL needed: {rung} for {name}", "\n".join(lines)
 
 
@@ -189,3 +199,22 @@ def approval_answered(target: Target, inc: Incident, line: str) -> tuple[str, st
     lines = [f"{target.name}: {line}.", f"Incident {inc.id}, now in {inc.phase}.",
              "", f"  sentinel status --target {target.name}"]
     return line.split(":", maxsplit=1)[0], "\n".join(lines)
+
+
+def recurring(target: Target, rung: str, fixes: list[dict[str, Any]], *, paused: bool) -> tuple[str, str]:
+    """``recovery.limits.recurring``: one rung keeps fixing this target; the fix works, the
+    cause is still there."""
+    rule = target.recovery.limits.recurring
+    days = f"{rule.days:g}" if rule else "?"
+    lines = [f"recurring: find the cause. {rung} has ended {len(fixes)} incidents of {target.name} in the last "
+             f"{days} days; each time the failure came back.", "", "Incidents (newest last):"]
+    for f in fixes:
+        lines.append(f"  {f.get('at')}  {f.get('incident')}" + (f"  {f['diagnostics']}" if f.get("diagnostics") else ""))
+    if paused:
+        lines += ["", f"{rung} is PAUSED for {target.name} (recovery.limits.recurring.then: pause): the next failure "
+                      "goes to the next rung of the ladder, or escalates when there is none.",
+                  "When the cause is handled, resume it:", f"  sentinel ack --target {target.name}"]
+    else:
+        lines += ["", f"{rung} keeps running (then: page). Diagnostics of the last incident:",
+                  f"  sentinel status --target {target.name}"]
+    return f"recurring: find the cause ({rung} fixed {target.name} {len(fixes)} times)", "\n".join(lines)

@@ -15,6 +15,7 @@ from monitor.core.faults import AwsError
 from recover import emr as emr_ops
 from recover import phases
 from recover.facades import Emr, Ssm
+from recover.incident import Phase
 from recover.phases import SEND_LIST_LAG, NotListedYet, reserve_s, take_claim
 from recover.run import Fail, Next, Outcome, Run, Wait
 
@@ -39,26 +40,11 @@ def restart(run: Run) -> Outcome:
     A command or step that does not finish within ``timeout_min`` fails the rung (a step
     waits behind running steps when step concurrency is 1: the rung moves on, and cancels it)."""
     inc, rung = run.inc, _restart_rung(run)
-    emr = Emr(run.aws)
     if not (inc.restart or {}).get("instance_id"):
-        try:
-            cluster = emr.find(run.rctx.target.cluster)
-        except ClusterLookupError as exc:
-            return Fail(str(exc))
-        if cluster is None or emr_ops.cluster_state(cluster) not in ("WAITING", "RUNNING"):
-            what = "no active cluster" if cluster is None else f"{cluster['Id']} is {emr_ops.cluster_state(cluster)}"
-            return Fail(f"nothing to restart on: {what}")
-        try:
-            emr_ops.require_owned(cluster, run.rctx.target.name)
-        except emr_ops.NotOwned as exc:
-            return Fail(str(exc))
-        cid = str(cluster["Id"])
-        fleet = cluster.get("InstanceCollectionType") == "INSTANCE_FLEET"
-        masters = [m for m in emr_ops.master_of(emr, cid, fleet=fleet) if m.get("state") == "RUNNING"]
-        if not masters:
-            return Fail(f"{cid} has no running master instance")
-        inc.restart = {"cluster_id": cid, "instance_id": masters[0]["instance_id"], "via": rung.via,
-                       "private_dns": masters[0].get("private_dns")}
+        master = current_master(run)
+        if isinstance(master, str):
+            return Fail(f"nothing to restart on: {master}" if master.startswith("no active") else master)
+        inc.restart = {**master, "via": rung.via}
     r = inc.restart
     assert r is not None
     if not r.get("sent_at"):
@@ -95,6 +81,30 @@ def restart(run: Run) -> Outcome:
         phases.SLEEP(RESTART_POLL_S)
 
 
+def current_master(run: Run) -> dict[str, Any] | str:
+    """The target's current master ({cluster_id, instance_id, private_dns}) from EMR (never
+    from config), on a live cluster that carries ``sentinel:target`` (SendCommand and
+    AddJobFlowSteps are allowed only on owned clusters); else why there is none."""
+    emr = Emr(run.aws)
+    try:
+        cluster = emr.find(run.rctx.target.cluster)
+    except ClusterLookupError as exc:
+        return str(exc)
+    if cluster is None or emr_ops.cluster_state(cluster) not in ("WAITING", "RUNNING"):
+        return "no active cluster" if cluster is None else \
+            f"no active cluster: {cluster['Id']} is {emr_ops.cluster_state(cluster)}"
+    try:
+        emr_ops.require_owned(cluster, run.rctx.target.name)
+    except emr_ops.NotOwned as exc:
+        return str(exc)
+    cid = str(cluster["Id"])
+    fleet = cluster.get("InstanceCollectionType") == "INSTANCE_FLEET"
+    masters = [m for m in emr_ops.master_of(emr, cid, fleet=fleet) if m.get("state") == "RUNNING"]
+    if not masters:
+        return f"{cid} has no running master instance"
+    return {"cluster_id": cid, "instance_id": masters[0]["instance_id"], "private_dns": masters[0].get("private_dns")}
+
+
 def _send_restart(run: Run, rung: RestartRung, r: dict[str, Any]) -> dict[str, Any]:
     inc = run.inc
     if rung.via == "ssm":
@@ -116,11 +126,13 @@ def _restart_already_sent(run: Run, r: dict[str, Any]) -> dict[str, Any] | None:
     without a recorded outcome)? Look by the incident id in the comment / step name."""
     inc = run.inc
     call = "ssm.send_command" if r["via"] == "ssm" else "emr.add_job_flow_steps"
-    done = [i for i in inc.intents_for(call) if (i.get("outcome") or {}).get("id")]
+    # Only RESTART's own sends: DIAGNOSE sends a command to the same instance before it.
+    mine = [i for i in inc.intents_for(call) if i.get("phase") in (None, Phase.RESTART.value)]
+    done = [i for i in mine if (i.get("outcome") or {}).get("id")]
     if done:
         key = "command_id" if r["via"] == "ssm" else "step_id"
         return {key: str(done[-1]["outcome"]["id"])}
-    unsettled = [i for i in inc.intents_for(call) if i.get("status") in ("pending", "unknown")]
+    unsettled = [i for i in mine if i.get("status") in ("pending", "unknown")]
     if not unsettled:
         return None
     if r["via"] == "ssm":

@@ -39,11 +39,12 @@ from monitor.core.faults import AwsError
 from monitor.core.outages import STATE_TABLE
 from monitor.core.state.base import Event, TargetState
 from monitor.core.state.readonly import ReadOnlyStore
+from monitor.fixes import recurring
 from monitor.policy import active_silence, recoveries_in_window, rung_budget_notes, start_blockers, usable_rungs
 from monitor.runner import check_budget
-from recover import approval, messages, phases, restart, rollback
+from recover import approval, diagnostics, messages, phases, restart, rollback
 from recover.context import RecoveryContext, RecoveryResult
-from recover.incident import ORDER, RESTART_PHASES, TERMINAL, Incident, Phase, next_phase
+from recover.incident import ORDER, PRELUDE, RESTART_PHASES, TERMINAL, Incident, Phase, next_phase
 from recover.phases import VERIFY_TIMEOUT, Resolved, release_claim
 from recover.rollback import sweep
 from recover.run import Escalate, Fail, Next, Outcome, Run, Stop, Wait
@@ -68,8 +69,10 @@ PHASES: dict[Phase, Callable[[Run], Outcome]] = {
     Phase.FAILED: rollback.rollback,
     Phase.RESTART: restart.restart,
     Phase.VERIFY: restart.verify_restart,
+    Phase.DIAGNOSE: diagnostics.diagnose,
     Phase.APPROVAL: approval.wait,
 }
+KEEP_FIXES = 50  # TargetState.fixes: enough for any recurring window (count <= 50)
 
 
 class RecoveryUnavailable(SentinelError):
@@ -102,13 +105,18 @@ def start(rctx: RecoveryContext, state: TargetState, *, reason: str, force: bool
         raise RecoveryUnavailable(f"only a restart was allowed (flapping), and the next rung with budget is "
                                   f"{rec.ladder[first].rung}")
     inc = Incident.create(target.name, order_of(rec, first), now, reason=reason, requested_by=rctx.requested_by,
-                          force=force, rung=first)
+                          force=force, rung=first, prelude=prelude(rec))
     inc.restart_only = restart_only
     skipped = [rec.ladder[i].rung for i in range(first)]
-    if skipped:
-        inc.notes.append(f"rung(s) {', '.join(skipped)} skipped: over their budget")
+    paused = [r for r in skipped if r in state.paused_rungs]
+    if set(skipped) - set(paused):
+        inc.notes.append(f"rung(s) {', '.join(r for r in skipped if r not in paused)} skipped: over their budget")
+    if paused:
+        inc.notes.append(f"rung(s) {', '.join(paused)} skipped: paused (recurring fixes) until `sentinel ack`")
     asks = approval.needed(rec, first, rctx.config.notify.timezone, now)
-    if asks:
+    if asks and inc.current in PRELUDE:  # with diagnostics, the ask follows them, evidence in hand (_drive)
+        approval.defer(inc, rec)
+    elif asks:
         approval.ask(inc, rec, now, plan=rung_plan_lines(rctx, state, first, reason=reason))
     run = Run(rctx, state, inc, persist=True, dry_run=False)
     try:
@@ -126,9 +134,16 @@ def start(rctx: RecoveryContext, state: TargetState, *, reason: str, force: bool
     used = recoveries_in_window(state, now, rec.limits.window_hours)
     subject, body = messages.started(target, inc, attempt=len(used) + 1)
     rctx.notifier.page(target.name, "recovery-started", subject, body)
-    if asks:
+    if asks and inc.current is Phase.APPROVAL:
         rctx.notifier.page(target.name, "approval-needed", *messages.approval_needed(target, inc))
     return _continue(run)
+
+
+def prelude(rec: Recovery) -> Phase | None:
+    """The phase a new incident enters before its first rung acts (``incident.PRELUDE``):
+    DIAGNOSE when ``recovery.diagnostics`` is configured; ``next_phase`` hands over from it to
+    the rung's first phase (a phase added before the rung, e.g. an approval, goes here too)."""
+    return Phase.DIAGNOSE if rec.diagnostics is not None else None
 
 
 def order_of(rec: Recovery, index: int) -> str:
@@ -235,6 +250,8 @@ def stall_limit(rctx: RecoveryContext, inc: Incident) -> timedelta:
         own = timedelta(minutes=rung.timeout_min)
     elif isinstance(rung, RestartRung) and phase is Phase.VERIFY:
         own = timedelta(seconds=rung.warmup_s, minutes=rung.verify_timeout_min)
+    elif phase is Phase.DIAGNOSE and rec.diagnostics is not None:
+        own = timedelta(seconds=rec.diagnostics.timeout_s)
     return own + STALL_SLACK if own is not None else DEFAULT_STALL
 
 
@@ -386,7 +403,7 @@ def build_plan(rctx: RecoveryContext, state: TargetState, *, reason: str = "plan
     for index, rung in enumerate(rec.ladder):
         inc = Incident.create(rctx.target.name, order_of(rec, index), rctx.clock.now(), reason=reason,
                               requested_by=rctx.requested_by, force=False, incident_id=f"{rctx.target.name}-DRYRUN",
-                              rung=index)
+                              rung=index, prelude=prelude(rec) if index == 0 else None)
         run = Run(rctx, state, inc, persist=False, dry_run=True)
         try:
             _drive(run)
@@ -496,6 +513,8 @@ def _drive(run: Run) -> None:
         if isinstance(outcome, Next):
             # Resolved: the failure was gone when re-confirmed before a destroying call (phases.reconfirm)
             nxt = Phase.DONE if isinstance(outcome, Resolved) else next_phase(run.inc.strategy, phase)
+            if phase in PRELUDE and nxt is not Phase.DONE and _ask_after_prelude(run, phase, outcome.note):
+                continue
             if nxt in TERMINAL:
                 _sweep(run)
             _enter(run, nxt, outcome.note)
@@ -506,6 +525,24 @@ def _drive(run: Run) -> None:
             run.inc.escalation = outcome.error
             _sweep(run)
             _enter(run, Phase.ESCALATED, outcome.error)
+
+
+def _ask_after_prelude(run: Run, phase: Phase, note: str) -> bool:
+    """After the prelude (diagnostics), a rung that needs approval asks now, with the evidence
+    in hand: enter APPROVAL (persisted, then paged). False: no approval is asked (none
+    configured, inside ``auto_hours``, a dry run, or it was asked already)."""
+    rctx, inc = run.rctx, run.inc
+    rec = rctx.target.recovery
+    now = run.now()
+    if run.dry_run or not approval.deferred(inc) or not approval.needed(rec, inc.rung, rctx.config.notify.timezone,
+                                                                        now):
+        return False  # (deferred but no longer needed, e.g. auto_hours began: _enter spends the budget)
+    approval.ask(inc, rec, now, plan=rung_plan_lines(rctx, run.state, inc.rung, reason=inc.reason))
+    run.save(f"{phase.value} -> {Phase.APPROVAL.value}: {note}")
+    run.transitions.append({"from": phase.value, "to": Phase.APPROVAL.value, "at": iso(now), "note": note})
+    rctx.metrics.put("RecoveryPhase", Phase.APPROVAL.number, "None", target=rctx.target.name)
+    rctx.notifier.page(rctx.target.name, "approval-needed", *messages.approval_needed(rctx.target, inc))
+    return True
 
 
 def _sweep(run: Run) -> None:
@@ -592,12 +629,15 @@ def _enter(run: Run, phase: Phase, note: str) -> None:
             changes = dict(_CLEAN_SLATE)
         # else: the new cluster has been failing since clients moved to it (the tick watches it
         # during RETIRE_OLD): its streak carries over into the next confirmation.
+        if not inc.outcome:  # a rung ended it: one more fix of that rung (recovery.limits.recurring)
+            changes.update(_record_fix(run, now))
     elif phase is Phase.ESCALATED:
         inc.finished_at = iso(now)
         reason = inc.escalation or (inc.failed or {}).get("error") or note
         changes = {"escalated": {"at": iso(now), "reason": reason, "incident": inc.id},
                    "last_page": {"kind": "confirmed", "at": iso(now), "via": "recovery-escalated"}}
-    elif prev is Phase.APPROVAL and phase is not Phase.FAILED:  # approved (or proceeding): the rung starts
+    elif (prev is Phase.APPROVAL or (prev in PRELUDE and approval.deferred(inc))) and phase is not Phase.FAILED:
+        # approved (or proceeding, or no longer asked after the prelude): the rung starts, its budget is spent now
         changes = _budget_use(rctx.target.recovery, run.state, inc.rung, now)
     elif inc.recovered_at and prev in (Phase.VERIFY_PATH, Phase.VERIFY) and phase is not Phase.FAILED:
         changes = dict(_CLEAN_SLATE)  # clients are on the verified cluster: its watch starts clean
@@ -615,7 +655,12 @@ def _enter(run: Run, phase: Phase, note: str) -> None:
         rctx.metrics.put("TimeToRecoverSeconds", inc.ttr_s or 0.0, "Seconds", target=name)
         rung = rctx.target.recovery.ladder[min(inc.rung, len(rctx.target.recovery.ladder) - 1)].rung
         rctx.metrics.put("TimeToRecoverSeconds", inc.ttr_s or 0.0, "Seconds", target=name, rung=rung)
+        rctx.metrics.put("RemediationFixes", 1, "Count", target=name, rung=rung)
         rctx.notifier.page(name, "recovery-succeeded", *messages.succeeded(rctx.target, inc))
+        fixes = recurring(rctx.target, run.state, now, rung)
+        if fixes:
+            rctx.notifier.page(name, "recovery-recurring", *messages.recurring(
+                rctx.target, rung, fixes, paused=rung in run.state.paused_rungs))
     elif phase is Phase.ESCALATED:
         rctx.metrics.put("RecoveryFailed", 1, "Count", target=name)
         rctx.notifier.page(name, "recovery-escalated", *messages.escalated(rctx.target, inc))
@@ -625,6 +670,30 @@ def _enter(run: Run, phase: Phase, note: str) -> None:
                            "a page follows when it is done.")
     elif prev in INFO_PHASES:
         rctx.notifier.info(name, f"recovery-{prev.value.lower()}", *messages.phase_done(rctx.target, inc, prev, note))
+
+
+def _rung_name(run: Run) -> str:
+    ladder = run.rctx.target.recovery.ladder
+    return ladder[min(run.inc.rung, len(ladder) - 1)].rung
+
+
+def _record_fix(run: Run, now: datetime) -> dict[str, Any]:
+    """The state change that records this DONE as a fix of its rung (``TargetState.fixes``,
+    bounded, one entry per incident), and pauses the rung when it now recurs and
+    ``recovery.limits.recurring.then`` is ``pause``. Written with the DONE itself: both or neither."""
+    inc, state, rung = run.inc, run.state, _rung_name(run)
+    diag = diagnostics.summary(inc.diagnostics, lines=0)
+    fix = {"rung": rung, "at": iso(now), "incident": inc.id, **({"diagnostics": diag[0][:200]} if diag else {})}
+    kept = [f for f in (state.fixes if isinstance(state.fixes, list) else []) if f.get("incident") != inc.id]
+    changes: dict[str, Any] = {"fixes": [*kept[-(KEEP_FIXES - 1):], fix]}
+    rule = run.rctx.target.recovery.limits.recurring
+    after = replace(state, fixes=changes["fixes"])
+    found = recurring(run.rctx.target, after, now, rung)
+    if found and rule is not None and rule.then == "pause" and rung not in state.paused_rungs:
+        changes["paused_rungs"] = {**state.paused_rungs, rung: {
+            "at": iso(now), "incidents": [f.get("incident") for f in found],
+            "reason": f"{len(found)} fixes in {rule.days:g} days (recovery.limits.recurring)"}}
+    return changes
 
 
 _CLEAN_SLATE: dict[str, Any] = {"consecutive_failures": 0, "streaks": {}, "consecutive_unknown": 0,

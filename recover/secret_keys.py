@@ -78,3 +78,30 @@ def mask(value: Any, key: str = "", extra: Collection[str] = ()) -> Any:
     if isinstance(value, str | bytes) and key not in _TEXT_KEYS and is_secret_key(key, extra) and not is_sealed(value):
         return MASK
     return value
+
+
+# ``name=value`` / ``name: value`` / ``"name": "value"`` in free text (a log line, a JVM's
+# -D options in a thread dump, a config dump): the value is masked when ``name`` is secret by
+# the rule above.
+_ASSIGNMENT = re.compile(r"""(?P<key>[A-Za-z_][A-Za-z0-9_.\-]*)(?P<sep>["']?\s*[=:]\s*)"""
+                         r"""(?P<value>"[^"\n]*"|'[^'\n]*'|[^\s,;&"'<>]+)""")
+# Hadoop/Hive XML: <name>…password</name> then <value>…</value>.
+_XML_PROPERTY = re.compile(r"(?P<name><name>\s*(?P<key>[^<]+?)\s*</name>\s*<value>)(?P<value>[^<]*)(?=</value>)")
+
+
+def mask_text(text: str, known: Collection[str] = ()) -> str:
+    """``text`` (a command's output) with every known secret value and every value assigned to
+    a secret-looking name replaced by ``****``. Known values first: a password printed on its
+    own (no name beside it) is only found that way."""
+    for value in sorted({v for v in known if v and len(v) >= 4}, key=len, reverse=True):
+        text = text.replace(value, MASK)
+
+    def assignment(m: re.Match[str]) -> str:
+        if not is_secret_key(m["key"]) or m["value"].strip("\"'") in ("", MASK):
+            return m[0]
+        return f"{m['key']}{m['sep']}{MASK}"
+
+    def xml(m: re.Match[str]) -> str:
+        return f"{m['name']}{MASK}" if is_secret_key(m["key"]) and m["value"] else m[0]
+
+    return _ASSIGNMENT.sub(assignment, _XML_PROPERTY.sub(xml, text))

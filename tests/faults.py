@@ -41,7 +41,10 @@ LADDER: list[dict[str, Any]] = [
     {"rung": "restart_service", "via": "ssm", "timeout_min": 10, "warmup_s": 60, "verify_timeout_min": 5},
     {"rung": "replace"},
 ]
-SERVICES = ("emr", "elbv2", "elb", "route53", "ssm", "sns", "dynamodb", "kms", "sts", "secretsmanager", "cloudwatch", "sqs")
+# DIAGNOSE runs first (recovery.diagnostics, its output written to S3): its calls are sites too.
+DIAGNOSTICS: dict[str, Any] = {"timeout_s": 60, "s3_uri": "s3://sentinel-diagnostics/matrix"}
+SERVICES = ("emr", "elbv2", "elb", "route53", "ssm", "sns", "dynamodb", "kms", "sts", "secretsmanager", "cloudwatch", "sqs",
+            "s3")
 TERMINAL = ("DONE", "ESCALATED")
 TICK_EVERY_MIN = 2
 MAX_TICKS = 60  # the fault-free incident takes ~8; the rest is room for waits and retries on later ticks
@@ -53,12 +56,13 @@ CHANGING = MUTATING_API | {"TransactWriteItems", "PutItem", "UpdateItem", "Delet
 # (error code, HTTP status) per service; from the services' models and botocore's retry lists.
 THROTTLE = {"emr": ("ThrottlingException", 400), "ssm": ("ThrottlingException", 400), "kms": ("ThrottlingException", 400),
             "elbv2": ("Throttling", 400), "elb": ("Throttling", 400), "route53": ("Throttling", 400),
-            "sns": ("Throttling", 400), "sts": ("Throttling", 400),
+            "sns": ("Throttling", 400), "sts": ("Throttling", 400), "s3": ("SlowDown", 503),
             "dynamodb": ("ProvisionedThroughputExceededException", 400)}
 SERVER_ERROR = {"emr": ("InternalServerError", 500), "ssm": ("InternalServerError", 500),
                 "dynamodb": ("InternalServerError", 500), "kms": ("KMSInternalException", 500),
                 "elbv2": ("ServiceUnavailable", 503), "elb": ("ServiceUnavailable", 503),
-                "route53": ("ServiceUnavailable", 503), "sns": ("InternalError", 500), "sts": ("InternalFailure", 500)}
+                "route53": ("ServiceUnavailable", 503), "sns": ("InternalError", 500), "sts": ("InternalFailure", 500),
+                "s3": ("InternalError", 500)}
 
 # Fault kinds.
 THROTTLED = "throttle"
@@ -156,9 +160,9 @@ class Tap:
         if phase and (not self.phases_seen or self.phases_seen[-1] != phase):
             self.phases_seen.append(str(phase))
 
-    def count(self, op: str) -> int:
-        """Calls of ``op`` that reached AWS and took effect."""
-        return sum(1 for c in self.calls if c.site.op == op and c.took_effect)
+    def count(self, op: str, phase: str | None = None) -> int:
+        """Calls of ``op`` (in incident phase ``phase``) that reached AWS and took effect."""
+        return sum(1 for c in self.calls if c.site.op == op and c.took_effect and phase in (None, c.site.phase))
 
     # ------------------------------------------------------------ hooks
     def _params(self, params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
@@ -286,7 +290,8 @@ class Outcome:
     phases_seen: list[str]
     pages: list[str]  # kinds delivered to the page topic, in order
     run_job_flows: int  # that took effect
-    send_commands: int
+    send_commands: int  # the restart's (RESTART)
+    diagnose_commands: int  # DIAGNOSE's
     stalls: list[str]  # phases the incident sat in past their stall limit
     calls: list[Call]
     injected: int
@@ -316,7 +321,8 @@ def run_incident(script: Script, monkeypatch: Any, fault: Fault | None = None) -
         create_table(ddb, "sentinel-state")
         clock = real_now_clock()
         monkeypatch.setattr(phases, "SLEEP", lambda s: clock.advance(seconds=s))  # waiting is time passing
-        config = recovery_config(world, ladder=LADDER)
+        config = recovery_config(world, ladder=LADDER, diagnostics=DIAGNOSTICS)
+        world.clients.client("s3").create_bucket(Bucket="sentinel-diagnostics")
         svc = services(config, store=DynamoStateStore(ddb, "sentinel-state"), clients=world.clients, clock=clock)
         script.calls.clear()
         tap = Tap(world.clients, fault)
@@ -351,7 +357,8 @@ def run_incident(script: Script, monkeypatch: Any, fault: Fault | None = None) -
         return Outcome(
             final_phase=inc.get("phase"), final_rung=rungs[-1].get("rung") if rungs else None, ladder=ladder,
             rung_notes=[str(r.get("note") or "") for r in rungs], phases_seen=tap.phases_seen, pages=pages,
-            run_job_flows=tap.count("RunJobFlow"), send_commands=tap.count("SendCommand"),
+            run_job_flows=tap.count("RunJobFlow"), send_commands=tap.count("SendCommand", "RESTART"),
+            diagnose_commands=tap.count("SendCommand", "DIAGNOSE"),
             stalls=list(dict.fromkeys(stalls)), calls=tap.calls, injected=tap.injected, ticks=n, errors=errors,
             failed=(inc.get("failed") or {}).get("error") or inc.get("escalation"),
             notes=[str(x) for x in inc.get("notes") or []],
@@ -423,6 +430,8 @@ def broken(out: Outcome, base: Outcome) -> list[str]:
         why.append(f"{out.run_job_flows} RunJobFlow calls took effect (at most 1)" + (f": {resent}" if resent else ""))
     if out.send_commands > 1:
         why.append(f"{out.send_commands} SendCommand calls took effect (at most 1)" + (f": {resent}" if resent else ""))
+    if out.diagnose_commands > 1:
+        why.append(f"{out.diagnose_commands} diagnostics SendCommand calls took effect (at most 1)")
     if out.escalated:
         why.append(f"escalated ({' > '.join(out.phases_seen)}: {(out.failed or '')[:200]})")
     if out.ladder != base.ladder:

@@ -26,13 +26,16 @@ from monitor.config.load import load_config, loads_config, parse_config
 from monitor.config.messages import MAX_ERROR_LINES, format_validation_error
 from monitor.config.notify import Flap, Notify
 from monitor.config.recovery import (
+    DEFAULT_DIAGNOSTICS_COMMAND,
     DEFAULT_RESTART_COMMAND,
     RELAUNCH_KINDS,
     Approval,
+    Diagnostics,
     ErrorKindName,
     Limits,
     MasterTls,
     Recovery,
+    Recurring,
     ReplaceRung,
     RestartRung,
     Route53Routing,
@@ -48,6 +51,7 @@ from monitor.config.targets import AnyCheck, ClusterRef, Silence, Target, Trigge
 from monitor.core.errors import ConfigError
 
 __all__ = [
+    "DEFAULT_DIAGNOSTICS_COMMAND",
     "DEFAULT_RESTART_COMMAND",
     "MAX_ERROR_LINES",
     "MAX_INLINE_TARGETS",
@@ -59,6 +63,7 @@ __all__ = [
     "ClusterRef",
     "Config",
     "ConfigError",
+    "Diagnostics",
     "ErrorKindName",
     "Flap",
     "HostAlias",
@@ -67,6 +72,7 @@ __all__ = [
     "MasterTls",
     "Notify",
     "Recovery",
+    "Recurring",
     "ReplaceRung",
     "RestartRung",
     "Route53Routing",

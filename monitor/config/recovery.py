@@ -139,6 +139,15 @@ class Spec(Strict):
         return self
 
 
+class Recurring(Strict):
+    """One rung fixing the same target again and again hides a cause: tell a person."""
+
+    count: int = Field(default=3, ge=2, le=50, description="Fixes by one rung within `days` that count as recurring.")
+    days: float = Field(default=7, gt=0, le=30, description="The window the fixes are counted in.")
+    then: Literal["page", "pause"] = Field(default="page",
+        description="page: page 'recurring'; pause: also skip that rung until `sentinel ack`.")
+
+
 class Limits(Strict):
     # Upper bounds: a budget beyond 20 relaunches is no budget; 30 days of window; 4 hours
     # for a cluster to come up (a normal launch takes 8-20 min). Larger values used to
@@ -147,9 +156,56 @@ class Limits(Strict):
     window_hours: float = Field(default=6, gt=0, le=720, description="The budget's window.")
     launch_timeout_min: float = Field(default=45, gt=0, le=240,
         description="A new cluster must be ready within this, else the incident fails and rolls back.")
+    recurring: Recurring | None = Field(default=None,
+        description="Page (or pause the rung) when one rung keeps fixing this target: a cause nobody has found.")
 
 
-DEFAULT_RESTART_COMMAND = "sudo systemctl restart hive-server2"  # EMR 5.30+ / 6.x / 7.x
+# Stop, then start (AWS knowledge center, EMR 5.30+: not `restart`, which can leave the unit
+# stopped when the old process does not exit in time), then wait up to 60 s for the unit to be
+# active: a non-zero exit makes the command Failed, so the rung sees a restart that did not take.
+DEFAULT_RESTART_COMMAND = (
+    "sudo systemctl stop hive-server2; sudo systemctl start hive-server2; "
+    "for i in $(seq 1 12); do systemctl is-active --quiet hive-server2 && exit 0; sleep 5; done; "
+    "systemctl is-active hive-server2; exit 1"
+)
+
+# What DIAGNOSE collects by default (each part bounded, the small ones first: SSM keeps only
+# the first 24,000 characters of a command's output): the unit's status, open files and
+# connections to the metastore (9083) of the HiveServer2 JVM, the log's last 200 lines, and a
+# thread dump (jstack as the hive user; else SIGQUIT, which writes it to the JVM's stdout log).
+DEFAULT_DIAGNOSTICS_COMMAND = "\n".join([
+    "PID=$(systemctl show -p MainPID --value hive-server2 2>/dev/null)",
+    "echo '== systemctl status hive-server2'; systemctl status hive-server2 --no-pager 2>&1 | head -n 15",
+    "echo \"== open files of pid $PID\"; sudo ls /proc/$PID/fd 2>/dev/null | wc -l",
+    "echo '== connections to the metastore (9083)'; ss -tn state established '( dport = :9083 )' 2>/dev/null"
+    " | tail -n +2 | wc -l",
+    "echo '== hive-server2.log (last 200 lines)'; sudo tail -n 200 /var/log/hive/hive-server2.log 2>&1",
+    "echo '== thread dump'; sudo -u hive jstack \"$PID\" 2>&1 || { sudo kill -3 \"$PID\""
+    " && echo 'jstack failed: SIGQUIT sent (dump in the JVM stdout log)'; }",
+    "exit 0",
+])
+
+
+class Diagnostics(Strict):
+    """Run a read-only command on the current master before the first rung acts (DIAGNOSE):
+    what the failure looked like is gone once the service was restarted or the cluster replaced."""
+
+    via: Literal["ssm"] = Field(default="ssm", description="ssm: SSM Run Command on the master instance.")
+    command: str = Field(default=DEFAULT_DIAGNOSTICS_COMMAND, min_length=1, max_length=4000,
+                         description="Shell command whose output is kept (masked) on the incident.")
+    timeout_s: int = Field(default=60, ge=1, le=600,
+                           description="The first rung acts at most this long after the start (the command is cancelled).")
+    s3_uri: str | None = Field(default=None, pattern=r"^s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/.*)?$",
+                               description="s3://bucket/prefix: the whole (masked) output is written there.")
+
+    @property
+    def bucket(self) -> str | None:
+        return None if self.s3_uri is None else self.s3_uri[5:].split("/", 1)[0]
+
+    @property
+    def prefix(self) -> str:
+        rest = "" if self.s3_uri is None else self.s3_uri[5:].partition("/")[2]
+        return rest.strip("/")
 
 
 class ReplaceRung(Strict):
@@ -246,6 +302,8 @@ class Recovery(Strict):
     # incident to the next one; the last one failing escalates.
     ladder: list[Rung] = Field(default_factory=_default_ladder, min_length=1, max_length=5,
                                description="Remedies tried in order (restart_service rungs, then replace, which must be last).")
+    diagnostics: Diagnostics | None = Field(default=None,
+        description="A read-only command run on the current master before the first rung acts (DIAGNOSE).")
 
     def rung_budget(self, rung: ReplaceRung | RestartRung) -> int:
         if isinstance(rung, ReplaceRung):

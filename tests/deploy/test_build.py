@@ -168,7 +168,8 @@ def test_the_kept_services_follow_the_declared_permissions_and_the_clients_made(
             "sts"} <= needed
     prefixes = {a.partition(":")[0] for a in iam.declared_actions()}
     assert all(iam.IAM_PREFIX.get(s, s) in prefixes or s in build.SDK_SERVICES for s in needed)
-    assert "ec2" not in needed and "s3" not in needed
+    assert "ec2" not in needed
+    assert "s3" in needed  # recovery.diagnostics writes its masked output with s3:PutObject (recover/facades.py)
 
 
 @pytest.mark.slow

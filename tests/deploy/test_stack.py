@@ -116,3 +116,15 @@ def test_preflight_names_the_ownership_record_and_key_parameters_the_policy_need
 def test_recovery_in_a_monitor_only_stack_is_flagged() -> None:
     problems = stack.preflight(config_for("dev"), "dev", stack.parameters("dev"))
     assert problems == ["targets[prod-hive].recovery.enabled: the stack is monitor-only (EnableRecovery=false)"]
+
+
+def test_preflight_names_a_diagnostics_bucket_the_policy_does_not_allow() -> None:
+    from monitor.config import Diagnostics
+
+    cfg = config_for("prod")
+    rec = cfg.targets[0].recovery.model_copy(update={"diagnostics": Diagnostics(s3_uri="s3://acme-diag/hive")})
+    cfg = cfg.model_copy(update={"targets": [cfg.targets[0].model_copy(update={"recovery": rec})]})
+    assert stack.preflight(cfg, "prod", stack.parameters("prod")) == [
+        "targets[prod-hive].recovery.diagnostics.s3_uri s3://acme-diag/hive: the policy allows s3:PutObject into "
+        "no bucket (DiagnosticsBucket)"]
+    assert stack.preflight(cfg, "prod", {**stack.parameters("prod"), "DiagnosticsBucket": "acme-diag"}) == []

@@ -225,6 +225,7 @@ PROD_LIKE = {
     "HostedZoneId": "Z0123456789ABCDEFGHIJ",
     "DnsRecordNames": "hive.internal.example.com",
     "SpecKeyArn": "arn:aws:kms:us-east-1:123456789012:key/2222-3333",
+    "DiagnosticsBucket": "sentinel-diagnostics",
 }
 
 
@@ -288,6 +289,7 @@ def test_stack_deploys_into_moto_with_every_resource(translated: dict[str, Any],
     by_sid = {s["Sid"]: s for s in statements}
     assert by_sid["StateTable"]["Resource"] == ["arn:aws:dynamodb:us-east-1:123456789012:table/sentinel-test-state"]
     assert by_sid["CredstashKey"]["Resource"] == [PROD_LIKE["CredstashKeyArn"]]
+    assert by_sid["DiagnosticsOutput"]["Resource"] == ["arn:aws:s3:::sentinel-diagnostics/*"]
     assert by_sid["CredstashKey"]["Condition"] == {"StringEquals": {"kms:EncryptionContext:env": "test"}}
     # (moto leaves the AWS::NoValue of the absent autoscaling role as None; CloudFormation drops it)
     assert [r for r in by_sid["PassEmrRoles"]["Resource"] if r] == [PROD_LIKE["EmrServiceRoleArn"],

@@ -299,3 +299,27 @@ def test_status_shows_the_pending_approval_and_how_to_answer(world: World, tmp_p
     shown = capsys.readouterr().out
     assert "WAITING FOR APPROVAL of replace" in shown and f"sentinel approve|deny --target {TARGET}" in shown
     assert "would change: LAUNCH" in shown
+
+
+def test_with_diagnostics_the_ask_follows_them_with_the_evidence_in_the_page(
+        world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    from recover import phases
+    from tests.functional.test_diagnostics import Host
+
+    raw = approval_raw(world)
+    raw["targets"][0]["recovery"]["diagnostics"] = {"timeout_s": 60}
+    h = Harness(world, parse_config(raw), MemoryStateStore(), real_now_clock())
+    monkeypatch.setattr(phases, "SLEEP", lambda s: h.clock.advance(seconds=s))
+    old_master_broken(h)
+    with Host(world, output="== thread dump\n\"HiveServer2-Handler-Pool\" #42 WAITING\n"):
+        report = h.start()
+    assert report["phase"] == "APPROVAL", report
+    inc = h.incident()
+    assert [t["phase"] for t in inc["timeline"]][:2] == ["DIAGNOSE", "APPROVAL"] or \
+        [t["phase"] for t in inc["timeline"]][-1] == "APPROVAL"
+    assert inc["approval"]["asked_at"] and new_clusters(world) == [] and h.store.get(TARGET).recoveries == []
+    sent = pages(world)
+    assert [k for k, _, _ in sent] == ["recovery-started", "approval-needed"]
+    assert "HiveServer2-Handler-Pool" in sent[1][2]  # the evidence is in the ask
+    h.clock.advance(minutes=31)
+    assert h.advance()["phase"] == "ESCALATED" and new_clusters(world) == []

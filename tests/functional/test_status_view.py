@@ -41,8 +41,9 @@ def _text(report: TickReport, monkeypatch: pytest.MonkeyPatch, width: int = WIDT
 def test_json_keeps_every_key_and_adds_the_human_ones(recovered: TickReport) -> None:
     st: dict[str, Any] = recovered.data["targets"]["prod-hive"]  # type: ignore[index]
     assert set(st) >= KEYS_BEFORE
-    assert set(st) - KEYS_BEFORE == {"why", "budget", "incident_timeline", "flapping"}
+    assert set(st) - KEYS_BEFORE == {"why", "budget", "incident_timeline", "flapping", "fixes", "paused_rungs"}
     assert st["budget"] == {"used": 1, "max": 1, "window_hours": 6, "left": 0, "enabled": True}
+    assert st["fixes"] == {"days": 7, "by_rung": {"replace": 1}} and st["paused_rungs"] == {}
 
 
 def test_the_incident_reads_as_a_table(recovered: TickReport, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -47,7 +47,7 @@ def test_every_operation_called_is_permitted_and_every_permission_is_used() -> N
 
 def test_the_mutating_set_names_real_operations() -> None:
     session = botocore.session.get_session()
-    ops = {xform_name(op) for s in ("emr", "elbv2", "elb", "route53", "ssm")
+    ops = {xform_name(op) for s in ("emr", "elbv2", "elb", "route53", "ssm", "s3")
            for op in session.get_service_model(s).operation_names}
     assert set(MUTATING) <= ops
 

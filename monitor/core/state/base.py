@@ -63,6 +63,13 @@ class TargetState:
     recoveries: list[str] = field(default_factory=list)
     # ISO timestamps of other rungs' starts, per rung (``restart_service``), for their budgets.
     rung_uses: dict[str, list[str]] = field(default_factory=dict)
+    # Incidents a rung ended (DONE, recovered), newest last, bounded: {rung, at, incident,
+    # diagnostics (one line)}; written in the same conditional write as the DONE it records, so
+    # a lost write loses both and the re-driven DONE writes it again (deduplicated by incident).
+    fixes: list[dict[str, Any]] = field(default_factory=list)
+    # Rungs skipped because they keep fixing this target (recovery.limits.recurring, then:
+    # pause): rung name → {at, reason, incidents}; cleared only by `sentinel ack`.
+    paused_rungs: dict[str, dict[str, Any]] = field(default_factory=dict)
     # What was paged last (to page on change, not on every tick).
     last_page: dict[str, Any] | None = None
     # A delayed follow-up (a re-check of a first failure, or the next advance of a recovery)
