@@ -19,6 +19,9 @@ Rules:
   restart`` a trigger check that was flapping and is CRITICAL now is confirmed too, for a
   recovery limited to the ladder's restart rungs (``Decision.restart_only``): blocked, it stays
   ``failing`` (a blocked flapping check must not page "confirmed" and "resolved" every look).
+- A ``per_primary`` trigger check WARNING because a running primary fails (two of three still
+  serve) grows its streak like a CRITICAL; confirmed, it starts a restart-only recovery (the
+  restart rung restarts that primary); blocked, it stays ``degraded``.
 - Recovery is allowed only when the config supports it (``when``, routing, verification of the
   new master), enabled (or asked for by a person), not escalated, not already running, within
   the budget, caused by an error kind a relaunch can fix (``when.kinds``), not vetoed (a
@@ -174,6 +177,13 @@ def evaluate(
     if by_flapping:
         reasons.append(f"{', '.join(by_flapping)} flapping and CRITICAL now: a restart may run "
                        "(recovery.when.on_flapping: restart), never a relaunch")
+    # A trigger check that runs per primary (checks/primaries.py) is WARNING while two of three
+    # primaries serve; a running primary down that long is worth a restart there, never a relaunch.
+    primary_down = [r.name for r in trig if primary_needs_restart(r) and streaks[r.name] >= needed]
+    if primary_down:
+        reasons.append(", ".join(f"{n} WARNING: primary {_down_primary(by_name[n])} down ({streaks[n]} consecutive)"
+                                 for n in primary_down) + f", threshold {threshold}: a restart on that primary "
+                       "may run, never a relaunch")
     if confirmed:
         verdict: Verdict = "confirmed"
     elif failing:
@@ -201,7 +211,24 @@ def evaluate(
             decision.reasons.append("restart for flapping not started: " + "; ".join(blocked))
         else:
             decision.verdict, decision.recover, decision.restart_only = "confirmed", True, True
+    elif primary_down and not failing:
+        blocked = _blockers(target, [by_name[n] for n in primary_down], results, state, now, silence=silence,
+                            manual=manual) + restart_blockers(target, state, now, why="a primary down")
+        if blocked:  # stays "degraded": the cluster serves; said in the reasons
+            decision.reasons.append("restart of the primary not started: " + "; ".join(blocked))
+        else:
+            decision.verdict, decision.recover, decision.restart_only = "confirmed", True, True
     return decision
+
+
+def primary_needs_restart(result: CheckResult) -> bool:
+    """A ``per_primary`` check that is WARNING because a running primary failed with an error a
+    restart can fix (``observed["restartable"]``): its streak grows as a CRITICAL one would."""
+    return result.status == Status.WARNING and bool(result.observed.get("restartable"))
+
+
+def _down_primary(result: CheckResult) -> str:
+    return ", ".join(str(p.get("instance_id")) for p in result.observed.get("restartable") or [])
 
 
 @dataclass(frozen=True)
@@ -231,7 +258,7 @@ def next_streaks(trigger: Sequence[str], by_name: dict[str, CheckResult], state:
         last = before_at.get(name)
         if r is None or r.status == Status.UNKNOWN:
             streaks[name] = held
-        elif r.status != Status.CRITICAL:
+        elif r.status != Status.CRITICAL and not primary_needs_restart(r):
             streaks[name] = 0
             continue
         elif held == 0:
@@ -248,15 +275,16 @@ def next_streaks(trigger: Sequence[str], by_name: dict[str, CheckResult], state:
     return Counted(streaks, at, skipped)
 
 
-def restart_blockers(target: Target, state: TargetState, now: datetime) -> list[str]:
+def restart_blockers(target: Target, state: TargetState, now: datetime, *, why: str = "flapping") -> list[str]:
     """Why a recovery limited to restart rungs cannot start: the rung ``runbook.start`` would
     take first (the first with budget) must be a restart rung."""
     ladder = target.recovery.ladder
     if not any(isinstance(r, RestartRung) for r in ladder):
-        return ["recovery.ladder has no restart_service rung (on_flapping: restart allows nothing else)"]
+        allows = "on_flapping: restart allows" if why == "flapping" else f"{why} allows"
+        return [f"recovery.ladder has no restart_service rung ({allows} nothing else)"]
     usable = usable_rungs(target, state, now)
     if usable and not isinstance(ladder[usable[0]], RestartRung):
-        return [f"the first rung with budget is {ladder[usable[0]].rung}: flapping allows a restart only"]
+        return [f"the first rung with budget is {ladder[usable[0]].rung}: {why} allows a restart only"]
     return []
 
 

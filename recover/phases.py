@@ -12,10 +12,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Any, Literal
+from typing import Any
 
 from checks.base import EndpointOverride, Status
-from monitor.config import MasterTls, Verify
+from monitor.config import Verify
 from monitor.core.clock import iso, parse_iso
 from monitor.core.clusters import RETIRED_TAG, ClusterLookupError
 from monitor.core.faults import AwsError
@@ -222,14 +222,7 @@ def wait_ready(run: Run) -> Outcome:
 def master_endpoint(verify: Verify, master: dict[str, Any]) -> EndpointOverride:
     """The new master as VERIFY_NEW reaches it: its private name from EMR, port and TLS from
     ``recovery.verify.master`` (the check's own values where that leaves a key out)."""
-    vm = verify.master
-    tls: dict[str, Any] | Literal[False] | None = None
-    if vm is not None and vm.tls is False:
-        tls = False
-    elif vm is not None and isinstance(vm.tls, MasterTls):
-        tls = vm.tls.model_dump(exclude_none=True)
-    return EndpointOverride(host=str(master.get("private_dns") or master.get("private_ip")),
-                            port=vm.port if vm is not None else None, tls=tls)
+    return verify.master_endpoint(str(master.get("private_dns") or master.get("private_ip")))
 
 
 def verify_new(run: Run) -> Outcome:
