@@ -106,7 +106,7 @@ class HiveServer2Check(Check):
         if self.cfg.per_primary and ctx.endpoint is None:  # a given endpoint (VERIFY_NEW) is one host
             from checks.primaries import run_per_primary
 
-            return run_per_primary(self, ctx)
+            return run_per_primary(self, ctx, lambda one: HiveServer2Check(self.cfg).run(one))
         cfg = self.effective(ctx)
         host = (ctx.endpoint.host if ctx.endpoint else None) or ctx.host_override or cfg.host
         observed: dict[str, Any] = {"host": host, "port": cfg.port, "tls": tls_mode(cfg.tls), "auth": cfg.auth,

@@ -19,18 +19,16 @@ tls, config, secret) or the cluster's primaries cannot be listed.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from checks.aws_calls import api_error_summary, call_with_backoff, regional_client
-from checks.base import CheckContext, CheckResult, ErrorKind, Status
+from checks.base import Check, CheckContext, CheckResult, ErrorKind, Status
 from monitor.core.aws import error_code
 from monitor.core.clusters import LIVE_ORDER, ClusterLookupError, expected_primaries, find_cluster, list_primaries
-
-if TYPE_CHECKING:
-    from checks.hiveserver2 import HiveServer2Check
 
 SERVING = (Status.OK, Status.WARNING)
 GRACE_S = 0.5
@@ -45,10 +43,9 @@ def primaries_of(ctx: CheckContext) -> tuple[str | None, list[dict[str, Any]]]:
     return str(cluster["Id"]), call_with_backoff(lambda: list_primaries(emr, cluster), ctx.deadline)
 
 
-def run_per_primary(check: HiveServer2Check, ctx: CheckContext) -> CheckResult:
-    from checks.hiveserver2 import HiveServer2Check
-
-    cfg = check.cfg
+def run_per_primary(check: Check, ctx: CheckContext, one: Callable[[CheckContext], CheckResult]) -> CheckResult:
+    """``one(ctx)`` runs the check once against ``ctx.endpoint`` (a fresh check per primary:
+    a run keeps per-run state)."""
     observed: dict[str, Any] = {"per_primary": True}
     try:
         cluster_id, every = primaries_of(ctx)
@@ -76,7 +73,7 @@ def run_per_primary(check: HiveServer2Check, ctx: CheckContext) -> CheckResult:
             host = str(p.get("private_dns") or p.get("private_ip"))
             endpoint = replace(template, host=host) if template is not None else None
             sub = replace(ctx, endpoint=endpoint, host_override=host, facts={})
-            jobs.append((p, pool.submit(HiveServer2Check(cfg).run, sub)))
+            jobs.append((p, pool.submit(one, sub)))
         for p, fut in jobs:
             try:
                 results[str(p["instance_id"])] = fut.result(timeout=ctx.deadline.remaining() + GRACE_S)
@@ -88,7 +85,7 @@ def run_per_primary(check: HiveServer2Check, ctx: CheckContext) -> CheckResult:
     return _judge(check, observed, live, results, expected)
 
 
-def _judge(check: HiveServer2Check, observed: dict[str, Any], live: list[dict[str, Any]],
+def _judge(check: Check, observed: dict[str, Any], live: list[dict[str, Any]],
            results: dict[str, CheckResult], expected: int) -> CheckResult:
     need = min(2, expected)
     rows: list[dict[str, Any]] = []

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from monitor.core.clusters import LIVE_ORDER, primary_rows
+from monitor.core.clusters import LIVE_ORDER, is_multi_primary, primary_rows
 from monitor.core.errors import SentinelError
 from recover.calls import AwsCalls
 from recover.facades import Emr
@@ -78,6 +78,7 @@ class Readiness:
     verdict: str  # "ready" | "starting" | "failed"
     detail: str
     master: dict[str, Any] | None = None
+    primaries: list[dict[str, Any]] | None = None  # every running primary (a cluster with three)
 
 
 def readiness(emr: Emr, cluster_id: str, *, fleet: bool) -> Readiness:
@@ -102,6 +103,12 @@ def readiness(emr: Emr, cluster_id: str, *, fleet: bool) -> Readiness:
     running = [m for m in masters if m["state"] == "RUNNING" and m.get("private_dns")]
     if not running:
         return Readiness("starting", f"new cluster {cluster_id} is {state} but has no running master yet")
+    if is_multi_primary(masters):  # three primaries: each is registered and verified, so each must run
+        if len(running) < len(masters):
+            return Readiness("starting", f"new cluster {cluster_id} is {state}; {len(running)} of {len(masters)} "
+                                         "primaries running")
+        return Readiness("ready", f"new cluster {cluster_id} is {state}, {len(steps)} setup step(s) completed, "
+                                  f"{len(running)} primaries running", master=running[0], primaries=running)
     return Readiness("ready", f"new cluster {cluster_id} is {state}, {len(steps)} setup step(s) completed",
                      master=running[0])
 

@@ -124,6 +124,10 @@ class Incident:
     # The claim tag this deployment holds on the cluster it changes (recover.claim), once confirmed.
     claim: dict[str, Any] | None = None
     stall_paged: str | None = None  # the phase (and its start) a stall page was sent for
+    # A cluster with three primaries (recover/ha.py): primaries restarted in this rung
+    # (``restarted``), when a relaunch began waiting for EMR's own replacement (``waiting_since``).
+    # None for a classic cluster (and then left out of the record).
+    ha: dict[str, Any] | None = None
     timeline: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -147,7 +151,10 @@ class Incident:
         return cls(**{k: v for k, v in data.items() if k in known})
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        if out["ha"] is None:  # a classic cluster's record stays as it was
+            del out["ha"]
+        return out
 
     @property
     def current(self) -> Phase:

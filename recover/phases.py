@@ -20,10 +20,10 @@ from monitor.core.clock import iso, parse_iso
 from monitor.core.clusters import RETIRED_TAG, ClusterLookupError
 from monitor.core.faults import AwsError
 from monitor.runner import check_budget
-from recover import claim, routing, sealed, spec
+from recover import claim, ha, routing, sealed, spec
 from recover import emr as emr_ops
 from recover.facades import Emr
-from recover.run import Escalate, Fail, Next, Outcome, Run, Wait
+from recover.run import Escalate, Fail, Next, Outcome, Resolved, Run, Wait
 from recover.spec_file import SpecError
 
 VERIFY_TIMEOUT = timedelta(minutes=20)  # VERIFY_NEW / VERIFY_PATH keep retrying this long
@@ -51,12 +51,18 @@ def snapshot(run: Run) -> Outcome:
         resolved = spec.resolve(run.aws, target, run.rctx.store, run.now())
     except (SpecError, ClusterLookupError) as exc:
         return Fail(f"no spec to relaunch from: {exc}")
+    held = ha.hold_for_emr(run, resolved.old)  # three primaries: EMR may be replacing one
+    if held is not None:
+        return held
     old_id = (resolved.old or {}).get("cluster_id")
     request, problems = spec.finalize(run.aws, resolved.request, incident_id=inc.id, target=target.name,
                                       old_cluster_id=old_id)
     inc.spec_source, inc.old, inc.spec = resolved.source, resolved.old, request
     inc.not_copied = resolved.not_copied
     inc.notes.extend(resolved.notes)
+    protected = ha.retire_protected_note(inc.old, rec.allow_termination_protected)
+    if protected and (inc.old or {}).get("active") and rec.retire_old == "terminate":
+        inc.notes.append(protected)
     if target.cluster.id:
         inc.notes.append("the target names its cluster by id: after the relaunch set cluster: {id: <new id>} "
                          "in the config (or name it by cluster name)")
@@ -216,6 +222,9 @@ def wait_ready(run: Run) -> Outcome:
         return Wait(f"{ready.detail} ({waited.total_seconds() / 60:.0f} of {limit.total_seconds() / 60:g} min)")
     assert ready.master is not None
     inc.new.update(master=ready.master, ready_at=iso(run.now()))
+    if ready.primaries:  # three primaries: REPOINT registers and VERIFY_NEW verifies each
+        inc.new["primaries"] = ready.primaries
+        return Next(f"{ready.detail}; primaries " + ", ".join(ha.name(p) for p in ready.primaries))
     return Next(f"{ready.detail}; master {ready.master['instance_id']} {ready.master['private_dns']}")
 
 
@@ -232,6 +241,14 @@ def verify_new(run: Run) -> Outcome:
     master = (inc.new or {}).get("master") or {}
     if not names:  # config validation makes this unreachable; never pass an unverified cluster
         return Fail("no verify checks configured for the new master: refusing to move traffic to it unverified")
+    primaries = (inc.new or {}).get("primaries")
+    if primaries:  # three primaries: each on its own endpoint; all must pass
+        said = [(p, *run.verify(names, master_endpoint(verify, p))) for p in primaries]
+        failing = [f"{p['private_dns']}: {summary}" for p, ok, summary in said if not ok]
+        if not failing:
+            inc.verified_new_at = iso(run.now())
+            return Next(f"new primaries {', '.join(str(p['private_dns']) for p in primaries)} pass: {said[0][2]}")
+        return _retry_or_fail(run, f"{len(failing)} of {len(primaries)} new primaries fail: {'; '.join(failing)}")
     endpoint = master_endpoint(verify, master)
     ok, summary = run.verify(names, endpoint)
     if ok:
@@ -249,7 +266,8 @@ def repoint(run: Run) -> Outcome:
         # Checkpoint first: from here on a rollback must consider the routing moved.
         inc.repoint = {"started_at": iso(run.now())}
         run.save("REPOINT: changing routing to the new master")
-    done = routing.repoint(run.aws, rec.routing, inc.routing_before or {}, (inc.old or {}).get("master"), new_master)
+    done = routing.repoint(run.aws, rec.routing, inc.routing_before or {}, (inc.old or {}).get("master"), new_master,
+                           old_all=(inc.old or {}).get("primaries"), new_all=(inc.new or {}).get("primaries"))
     assert inc.repoint is not None
     inc.repoint.update(done, done_at=iso(run.now()))
     return Next("; ".join(done["changes"]) or "nothing to change (no routing configured, or already done)")
@@ -259,7 +277,8 @@ def verify_path(run: Run) -> Outcome:
     inc = run.inc
     rec = run.rctx.target.recovery
     new_master = (inc.new or {}).get("master") or {}
-    waiting = routing.path_ready(run.aws, rec.routing, inc.repoint or {}, new_master)
+    new_all = (inc.new or {}).get("primaries")
+    waiting = routing.path_ready(run.aws, rec.routing, inc.repoint or {}, new_master, new_all=new_all)
     # A new target is "initial" for a few health-check intervals: worth a short poll within
     # this invocation rather than a whole tick (10 min) of waiting.
     polls = 0
@@ -267,7 +286,7 @@ def verify_path(run: Run) -> Outcome:
             run.rctx.deadline.remaining() > PATH_POLL_S + PATH_POLL_RESERVE_S:
         SLEEP(PATH_POLL_S)
         polls += 1
-        waiting = routing.path_ready(run.aws, rec.routing, inc.repoint or {}, new_master)
+        waiting = routing.path_ready(run.aws, rec.routing, inc.repoint or {}, new_master, new_all=new_all)
     if waiting:
         return _retry_or_fail(run, waiting)
     names = list(rec.verify.checks)
@@ -282,11 +301,6 @@ def verify_path(run: Run) -> Outcome:
 
 RECOVERED_ON_ITS_OWN = "aborted: recovered on its own"
 DESTROYING_CALLS = ("emr.set_termination_protection", "emr.terminate_job_flows")
-
-
-class Resolved(Next):
-    """The failure is gone, re-checked right before a destroying call: the incident ends DONE
-    at once (``incident.outcome`` says why) and nothing more is changed."""
 
 
 def reconfirm(run: Run, before: str) -> Outcome | str:
@@ -379,10 +393,12 @@ def retire_old(run: Run) -> Outcome:
     except emr_ops.NotOwned as exc:
         return Escalate(str(exc)) if inc.recovered_at else Fail(str(exc))
     except emr_ops.ProtectedCluster as exc:
+        why = f"{exc} and allow_termination_protected is false"
+        if (inc.old or {}).get("primaries"):  # EMR forces protection on for three primaries
+            why = ha.retire_protected_note(inc.old, False) or why
         if inc.recovered_at:
-            return Escalate(f"the new cluster serves, but {exc} and allow_termination_protected is false: "
-                            f"terminate {old_id} by hand")
-        return Fail(f"{exc} and allow_termination_protected is false")
+            return Escalate(f"the new cluster serves, but {why}: terminate {old_id} by hand")
+        return Fail(why)
     inc.retired = {"action": "terminated", "detail": what, "at": iso(run.now())}
     return Next(what + confirmed)
 
