@@ -179,10 +179,11 @@ def evaluate(
                        "(recovery.when.on_flapping: restart), never a relaunch")
     # A trigger check that runs per primary (checks/primaries.py) is WARNING while two of three
     # primaries serve; a running primary down that long is worth a restart there, never a relaunch.
-    primary_down = [r.name for r in trig if primary_needs_restart(r) and streaks[r.name] >= needed]
-    if primary_down:
+    down_now = [r.name for r in trig if primary_needs_restart(r)]
+    primary_down = [n for n in down_now if streaks[n] >= needed]
+    if down_now:
         reasons.append(", ".join(f"{n} WARNING: primary {_down_primary(by_name[n])} down ({streaks[n]} consecutive)"
-                                 for n in primary_down) + f", threshold {threshold}: a restart on that primary "
+                                 for n in down_now) + f", threshold {threshold}: a restart on that primary "
                        "may run, never a relaunch")
     if confirmed:
         verdict: Verdict = "confirmed"
