@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TextIO
 
+from monitor.core.clock import Clock
 from monitor.report import TickReport
 from monitor.sandbox.demo import TICK, SimClock, elb_backend, progress_new_clusters, sandbox_config, sandbox_env
 
@@ -39,7 +40,7 @@ HA_LADDER: list[dict[str, Any]] = [
 class EmrReplacesPrimaries:
     """What EMR does when a primary is lost, shown through ListInstances (see the module)."""
 
-    def __init__(self, clock: SimClock) -> None:
+    def __init__(self, clock: Clock) -> None:
         self.clock = clock
         self.lost: dict[str, dict[str, Any]] = {}  # instance id -> replacement id, ready_at
 
