@@ -179,6 +179,8 @@ def evaluate(
                        "(recovery.when.on_flapping: restart), never a relaunch")
     # A trigger check that runs per primary (checks/primaries.py) is WARNING while two of three
     # primaries serve; a running primary down that long is worth a restart there, never a relaunch.
+    reasons.extend(f"{r.name} WARNING: {r.summary}" for r in trig  # a primary EMR is replacing: said, not acted on
+                   if r.status == Status.WARNING and r.observed.get("per_primary") and not primary_needs_restart(r))
     down_now = [r.name for r in trig if primary_needs_restart(r)]
     primary_down = [n for n in down_now if streaks[n] >= needed]
     if down_now:

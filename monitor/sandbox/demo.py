@@ -149,35 +149,6 @@ def progress_new_clusters(old_id: str) -> list[str]:
     return moved
 
 
-def elb_backend(seeded: Any, resolver: Any, healthy: Callable[[str, int], bool] | None = None) -> Any:
-    """The load balancer's routing: target group → registered instance and port → its private
-    DNS name (from EMR) → host_aliases (loopback only). With ``healthy`` (three primaries
-    registered) the newest registered target that passes it, as the ELB's health check would
-    route; without, the newest registered target."""
-    clients = seeded.clients
-
-    def where(target: dict[str, Any]) -> tuple[str, int] | None:
-        emr = clients.client("emr")
-        for summary in emr.list_clusters()["Clusters"]:
-            for inst in emr.list_instances(ClusterId=summary["Id"], InstanceGroupTypes=["MASTER"])["Instances"]:
-                if inst.get("Ec2InstanceId") == target["Id"]:
-                    ep = resolver.resolve(inst["PrivateDnsName"], int(target.get("Port") or 10000))
-                    return ep.host, ep.port
-        return None
-
-    def backend() -> tuple[str, int] | None:
-        health = clients.client("elbv2").describe_target_health(TargetGroupArn=seeded.target_group_arn)
-        targets = [d["Target"] for d in health["TargetHealthDescriptions"]]
-        if not targets:
-            return None
-        if healthy is None:
-            return where(targets[-1])
-        found = [f for f in (where(t) for t in reversed(targets)) if f is not None]
-        return next((f for f in found if healthy(*f)), found[0] if found else None)
-
-    return backend
-
-
 def _names(resolver: Any) -> list[str]:
     """Where the two names lead now, through Route 53 (after the story: the new master)."""
     from monitor.sandbox.seed import LB_NAME, MASTER_RECORD
@@ -244,7 +215,7 @@ def build_world(tmp: str, *, ladder: bool = False) -> DemoWorld:
     from monitor.runtime import build_services
     from monitor.sandbox.certs import make_certs
     from monitor.sandbox.dns import ZoneResolver
-    from monitor.sandbox.elb import TlsTerminatingProxy
+    from monitor.sandbox.elb import TlsTerminatingProxy, registered_backend
     from monitor.sandbox.hs2_server import HiveServer2Stub
     from monitor.sandbox.motolock import serialize, serialize_all
     from monitor.sandbox.seed import LB_NAME, ZONE_NAME, seed
@@ -262,7 +233,7 @@ def build_world(tmp: str, *, ladder: bool = False) -> DemoWorld:
     # one config gives (verify.master.port, routing.target_port). The old master was
     # registered on 10000 by the seed, so its alias carries its port.
     aliases = {seeded.master_dns: f"127.0.0.1:{old.port}", "ip-*.ec2.internal": "127.0.0.1"}
-    elb = TlsTerminatingProxy(elb_backend(seeded, HostResolver(aliases)), certfile=elb_certs.cert_file,
+    elb = TlsTerminatingProxy(registered_backend(seeded, HostResolver(aliases)), certfile=elb_certs.cert_file,
                               keyfile=elb_certs.key_file).start()
     # What would be the load balancer's addresses. The names clients and sentinel dial
     # (hive.internal..., hive-master.internal...) have no alias: they resolve through Route 53.

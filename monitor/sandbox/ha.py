@@ -29,7 +29,7 @@ from typing import Any, TextIO
 
 from monitor.core.clock import Clock
 from monitor.report import TickReport
-from monitor.sandbox.demo import TICK, SimClock, elb_backend, progress_new_clusters, sandbox_config, sandbox_env
+from monitor.sandbox.demo import TICK, SimClock, progress_new_clusters, sandbox_config, sandbox_env
 
 HA_LADDER: list[dict[str, Any]] = [
     {"rung": "restart_service", "via": "ssm", "warmup_s": 30, "verify_timeout_min": 5, "max_per_window": 2},
@@ -135,7 +135,7 @@ def build_ha_world(tmp: str) -> HaWorld:
     from monitor.runtime import build_services
     from monitor.sandbox.certs import make_certs
     from monitor.sandbox.dns import ZoneResolver
-    from monitor.sandbox.elb import TlsTerminatingProxy
+    from monitor.sandbox.elb import TlsTerminatingProxy, registered_backend
     from monitor.sandbox.hs2_server import HiveServer2Stub
     from monitor.sandbox.motolock import serialize, serialize_all
     from monitor.sandbox.seed import LB_NAME, ZONE_NAME, seed
@@ -152,7 +152,7 @@ def build_ha_world(tmp: str) -> HaWorld:
     aliases = {p["private_dns"]: f"127.0.0.1:{s.port}" for p, s in zip(seeded.primaries, stubs, strict=True)}
     aliases["ip-*.ec2.internal"] = f"127.0.0.1:{new.port}"
     by_port = {s.port: s for s in [*stubs, new]}
-    elb = TlsTerminatingProxy(elb_backend(seeded, HostResolver(aliases),
+    elb = TlsTerminatingProxy(registered_backend(seeded, HostResolver(aliases),
                                           healthy=lambda _host, port: bool(by_port[port].serving)
                                           if port in by_port else True),
                               certfile=elb_certs.cert_file, keyfile=elb_certs.key_file).start()
@@ -217,8 +217,12 @@ def run_ha_sandbox(out: TextIO | None = None) -> int:
     story = out or sys.stdout
     p = Printer(story)
     p.title("sentinel sandbox --ha: a cluster with three primary nodes")
+    from recover import phases
+
     with sandbox_env(), tempfile.TemporaryDirectory(prefix="sentinel-sandbox-ha-") as tmp, mock_aws():
         w = build_ha_world(tmp)
+        sleep = phases.SLEEP
+        phases.SLEEP = lambda seconds: w.clock.advance(timedelta(seconds=seconds))  # a warm-up is simulated time
         try:
             for n in range(1, 11):
                 if n == 2:
@@ -238,6 +242,7 @@ def run_ha_sandbox(out: TextIO | None = None) -> int:
                         if c["Id"] != w.seeded.cluster_id]
             serving = all(s.serving for s in w.stubs[:3])
         finally:
+            phases.SLEEP = sleep
             w.stop()
     story.write(f"\nclusters launched: {len(launched)}; every primary serves: {serving}; "
                 f"HiveServer2 restarted on: {', '.join(w.restarted) or 'none'}\n")
