@@ -274,7 +274,19 @@ def _status_of(inv: Invocation, name: str, now: datetime, events: int) -> dict[s
                    "left": max(0, limits.max_recoveries - used), "enabled": target.recovery.enabled},
         "incident_timeline": incident_timeline(state.incident, recent, now),
         "flapping": flap.status_view(state),  # {check: {since, share, looks, paged}} (monitor/flap.py)
+        **_primaries(state.last_results or []),
     }
+
+
+def _primaries(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """A cluster with three primaries, as its ``per_primary`` check last saw each (a key only
+    when there is one: a classic target's status is unchanged)."""
+    for r in results:
+        observed = r.get("observed") or {}
+        if observed.get("per_primary") and observed.get("primaries"):
+            return {"primaries": [{k: p.get(k) for k in ("instance_id", "private_dns", "state", "status")}
+                                  for p in observed["primaries"]]}
+    return {}
 
 
 INCIDENT_EVENTS = 200  # audit events read to find an incident's AWS calls (one query)

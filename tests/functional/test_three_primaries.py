@@ -83,6 +83,15 @@ def test_one_hung_primary_is_a_warning_restarted_there_alone_and_done_with_no_cl
     assert [p["instance_id"] for p in primaries.observed["restartable"]] == [hung["instance_id"]]
     assert _check(first, "hive-via-elb").status is Status.OK
     assert first.targets[0].status is Status.WARNING and first.targets[0].recovery is None
+    from monitor.actions import status
+    from monitor.render import text
+    from monitor.runtime import new_invocation
+
+    shown = status(new_invocation(w.services, request_id="st"), [TARGET])
+    rows = shown.data["targets"][TARGET]["primaries"]  # `sentinel status` names each primary
+    assert [(r["instance_id"], r["status"]) for r in rows] == [
+        (p["instance_id"], "CRITICAL" if p is hung else "OK") for p in w.seeded.primaries]
+    assert f"primaries: {w.seeded.primaries[0]['instance_id']}" in " ".join(text(shown).split())
 
     second = w.tick(3)  # confirmed (2 looks): a restart on that primary only, never a relaunch
     recovery = second.targets[0].recovery
@@ -224,3 +233,13 @@ def test_retire_old_of_a_protected_three_primary_cluster_says_it_needs_allow_ter
     assert "three primaries" in plan["error"] and "allow_termination_protected: true" in plan["error"]
     assert len(plan["old_cluster"]["primaries"]) == 3  # the plan names each primary
     assert any("a relaunch starts only if fewer than two serve" in n for n in plan["notes"])
+
+
+def test_two_hung_primaries_are_critical_within_one_deadline_asked_in_parallel(sandbox: HaWorld) -> None:
+    w = sandbox
+    w.stubs[0].mode = w.stubs[1].mode = "hang_after_connect"
+    check = _check(w.tick(1), "hive-primaries")
+    assert (check.status, check.error_kind) == (Status.CRITICAL, "timeout"), check.summary
+    assert check.summary.startswith("1 of 3 primaries serve (fewer than 2)")
+    assert check.latency_ms < 2 * 2000  # timeout_s 2 each, asked in parallel: one deadline, not two
+    assert all(p["private_dns"] in p["summary"] for p in check.observed["primaries"])
