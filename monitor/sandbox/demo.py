@@ -162,6 +162,19 @@ def _names(resolver: Any) -> list[str]:
 
 _sandbox_env = sandbox_env  # the name tests have used
 
+
+@contextlib.contextmanager
+def simulated_waits(clock: SimClock) -> Iterator[None]:
+    """The runbook's in-invocation waits (a restart's warm-up) are simulated time, not sleeps."""
+    from recover import phases
+
+    sleep = phases.SLEEP
+    phases.SLEEP = lambda seconds: clock.advance(timedelta(seconds=seconds))
+    try:
+        yield
+    finally:
+        phases.SLEEP = sleep
+
 class MissingDemoDependencies(RuntimeError):
     """The sandbox needs moto (and credstash): an optional extra, not a Lambda dependency."""
 

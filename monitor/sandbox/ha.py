@@ -29,7 +29,7 @@ from typing import Any, TextIO
 
 from monitor.core.clock import Clock
 from monitor.report import TickReport
-from monitor.sandbox.demo import TICK, SimClock, progress_new_clusters, sandbox_config, sandbox_env
+from monitor.sandbox.demo import TICK, SimClock, progress_new_clusters, sandbox_config, sandbox_env, simulated_waits
 
 HA_LADDER: list[dict[str, Any]] = [
     {"rung": "restart_service", "via": "ssm", "warmup_s": 30, "verify_timeout_min": 5, "max_per_window": 2},
@@ -217,32 +217,28 @@ def run_ha_sandbox(out: TextIO | None = None) -> int:
     story = out or sys.stdout
     p = Printer(story)
     p.title("sentinel sandbox --ha: a cluster with three primary nodes")
-    from recover import phases
-
     with sandbox_env(), tempfile.TemporaryDirectory(prefix="sentinel-sandbox-ha-") as tmp, mock_aws():
         w = build_ha_world(tmp)
-        sleep = phases.SLEEP
-        phases.SLEEP = lambda seconds: w.clock.advance(timedelta(seconds=seconds))  # a warm-up is simulated time
         try:
-            for n in range(1, 11):
-                if n == 2:
-                    w.stubs[1].mode = "hang_after_connect"
-                    p.event(w.clock.now(), f"act 1: HiveServer2 on primary {w.seeded.primaries[1]['instance_id']} "
-                                           "hangs (the load balancer routes around it)")
-                if n == 6:
-                    gone = w.seeded.primaries[2]["instance_id"]
-                    w.lose(2, ready_after=timedelta(minutes=15))
-                    p.event(w.clock.now(), f"act 2: primary {gone} is terminated; EMR replaces it (same private "
-                                           "address, ready in 15 min)")
-                p.tick(n, w.clock.now(), w.tick(n))
-            events = w.services.store.events("prod-hive", limit=60)
-            p.pages(w.seeded.pages())
-            p.timeline(events)
-            launched = [c for c in w.seeded.clients.client("emr").list_clusters()["Clusters"]
-                        if c["Id"] != w.seeded.cluster_id]
-            serving = all(s.serving for s in w.stubs[:3])
+            with simulated_waits(w.clock):
+                for n in range(1, 11):
+                    if n == 2:
+                        w.stubs[1].mode = "hang_after_connect"
+                        p.event(w.clock.now(), f"act 1: HiveServer2 on primary {w.seeded.primaries[1]['instance_id']} "
+                                               "hangs (the load balancer routes around it)")
+                    if n == 6:
+                        gone = w.seeded.primaries[2]["instance_id"]
+                        w.lose(2, ready_after=timedelta(minutes=15))
+                        p.event(w.clock.now(), f"act 2: primary {gone} is terminated; EMR replaces it (same private "
+                                               "address, ready in 15 min)")
+                    p.tick(n, w.clock.now(), w.tick(n))
+                events = w.services.store.events("prod-hive", limit=60)
+                p.pages(w.seeded.pages())
+                p.timeline(events)
+                launched = [c for c in w.seeded.clients.client("emr").list_clusters()["Clusters"]
+                            if c["Id"] != w.seeded.cluster_id]
+                serving = all(s.serving for s in w.stubs[:3])
         finally:
-            phases.SLEEP = sleep
             w.stop()
     story.write(f"\nclusters launched: {len(launched)}; every primary serves: {serving}; "
                 f"HiveServer2 restarted on: {', '.join(w.restarted) or 'none'}\n")
