@@ -26,7 +26,7 @@ from dataclasses import replace
 from typing import Any
 
 from checks.aws_calls import api_error_summary, call_with_backoff, regional_client
-from checks.base import Check, CheckContext, CheckResult, ErrorKind, Status
+from checks.base import Check, CheckContext, CheckResult, EndpointOverride, ErrorKind, Status
 from monitor.core.aws import error_code
 from monitor.core.clusters import LIVE_ORDER, ClusterLookupError, expected_primaries, find_cluster, list_primaries
 
@@ -71,7 +71,9 @@ def run_per_primary(check: Check, ctx: CheckContext, one: Callable[[CheckContext
         jobs = []
         for p in running:
             host = str(p.get("private_dns") or p.get("private_ip"))
-            endpoint = replace(template, host=host) if template is not None else None
+            # Always an endpoint (never the per_primary fan-out again); without ``recovery.verify.master``
+            # the check's own port and TLS.
+            endpoint = replace(template, host=host) if template is not None else EndpointOverride(host=host)
             sub = replace(ctx, endpoint=endpoint, host_override=host, facts={})
             jobs.append((p, pool.submit(one, sub)))
         for p, fut in jobs:
