@@ -159,6 +159,9 @@ class CheckContext:
     # VERIFY_NEW: the new master's own endpoint (``recovery.verify.master``): its port and TLS
     # settings replace the check's (which describe the load balancer's listener).
     endpoint: EndpointOverride | None = None
+    # How a primary is reached directly (``recovery.verify.master``'s port and TLS; the host is
+    # filled per primary): what a ``per_primary`` check uses. None: the check's own port and TLS.
+    primary_endpoint: EndpointOverride | None = None
     # What the tick knows about the path (filled by ``monitor.cycle``; a check never reads the
     # state table for it, and both stay empty when the table is unreadable).
     # ``behind_load_balancer``: the target routes through a load balancer (``recovery.routing``),

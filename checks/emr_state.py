@@ -22,7 +22,14 @@ from pydantic import Field
 from checks.aws_calls import api_error_summary, call_with_backoff, regional_client, worst
 from checks.base import Check, CheckConfig, CheckContext, CheckResult, ErrorKind, Status
 from monitor.core.aws import error_code
-from monitor.core.clusters import ClusterLookupError, find_cluster
+from monitor.core.clusters import (
+    HA_PRIMARIES,
+    LIVE_ORDER,
+    ClusterLookupError,
+    find_cluster,
+    is_multi_primary,
+    primary_rows,
+)
 
 ENDED_STATES = ("TERMINATING", "TERMINATED", "TERMINATED_WITH_ERRORS")
 STARTING_STATES = ("STARTING", "BOOTSTRAPPING")
@@ -78,12 +85,15 @@ class EmrStateCheck(Check):
                  "state": observed["state"], "master_public_dns": cluster.get("MasterPublicDnsName")}
         kind: ErrorKind | None = None
         try:
-            masters = self._masters(ctx, emr, cluster)
+            every = self._masters(ctx, emr, cluster)
+            masters = [m for m in every if m["state"] in LIVE_ORDER]
             primary = masters[0] if masters else {}
             observed.update(master_instance_id=primary.get("instance_id"), master_private_dns=primary.get("private_dns"),
                             master_private_ip=primary.get("private_ip"), masters=masters)
             facts.update(master_instance_id=primary.get("instance_id"), master_private_dns=primary.get("private_dns"),
                          master_private_ip=primary.get("private_ip"))
+            if is_multi_primary(every):
+                status, summary = _primaries(masters, observed, facts, status, summary)
             if self.cfg.failed_steps_window_h > 0:
                 failed = self._failed_steps(ctx, emr, cluster["Id"])
                 observed["failed_steps"] = failed
@@ -129,7 +139,8 @@ class EmrStateCheck(Check):
         return Status.UNKNOWN, f"{head}: unexpected state"
 
     def _masters(self, ctx: CheckContext, emr: Any, cluster: dict[str, Any]) -> list[dict[str, Any]]:
-        """The cluster's live master instance(s), running first (3 with multi-master)."""
+        """The cluster's master instance(s), live first, running first (3 with multi-master,
+        plus the ones EMR replaced, ended)."""
         if cluster.get("InstanceCollectionType") == "INSTANCE_FLEET":
             kwargs: dict[str, Any] = {"ClusterId": cluster["Id"], "InstanceFleetType": "MASTER"}
         else:
@@ -143,11 +154,7 @@ class EmrStateCheck(Check):
             marker = page.get("Marker")
             if not marker:
                 break
-        order = {"RUNNING": 0, "BOOTSTRAPPING": 1, "PROVISIONING": 2, "AWAITING_FULFILLMENT": 3}
-        live = [i for i in instances if (i.get("Status") or {}).get("State") in order]
-        live.sort(key=lambda i: order[(i.get("Status") or {}).get("State", "")])
-        return [{"instance_id": i.get("Ec2InstanceId"), "private_dns": i.get("PrivateDnsName"),
-                 "private_ip": i.get("PrivateIpAddress"), "state": (i.get("Status") or {}).get("State")} for i in live]
+        return primary_rows(instances)
 
     def _failed_steps(self, ctx: CheckContext, emr: Any, cluster_id: str) -> list[dict[str, Any]]:
         """FAILED steps among the newest page (50) that ended inside the window."""
@@ -207,6 +214,21 @@ def _with_event(ctx: CheckContext, cluster_id: str, observed: dict[str, Any], st
     if status is Status.CRITICAL:
         return status, f"{summary} ({said})"
     return status, f"{summary}; {said}, not confirmed by the cluster's own state"
+
+
+def _primaries(live: list[dict[str, Any]], observed: dict[str, Any], facts: dict[str, Any], status: Status,
+               summary: str) -> tuple[Status, str]:
+    """A cluster with three primary nodes: name each, and say which one EMR is replacing.
+    One primary short is WARNING, never more: the cluster serves on two, EMR replaces the
+    third by itself, and the cluster's own state says when it does not survive."""
+    running = [m for m in live if m["state"] == "RUNNING"]
+    named = ", ".join(f"{m['instance_id']} {m.get('private_dns')} {m['state']}" for m in live)
+    observed["primaries"] = live
+    facts["primaries"] = live
+    summary += f"; primaries {len(running)} of {HA_PRIMARIES} running ({named})"
+    if len(running) < HA_PRIMARIES and status is Status.OK:
+        return Status.WARNING, summary + ": EMR is replacing the others"
+    return status, summary
 
 
 def status_active(state: str) -> bool:

@@ -36,6 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from checks.base import Check, CheckConfig, CheckContext, CheckResult, ErrorKind, Status
 from checks.hs2_session import Attempt, Target, run_bounded
+from monitor.core.clusters import PRIMARY_PERMISSIONS
 from monitor.core.errors import ConnectionPolicyError, SecretError
 from monitor.core.resolve import ResolutionError
 from monitor.core.secrets import Credentials
@@ -69,6 +70,9 @@ class HiveServer2Config(CheckConfig):
     # healthy backend" (CRITICAL no_backend). Default (None): true when the target's
     # ``recovery.routing`` names a target group or classic ELB.
     load_balancer: bool | None = None
+    # Run against each primary of the target's cluster (checks/primaries.py), on the port and TLS
+    # of ``recovery.verify.master``; ``host`` stays the service's name (not dialled then).
+    per_primary: bool = False
 
     @model_validator(mode="after")
     def _credentials_for_password_auth(self) -> HiveServer2Config:
@@ -86,7 +90,9 @@ def tls_mode(tls: TlsConfig | Literal[False]) -> str:
 class HiveServer2Check(Check):
     type: ClassVar[str] = "hiveserver2"
     config_model: ClassVar[builtins.type[CheckConfig]] = HiveServer2Config
-    permissions: ClassVar[tuple[str, ...]] = ()  # + the secret provider's (monitor.core.secrets.PERMISSIONS)
+    # + the secret provider's (monitor.core.secrets.PERMISSIONS); the EMR reads list a
+    # ``per_primary`` check's primaries.
+    permissions: ClassVar[tuple[str, ...]] = PRIMARY_PERMISSIONS
 
     _started: float = 0.0
 
@@ -97,6 +103,10 @@ class HiveServer2Check(Check):
 
     def run(self, ctx: CheckContext) -> CheckResult:
         self._started = time.monotonic()  # the result's latency is the whole run (see _done)
+        if self.cfg.per_primary and ctx.endpoint is None:  # a given endpoint (VERIFY_NEW) is one host
+            from checks.primaries import run_per_primary
+
+            return run_per_primary(self, ctx, lambda one: HiveServer2Check(self.cfg).run(one))
         cfg = self.effective(ctx)
         host = (ctx.endpoint.host if ctx.endpoint else None) or ctx.host_override or cfg.host
         observed: dict[str, Any] = {"host": host, "port": cfg.port, "tls": tls_mode(cfg.tls), "auth": cfg.auth,

@@ -283,7 +283,21 @@ def _status_of(inv: Invocation, name: str, now: datetime, events: int) -> dict[s
         # Incidents each rung ended in the last 7 days, and rungs paused for recurring (until ack).
         "fixes": {"days": FIXES_DAYS, "by_rung": fixes_by_rung(state, now)},
         "paused_rungs": state.paused_rungs if isinstance(state.paused_rungs, dict) else {},
+        **_primaries(state.last_results or []),
     }
+
+
+def _primaries(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """A cluster with three primaries, as its ``per_primary`` check last saw each (a key only
+    when there is one: a classic target's status is unchanged)."""
+    for r in results:  # the state may hold anything (tests/unit/test_hostile_state.py): shown only if well-formed
+        observed = r.get("observed") if isinstance(r, dict) else None
+        rows = observed.get("primaries") if isinstance(observed, dict) and observed.get("per_primary") else None
+        if isinstance(rows, list) and rows:
+            keys = ("instance_id", "private_dns", "state", "status")
+            return {"primaries": [{k: None if p.get(k) is None else str(p.get(k))[:MAX_SHOWN] for k in keys}
+                                  for p in rows[:10] if isinstance(p, dict)]}
+    return {}
 
 
 INCIDENT_EVENTS = 200  # audit events read to find an incident's AWS calls (one query)

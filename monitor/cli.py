@@ -93,6 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
                                      "Needs the demo dependencies: pip install 'sentinel[sandbox]'.")
     sbx.add_argument("--json", action="store_true",
                      help="print only the last tick's TickReport on stdout (the story goes to stderr)")
+    sbx.add_argument("--ha", action="store_true",
+                     help="the story of a cluster with three primary nodes: a hung primary restarted alone, "
+                          "a lost primary waited for while EMR replaces it (no relaunch)")
     sub.add_parser("schema", help="print the config file's JSON Schema (exit 0)",
                    description="Print the JSON Schema of the config file, generated from the models (keys, types, "
                                "bounds, descriptions; the cross-field rules stay validate's). Editors that speak "
@@ -240,6 +243,10 @@ def main(argv: Sequence[str] | None = None, *, services_factory: ServicesFactory
 def _run(args: argparse.Namespace, services_factory: ServicesFactory) -> int:
     from monitor.loader import config_source, load
 
+    if args.command == "sandbox" and args.ha:
+        from monitor.sandbox.ha import run_ha_sandbox
+
+        return int(run_ha_sandbox())
     if args.command == "sandbox":
         from monitor.sandbox import run_sandbox
 

@@ -378,12 +378,14 @@ class TargetTick:
             for r in self.last_results if r.get("status") == Status.OK.name and (r.get("observed") or {}).get("settings")
         }
 
+        primary = self.target.recovery.verify.master_endpoint("")  # a per_primary check fills in each host
+
         def make_ctx(own: Deadline) -> CheckContext:
             return CheckContext(
                 target=self.target.name, cluster=self.target.cluster, clients=svc.clients,
                 secrets=svc.secrets, resolver=svc.resolver, store=self.store, clock=self.clock,
                 deadline=own, host_override=endpoint.host if endpoint else None, endpoint=endpoint, facts=facts,
-                behind_load_balancer=behind_lb, last_ok_settings=last_ok,
+                behind_load_balancer=behind_lb, last_ok_settings=last_ok, primary_endpoint=primary,
             )
 
         results = run_checks(wanted, make_ctx, self.deadline)

@@ -26,6 +26,9 @@ Rules:
   restart`` a trigger check that was flapping and is CRITICAL now is confirmed too, for a
   recovery limited to the ladder's restart rungs (``Decision.restart_only``): blocked, it stays
   ``failing`` (a blocked flapping check must not page "confirmed" and "resolved" every look).
+- A ``per_primary`` trigger check WARNING because a running primary fails (two of three still
+  serve) grows its streak like a CRITICAL; confirmed, it starts a restart-only recovery (the
+  restart rung restarts that primary); blocked, it stays ``degraded``.
 - Recovery is allowed only when the config supports it (``when``, routing, verification of the
   new master), enabled (or asked for by a person), not escalated, not already running, within
   the budget, caused by an error kind a relaunch can fix (``when.kinds``), not vetoed (a
@@ -41,6 +44,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from checks.base import CheckResult, Status
+from checks.primaries import down_primaries, needs_restart
 from monitor import flap
 from monitor.config import RELAUNCH_KINDS, ReplaceRung, RestartRung, Target, recovery_gaps
 from monitor.core.clock import iso, parse_iso
@@ -48,7 +52,6 @@ from monitor.core.state.base import TargetState
 from monitor.observers import AlarmLook, alarm_look, newer
 
 Verdict = Literal["ok", "degraded", "failing", "confirmed"]
-
 
 
 @dataclass(frozen=True)
@@ -194,6 +197,16 @@ def evaluate(
     if by_flapping:
         reasons.append(f"{', '.join(by_flapping)} flapping and CRITICAL now: a restart may run "
                        "(recovery.when.on_flapping: restart), never a relaunch")
+    # A trigger check that runs per primary (checks/primaries.py) is WARNING while two of three
+    # primaries serve; a running primary down that long is worth a restart there, never a relaunch.
+    reasons.extend(f"{r.name} WARNING: {r.summary}" for r in trig  # a primary EMR is replacing: said, not acted on
+                   if r.status == Status.WARNING and r.observed.get("per_primary") and not needs_restart(r))
+    down_now = [r.name for r in trig if needs_restart(r)]
+    primary_down = [n for n in down_now if streaks[n] >= needed]
+    if down_now:
+        reasons.append(", ".join(f"{n} WARNING: primary {down_primaries(by_name[n])} down ({streaks[n]} consecutive)"
+                                 for n in down_now) + f", threshold {threshold}: a restart on that primary "
+                       "may run, never a relaunch")
     if confirmed:
         verdict: Verdict = "confirmed"
     elif failing:
@@ -219,6 +232,13 @@ def evaluate(
                             silence=silence, manual=manual) + restart_blockers(target, state, now)
         if blocked:  # stays "failing": said in the reasons, paged as flapping (monitor.flap), not as confirmed
             decision.reasons.append("restart for flapping not started: " + "; ".join(blocked))
+        else:
+            decision.verdict, decision.recover, decision.restart_only = "confirmed", True, True
+    elif primary_down and not failing:
+        blocked = _blockers(target, [by_name[n] for n in primary_down], results, state, now, silence=silence,
+                            manual=manual) + restart_blockers(target, state, now, why="a primary down")
+        if blocked:  # stays "degraded": the cluster serves; said in the reasons
+            decision.reasons.append("restart of the primary not started: " + "; ".join(blocked))
         else:
             decision.verdict, decision.recover, decision.restart_only = "confirmed", True, True
     return decision
@@ -257,7 +277,7 @@ def next_streaks(trigger: Sequence[str], by_name: dict[str, CheckResult], state:
         last = before_at.get(name)
         if r is None or r.status == Status.UNKNOWN:
             streaks[name] = held
-        elif r.status != Status.CRITICAL:
+        elif r.status != Status.CRITICAL and not needs_restart(r):
             streaks[name] = 0
             continue
         elif held == 0:
@@ -279,16 +299,16 @@ def next_streaks(trigger: Sequence[str], by_name: dict[str, CheckResult], state:
     return Counted(streaks, at, skipped, observed)
 
 
-
-def restart_blockers(target: Target, state: TargetState, now: datetime) -> list[str]:
+def restart_blockers(target: Target, state: TargetState, now: datetime, *, why: str = "flapping") -> list[str]:
     """Why a recovery limited to restart rungs cannot start: the rung ``runbook.start`` would
     take first (the first with budget) must be a restart rung."""
     ladder = target.recovery.ladder
     if not any(isinstance(r, RestartRung) for r in ladder):
-        return ["recovery.ladder has no restart_service rung (on_flapping: restart allows nothing else)"]
+        allows = "on_flapping: restart allows" if why == "flapping" else f"{why} allows"
+        return [f"recovery.ladder has no restart_service rung ({allows} nothing else)"]
     usable = usable_rungs(target, state, now)
     if usable and not isinstance(ladder[usable[0]], RestartRung):
-        return [f"the first rung with budget is {ladder[usable[0]].rung}: flapping allows a restart only"]
+        return [f"the first rung with budget is {ladder[usable[0]].rung}: {why} allows a restart only"]
     return []
 
 

@@ -97,6 +97,9 @@ def _status_lines(name: str, st: dict[str, Any]) -> list[str]:
         out.append("  checks at the last tick:")
         for r in results:
             out += _wrap(f"{r['status']:<8} {r['name']}: {r['summary']}", "    ", " " * 13)
+    if st.get("primaries"):
+        out += _wrap("primaries: " + "; ".join(f"{p['instance_id']} {p.get('private_dns')} {p.get('state')} "
+                                               f"{p.get('status') or 'not asked'}" for p in st["primaries"]), "  ")
     silenced = st.get("silenced")
     if silenced:
         scope = "actions only (pages still go out)" if silenced.get("actions_only") else "pages and actions"

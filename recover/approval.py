@@ -30,8 +30,8 @@ from checks.base import Status
 from monitor.config import Approval, Recovery, Target
 from monitor.core.clock import iso, parse_iso
 from recover.incident import Incident, Phase
-from recover.phases import Resolved, reconfirm
-from recover.run import Escalate, Next, Outcome, Run, Wait
+from recover.phases import reconfirm
+from recover.run import Escalate, Next, Outcome, Resolved, Run, Wait
 
 MAX_PLAN_LINES = 20  # changing calls listed in the page (a plan has ~10)
 APPROVED, DENIED = "approved", "denied"

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from monitor.core.clusters import ACTIVE_STATES
+from monitor.core.clusters import ACTIVE_STATES, is_multi_primary
 from monitor.core.faults import AwsError
 from recover.emr import master_of, owner_of
 from recover.facades import Emr
@@ -60,12 +60,19 @@ class ClusterSnapshot:
     termination_protected: bool = False
     fleet: bool = False
     owner: str | None = None  # its sentinel:target tag (recover.emr.require_owned)
+    # Every primary, live first, then those EMR replaced (a cluster with three primary nodes).
+    primaries: list[dict[str, Any]] = field(default_factory=list)
 
     def old_record(self) -> dict[str, Any]:
-        """What the incident remembers about the cluster being replaced."""
-        return {"cluster_id": self.cluster_id, "name": self.name, "state": self.state, "master": self.master,
-                "termination_protected": self.termination_protected, "fleet": self.fleet,
-                "active": self.state in ACTIVE_STATES, "owner": self.owner}
+        """What the incident remembers about the cluster being replaced (its primaries only
+        when it has three: a classic cluster's record stays as it was)."""
+        record: dict[str, Any] = {"cluster_id": self.cluster_id, "name": self.name, "state": self.state,
+                                  "master": self.master,
+                  "termination_protected": self.termination_protected, "fleet": self.fleet,
+                  "active": self.state in ACTIVE_STATES, "owner": self.owner}
+        if is_multi_primary(self.primaries):
+            record["primaries"] = self.primaries
+        return record
 
 
 def read_cluster(emr: Emr, cluster: dict[str, Any]) -> ClusterSnapshot:
@@ -86,6 +93,7 @@ def read_cluster(emr: Emr, cluster: dict[str, Any]) -> ClusterSnapshot:
         cluster_id=cid, name=str(cluster.get("Name", "")), state=str((cluster.get("Status") or {}).get("State", "")),
         request=request, not_copied=gaps + not_copied, master=masters[0] if masters else None,
         termination_protected=bool(cluster.get("TerminationProtected")), fleet=fleet, owner=owner_of(cluster),
+        primaries=masters,
     )
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from monitor.core.clusters import LIVE_ORDER, is_multi_primary, primary_rows
 from monitor.core.errors import SentinelError
 from recover.calls import AwsCalls
 from recover.facades import Emr
@@ -21,7 +22,6 @@ from recover.sealed import unseal_spec
 READY_STATES = ("WAITING", "RUNNING")
 ENDED_STATES = ("TERMINATING", "TERMINATED", "TERMINATED_WITH_ERRORS")
 BAD_STEP_STATES = ("FAILED", "CANCELLED", "CANCEL_PENDING", "INTERRUPTED")
-_LIVE_ORDER = {"RUNNING": 0, "BOOTSTRAPPING": 1, "PROVISIONING": 2, "AWAITING_FULFILLMENT": 3}
 
 
 class ProtectedCluster(SentinelError):
@@ -43,12 +43,8 @@ def master_of(emr: Emr, cluster_id: str, *, fleet: bool, live_only: bool = True)
     ``live_only=False`` also returns ended instances: the old master of a dead cluster must
     still be deregistered from the load balancer.
     """
-    instances = emr.list_instances(cluster_id, fleet=fleet)
-    rows = [{"instance_id": i.get("Ec2InstanceId"), "private_dns": i.get("PrivateDnsName"),
-             "private_ip": i.get("PrivateIpAddress"), "state": (i.get("Status") or {}).get("State")}
-            for i in instances]
-    live = sorted((r for r in rows if r["state"] in _LIVE_ORDER), key=lambda r: _LIVE_ORDER[str(r["state"])])
-    return live if live_only else live + [r for r in rows if r["state"] not in _LIVE_ORDER]
+    rows = primary_rows(emr.list_instances(cluster_id, fleet=fleet))
+    return [r for r in rows if r["state"] in LIVE_ORDER] if live_only else rows
 
 
 def tagged_clusters(emr: Emr, incident_id: str, name: str, created_after: datetime) -> list[dict[str, Any]]:
@@ -82,6 +78,7 @@ class Readiness:
     verdict: str  # "ready" | "starting" | "failed"
     detail: str
     master: dict[str, Any] | None = None
+    primaries: list[dict[str, Any]] | None = None  # every running primary (a cluster with three)
 
 
 def readiness(emr: Emr, cluster_id: str, *, fleet: bool) -> Readiness:
@@ -106,6 +103,12 @@ def readiness(emr: Emr, cluster_id: str, *, fleet: bool) -> Readiness:
     running = [m for m in masters if m["state"] == "RUNNING" and m.get("private_dns")]
     if not running:
         return Readiness("starting", f"new cluster {cluster_id} is {state} but has no running master yet")
+    if is_multi_primary(masters):  # three primaries: each is registered and verified, so each must run
+        if len(running) < len(masters):
+            return Readiness("starting", f"new cluster {cluster_id} is {state}; {len(running)} of {len(masters)} "
+                                         "primaries running")
+        return Readiness("ready", f"new cluster {cluster_id} is {state}, {len(steps)} setup step(s) completed, "
+                                  f"{len(running)} primaries running", master=running[0], primaries=running)
     return Readiness("ready", f"new cluster {cluster_id} is {state}, {len(steps)} setup step(s) completed",
                      master=running[0])
 

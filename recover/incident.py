@@ -141,6 +141,10 @@ class Incident:
     # by, reason, at} | None} for the rung waiting (or last waiting) for a person's yes.
     approval: dict[str, Any] | None = None
     stall_paged: str | None = None  # the phase (and its start) a stall page was sent for
+    # A cluster with three primaries (recover/ha.py): primaries restarted in this rung
+    # (``restarted``), when a relaunch began waiting for EMR's own replacement (``waiting_since``).
+    # None for a classic cluster (and then left out of the record).
+    ha: dict[str, Any] | None = None
     timeline: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -165,11 +169,22 @@ class Incident:
         return cls(**{k: v for k, v in data.items() if k in known})
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        if out["ha"] is None:  # a classic cluster's record stays as it was
+            del out["ha"]
+        return out
 
     @property
     def current(self) -> Phase:
         return Phase(self.phase)
+
+    def approved_by(self, rung: str = "replace") -> str | None:
+        """Who approved ``rung`` by hand in this incident (recovery.approval), else None: an
+        on_timeout "proceed" is nobody's yes."""
+        answer = (self.approval or {}).get("answer") if isinstance(self.approval, dict) else None
+        if isinstance(answer, dict) and answer.get("decision") == "approved" and (self.approval or {}).get("rung") == rung:
+            return str(answer.get("by") or "a person")
+        return None
 
     @property
     def old_cluster_id(self) -> str | None:

@@ -12,18 +12,18 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Any, Literal
+from typing import Any
 
 from checks.base import EndpointOverride, Status
-from monitor.config import MasterTls, Verify
+from monitor.config import Verify
 from monitor.core.clock import iso, parse_iso
 from monitor.core.clusters import RETIRED_TAG, ClusterLookupError
 from monitor.core.faults import AwsError
 from monitor.runner import check_budget
-from recover import claim, routing, sealed, spec
+from recover import claim, ha, routing, sealed, spec
 from recover import emr as emr_ops
 from recover.facades import Emr
-from recover.run import Escalate, Fail, Next, Outcome, Run, Wait
+from recover.run import Escalate, Fail, Next, Outcome, Resolved, Run, Wait
 from recover.spec_file import SpecError
 
 VERIFY_TIMEOUT = timedelta(minutes=20)  # VERIFY_NEW / VERIFY_PATH keep retrying this long
@@ -51,12 +51,18 @@ def snapshot(run: Run) -> Outcome:
         resolved = spec.resolve(run.aws, target, run.rctx.store, run.now())
     except (SpecError, ClusterLookupError) as exc:
         return Fail(f"no spec to relaunch from: {exc}")
+    held = ha.hold_for_emr(run, resolved.old)  # three primaries: EMR may be replacing one
+    if held is not None:
+        return held
     old_id = (resolved.old or {}).get("cluster_id")
     request, problems = spec.finalize(run.aws, resolved.request, incident_id=inc.id, target=target.name,
                                       old_cluster_id=old_id)
     inc.spec_source, inc.old, inc.spec = resolved.source, resolved.old, request
     inc.not_copied = resolved.not_copied
     inc.notes.extend(resolved.notes)
+    protected = ha.retire_protected_note(inc.old, rec.allow_termination_protected)
+    if protected and (inc.old or {}).get("active") and rec.retire_old == "terminate":
+        inc.notes.append(protected)
     if target.cluster.id:
         inc.notes.append("the target names its cluster by id: after the relaunch set cluster: {id: <new id>} "
                          "in the config (or name it by cluster name)")
@@ -66,7 +72,7 @@ def snapshot(run: Run) -> Outcome:
             [*(f"{b} cannot be copied" for b in blocking), *problems]) + " (use spec source file)")
     old = inc.old or {}
     if inc.strategy == "terminate_first" and old.get("active") and old.get("termination_protected") \
-            and not rec.allow_termination_protected:
+            and not rec.allow_termination_protected and not (old.get("primaries") and inc.approved_by("replace")):
         return Fail(f"terminate_first would terminate {old_id}, which is termination-protected, and "
                     "allow_termination_protected is false")
     if old.get("active") and old_id:  # the old record carries its sentinel:target tag (owner)
@@ -216,20 +222,16 @@ def wait_ready(run: Run) -> Outcome:
         return Wait(f"{ready.detail} ({waited.total_seconds() / 60:.0f} of {limit.total_seconds() / 60:g} min)")
     assert ready.master is not None
     inc.new.update(master=ready.master, ready_at=iso(run.now()))
+    if ready.primaries:  # three primaries: REPOINT registers and VERIFY_NEW verifies each
+        inc.new["primaries"] = ready.primaries
+        return Next(f"{ready.detail}; primaries " + ", ".join(ha.name(p) for p in ready.primaries))
     return Next(f"{ready.detail}; master {ready.master['instance_id']} {ready.master['private_dns']}")
 
 
 def master_endpoint(verify: Verify, master: dict[str, Any]) -> EndpointOverride:
     """The new master as VERIFY_NEW reaches it: its private name from EMR, port and TLS from
     ``recovery.verify.master`` (the check's own values where that leaves a key out)."""
-    vm = verify.master
-    tls: dict[str, Any] | Literal[False] | None = None
-    if vm is not None and vm.tls is False:
-        tls = False
-    elif vm is not None and isinstance(vm.tls, MasterTls):
-        tls = vm.tls.model_dump(exclude_none=True)
-    return EndpointOverride(host=str(master.get("private_dns") or master.get("private_ip")),
-                            port=vm.port if vm is not None else None, tls=tls)
+    return verify.master_endpoint(str(master.get("private_dns") or master.get("private_ip")))
 
 
 def verify_new(run: Run) -> Outcome:
@@ -239,6 +241,14 @@ def verify_new(run: Run) -> Outcome:
     master = (inc.new or {}).get("master") or {}
     if not names:  # config validation makes this unreachable; never pass an unverified cluster
         return Fail("no verify checks configured for the new master: refusing to move traffic to it unverified")
+    primaries = (inc.new or {}).get("primaries")
+    if primaries:  # three primaries: each on its own endpoint; all must pass
+        said = [(p, *run.verify(names, master_endpoint(verify, p))) for p in primaries]
+        failing = [f"{p['private_dns']}: {summary}" for p, ok, summary in said if not ok]
+        if not failing:
+            inc.verified_new_at = iso(run.now())
+            return Next(f"new primaries {', '.join(str(p['private_dns']) for p in primaries)} pass: {said[0][2]}")
+        return _retry_or_fail(run, f"{len(failing)} of {len(primaries)} new primaries fail: {'; '.join(failing)}")
     endpoint = master_endpoint(verify, master)
     ok, summary = run.verify(names, endpoint)
     if ok:
@@ -256,7 +266,8 @@ def repoint(run: Run) -> Outcome:
         # Checkpoint first: from here on a rollback must consider the routing moved.
         inc.repoint = {"started_at": iso(run.now())}
         run.save("REPOINT: changing routing to the new master")
-    done = routing.repoint(run.aws, rec.routing, inc.routing_before or {}, (inc.old or {}).get("master"), new_master)
+    done = routing.repoint(run.aws, rec.routing, inc.routing_before or {}, (inc.old or {}).get("master"), new_master,
+                           old_all=(inc.old or {}).get("primaries"), new_all=(inc.new or {}).get("primaries"))
     assert inc.repoint is not None
     inc.repoint.update(done, done_at=iso(run.now()))
     return Next("; ".join(done["changes"]) or "nothing to change (no routing configured, or already done)")
@@ -266,7 +277,8 @@ def verify_path(run: Run) -> Outcome:
     inc = run.inc
     rec = run.rctx.target.recovery
     new_master = (inc.new or {}).get("master") or {}
-    waiting = routing.path_ready(run.aws, rec.routing, inc.repoint or {}, new_master)
+    new_all = (inc.new or {}).get("primaries")
+    waiting = routing.path_ready(run.aws, rec.routing, inc.repoint or {}, new_master, new_all=new_all)
     # A new target is "initial" for a few health-check intervals: worth a short poll within
     # this invocation rather than a whole tick (10 min) of waiting.
     polls = 0
@@ -274,7 +286,7 @@ def verify_path(run: Run) -> Outcome:
             run.rctx.deadline.remaining() > PATH_POLL_S + PATH_POLL_RESERVE_S:
         SLEEP(PATH_POLL_S)
         polls += 1
-        waiting = routing.path_ready(run.aws, rec.routing, inc.repoint or {}, new_master)
+        waiting = routing.path_ready(run.aws, rec.routing, inc.repoint or {}, new_master, new_all=new_all)
     if waiting:
         return _retry_or_fail(run, waiting)
     names = list(rec.verify.checks)
@@ -289,11 +301,6 @@ def verify_path(run: Run) -> Outcome:
 
 RECOVERED_ON_ITS_OWN = "aborted: recovered on its own"
 DESTROYING_CALLS = ("emr.set_termination_protection", "emr.terminate_job_flows")
-
-
-class Resolved(Next):
-    """The failure is gone, re-checked right before a destroying call: the incident ends DONE
-    at once (``incident.outcome`` says why) and nothing more is changed."""
 
 
 def reconfirm(run: Run, before: str) -> Outcome | str:
@@ -381,15 +388,23 @@ def retire_old(run: Run) -> Outcome:
         if stand_down is not None:
             return stand_down
     try:
-        what = emr_ops.terminate(emr, old_id, allow_protected=rec.allow_termination_protected,
+        # EMR forces protection on for three primaries: a person's yes to this relaunch
+        # (recovery.approval) lifts it too, as allow_termination_protected would.
+        by_hand = inc.approved_by("replace") if (inc.old or {}).get("primaries") else None
+        what = emr_ops.terminate(emr, old_id, allow_protected=rec.allow_termination_protected or bool(by_hand),
                                  owner=run.rctx.target.name)
+        if by_hand and not rec.allow_termination_protected and (inc.old or {}).get("termination_protected"):
+            inc.notes.append(f"termination protection of the three-primary cluster {old_id} lifted on "
+                             f"{by_hand}'s approval of the relaunch")
     except emr_ops.NotOwned as exc:
         return Escalate(str(exc)) if inc.recovered_at else Fail(str(exc))
     except emr_ops.ProtectedCluster as exc:
+        why = f"{exc} and allow_termination_protected is false"
+        if (inc.old or {}).get("primaries"):  # EMR forces protection on for three primaries
+            why = ha.retire_protected_note(inc.old, False) or why
         if inc.recovered_at:
-            return Escalate(f"the new cluster serves, but {exc} and allow_termination_protected is false: "
-                            f"terminate {old_id} by hand")
-        return Fail(f"{exc} and allow_termination_protected is false")
+            return Escalate(f"the new cluster serves, but {why}: terminate {old_id} by hand")
+        return Fail(why)
     inc.retired = {"action": "terminated", "detail": what, "at": iso(run.now())}
     return Next(what + confirmed)
 

@@ -10,14 +10,14 @@ from typing import Any
 
 from monitor.config import RestartRung
 from monitor.core.clock import iso, parse_iso
-from monitor.core.clusters import ClusterLookupError
+from monitor.core.clusters import ClusterLookupError, is_multi_primary
 from monitor.core.faults import AwsError
 from recover import emr as emr_ops
-from recover import phases
+from recover import ha, phases
 from recover.facades import Emr, Ssm
 from recover.incident import Phase
-from recover.phases import SEND_LIST_LAG, NotListedYet, reserve_s, take_claim
-from recover.run import Fail, Next, Outcome, Run, Wait
+from recover.phases import RECOVERED_ON_ITS_OWN, SEND_LIST_LAG, NotListedYet, reserve_s, take_claim
+from recover.run import Again, Fail, Next, Outcome, Resolved, Run, Wait
 
 SSM_DONE = {"Success"}
 SSM_FAILED = {"Cancelled", "TimedOut", "Failed", "Cancelling", "Undeliverable", "Terminated", "InvalidPlatform",
@@ -40,11 +40,37 @@ def restart(run: Run) -> Outcome:
     A command or step that does not finish within ``timeout_min`` fails the rung (a step
     waits behind running steps when step concurrency is 1: the rung moves on, and cancels it)."""
     inc, rung = run.inc, _restart_rung(run)
+    emr = Emr(run.aws)
     if not (inc.restart or {}).get("instance_id"):
-        master = current_master(run)
-        if isinstance(master, str):
-            return Fail(f"nothing to restart on: {master}" if master.startswith("no active") else master)
-        inc.restart = {**master, "via": rung.via}
+        try:
+            cluster = emr.find(run.rctx.target.cluster)
+        except ClusterLookupError as exc:
+            return Fail(str(exc))
+        if cluster is None or emr_ops.cluster_state(cluster) not in ("WAITING", "RUNNING"):
+            what = "no active cluster" if cluster is None else f"{cluster['Id']} is {emr_ops.cluster_state(cluster)}"
+            return Fail(f"nothing to restart on: {what}")
+        try:
+            emr_ops.require_owned(cluster, run.rctx.target.name)
+        except emr_ops.NotOwned as exc:
+            return Fail(str(exc))
+        cid = str(cluster["Id"])
+        fleet = cluster.get("InstanceCollectionType") == "INSTANCE_FLEET"
+        every = emr_ops.master_of(emr, cid, fleet=fleet, live_only=False)
+        masters = [m for m in every if m.get("state") == "RUNNING"]
+        if not masters:
+            return Fail(f"{cid} has no running master instance")
+        chosen = masters[0]
+        if is_multi_primary(every):  # three primaries: the one that fails, one at a time (recover/ha.py)
+            picked, said = ha.pick_restart(run, every)
+            if picked is None:
+                return _nothing_to_restart(run, said)
+            chosen = picked
+            ha.note_restarted(run, str(chosen["instance_id"]), fleet=fleet)
+            inc.notes.append(f"RESTART on {cid}: {said}: restarting HiveServer2 on {ha.name(chosen)}")
+        inc.restart = {"cluster_id": cid, "instance_id": chosen["instance_id"], "via": rung.via,
+                       "private_dns": chosen.get("private_dns")}
+        if inc.ha:
+            inc.restart["since"] = iso(run.now())
     r = inc.restart
     assert r is not None
     if not r.get("sent_at"):
@@ -105,6 +131,22 @@ def current_master(run: Run) -> dict[str, Any] | str:
     return {"cluster_id": cid, "instance_id": masters[0]["instance_id"], "private_dns": masters[0].get("private_dns")}
 
 
+def _nothing_to_restart(run: Run, said: str) -> Outcome:
+    """Three primaries, and none to restart: every running one serves on its own endpoint (or
+    each failing one was restarted already in this rung)."""
+    restarted = (run.inc.ha or {}).get("restarted") or []
+    if restarted:
+        return Fail(f"{said}: HiveServer2 restarted on {', '.join(restarted)} already in this rung; still failing")
+    names = list(run.rctx.target.recovery.when.checks) if run.rctx.target.recovery.when else []
+    ok, summary = run.verify(names, None)
+    if ok:
+        run.inc.outcome = RECOVERED_ON_ITS_OWN
+        return Resolved(f"{RECOVERED_ON_ITS_OWN}: no primary fails on its own endpoint ({said}) and the trigger "
+                        f"checks pass ({summary}); nothing restarted")
+    return Fail(f"no primary fails on its own endpoint ({said}) but the trigger checks do ({summary}): "
+                "a restart would not help")
+
+
 def _send_restart(run: Run, rung: RestartRung, r: dict[str, Any]) -> dict[str, Any]:
     inc = run.inc
     if rung.via == "ssm":
@@ -112,13 +154,15 @@ def _send_restart(run: Run, rung: RestartRung, r: dict[str, Any]) -> dict[str, A
                                             timeout_s=max(30, int(rung.timeout_min * 60)))
         return {"command_id": command_id}
     [step_id] = Emr(run.aws).add_job_flow_steps(r["cluster_id"], [{
-        "Name": _step_name(inc.id), "ActionOnFailure": "CONTINUE",
+        "Name": _step_name(inc.id, r), "ActionOnFailure": "CONTINUE",
         "HadoopJarStep": {"Jar": "command-runner.jar", "Args": ["bash", "-c", rung.command]}}])
     return {"step_id": step_id}
 
 
-def _step_name(incident_id: str) -> str:
-    return f"sentinel restart {incident_id}"[:256]
+def _step_name(incident_id: str, r: dict[str, Any]) -> str:
+    """One step per restart: on a cluster with three primaries, per primary restarted."""
+    each = f" {r['instance_id']}" if r.get("since") else ""
+    return f"sentinel restart {incident_id}{each}"[:256]
 
 
 def _restart_already_sent(run: Run, r: dict[str, Any]) -> dict[str, Any] | None:
@@ -126,13 +170,15 @@ def _restart_already_sent(run: Run, r: dict[str, Any]) -> dict[str, Any] | None:
     without a recorded outcome)? Look by the incident id in the comment / step name."""
     inc = run.inc
     call = "ssm.send_command" if r["via"] == "ssm" else "emr.add_job_flow_steps"
-    # Only RESTART's own sends: DIAGNOSE sends a command to the same instance before it.
-    mine = [i for i in inc.intents_for(call) if i.get("phase") in (None, Phase.RESTART.value)]
-    done = [i for i in mine if (i.get("outcome") or {}).get("id")]
+    # Only RESTART's own sends (DIAGNOSE sends a command to the same instance before it), and
+    # with three primaries only this primary's restart (each is sent after it was picked).
+    sent = [i for i in inc.intents_for(call) if i.get("phase") in (None, Phase.RESTART.value)
+            and str(i.get("at")) >= str(r.get("since") or "")]
+    done = [i for i in sent if (i.get("outcome") or {}).get("id")]
     if done:
         key = "command_id" if r["via"] == "ssm" else "step_id"
         return {key: str(done[-1]["outcome"]["id"])}
-    unsettled = [i for i in mine if i.get("status") in ("pending", "unknown")]
+    unsettled = [i for i in sent if i.get("status") in ("pending", "unknown")]
     if not unsettled:
         return None
     if r["via"] == "ssm":
@@ -141,7 +187,7 @@ def _restart_already_sent(run: Run, r: dict[str, Any]) -> dict[str, Any] | None:
                 return {"command_id": str(cmd["CommandId"])}
     else:
         for step in Emr(run.aws).list_steps(r["cluster_id"]):
-            if step.get("Name") == _step_name(inc.id):
+            if step.get("Name") == _step_name(inc.id, r):
                 return {"step_id": str(step["Id"])}
     # Sent with no recorded outcome and not listed: ListCommands (like ListClusters) lags
     # behind a send. Give it a settle window before sending again, as LAUNCH does.
@@ -213,6 +259,19 @@ def verify_restart(run: Run) -> Outcome:
     names = list(run.rctx.target.recovery.when.checks) if run.rctx.target.recovery.when else []
     if not names:
         return Fail("no trigger checks to verify the restart with")
+    r = inc.restart or {}
+    if (inc.ha or {}).get("restarted") and r.get("instance_id"):  # three primaries: this one, then the next
+        served, said = ha.restarted_serves(run, r)
+        if not served:
+            if run.now() - ready_at > timedelta(minutes=rung.verify_timeout_min):
+                return Fail(f"{r['instance_id']} still fails {rung.verify_timeout_min:g} min after the restart: {said}")
+            return Wait(f"{r['instance_id']} not serving yet after the restart: {said}")
+        every = emr_ops.master_of(Emr(run.aws), str(r["cluster_id"]), fleet=bool((inc.ha or {}).get("fleet")),
+                                  live_only=False)
+        more, primaries = ha.next_to_restart(run, every)
+        if more:
+            return Again(f"{r['instance_id']} serves again after the restart ({said}); {primaries}: the next one")
+        inc.notes.append(f"after the restart of {r['instance_id']}: {primaries}")
     ok, summary = run.verify(names, None)
     if ok:
         inc.recovered_at = iso(run.now())

@@ -31,7 +31,8 @@ def rollback(run: Run) -> Outcome:
             old = inc.old or {}
             if inc.strategy == "replace" and old.get("active") and old.get("master"):
                 said += _guarded(inc, "re-point", lambda: routing.repoint_back(
-                    run.aws, rec.routing, inc.routing_before or {}, old.get("master"), (inc.new or {}).get("master")))
+                    run.aws, rec.routing, inc.routing_before or {}, old.get("master"), (inc.new or {}).get("master"),
+                    old_all=old.get("primaries"), new_all=(inc.new or {}).get("primaries")))
             else:
                 said.append("routing not moved back: the old master is gone")
         inc.rollback.append("repoint_back")

@@ -13,6 +13,7 @@ port (443 in the example config), which is usually not the instance's (10000).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from monitor.config import Routing
@@ -63,8 +64,13 @@ def target_port(routing: Routing, before: dict[str, Any], old_instance: str | No
 
 
 def repoint(aws: AwsCalls, routing: Routing, before: dict[str, Any], old: dict[str, Any] | None,
-            new: dict[str, Any]) -> dict[str, Any]:
+            new: dict[str, Any], *, old_all: list[dict[str, Any]] | None = None,
+            new_all: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """Send traffic to ``new`` (a master: instance_id, private_dns, private_ip). Returns what changed.
+
+    A cluster with three primaries: ``new_all`` (every running primary of the new cluster) is
+    registered with the load balancers, ``old_all`` (every primary of the old one, including
+    those EMR replaced) deregistered; the Route 53 record names ``new`` (the first primary).
 
     Each load balancer gets the new master registered before the old one is deregistered.
     Deregistering the old master does not re-run the trigger checks first (re-confirm before
@@ -75,30 +81,35 @@ def repoint(aws: AwsCalls, routing: Routing, before: dict[str, Any], old: dict[s
     before the old master's deregistration, since it may be the last target serving."""
     done: dict[str, Any] = {"changes": []}
     old_id = (old or {}).get("instance_id")
-    new_id = new["instance_id"]
+    old_ids = [str(o["instance_id"]) for o in old_all or [] if o.get("instance_id")] or ([old_id] if old_id else [])
+    new_ids = [str(n["instance_id"]) for n in new_all or []] or [new["instance_id"]]
     if routing.target_group_arn:
         elbv2 = Elbv2(aws)
         arn = routing.target_group_arn
         port = target_port(routing, before, old_id)
         current = _tg_targets(elbv2, arn)
-        if not any(t["Id"] == new_id and (port is None or t.get("Port") == port) for t in current):
-            elbv2.register_targets(arn, [_target(new_id, port)])
-            done["changes"].append(f"registered {new_id} with target group")
-        stale = [t for t in current if old_id and t["Id"] == old_id]
+        absent = [i for i in new_ids if not any(t["Id"] == i and (port is None or t.get("Port") == port)
+                                                for t in current)]
+        if absent:
+            elbv2.register_targets(arn, [_target(i, port) for i in absent])
+            done["changes"].append(f"registered {', '.join(absent)} with target group")
+        stale = [t for t in current if t["Id"] in old_ids and t["Id"] not in new_ids]
         if stale:
             elbv2.deregister_targets(arn, [_target(t["Id"], t.get("Port")) for t in stale])
-            done["changes"].append(f"deregistered {old_id} from target group")
+            done["changes"].append(f"deregistered {', '.join(_unique(t['Id'] for t in stale))} from target group")
         done["target_port"] = port
     if routing.load_balancer_name:
         elb = Elb(aws)
         name = routing.load_balancer_name
         current_ids = elb.instances(name)
-        if new_id not in current_ids:
-            elb.register_instances(name, [new_id])
-            done["changes"].append(f"registered {new_id} with ELB {name}")
-        if old_id and old_id in current_ids:
-            elb.deregister_instances(name, [old_id])
-            done["changes"].append(f"deregistered {old_id} from ELB {name}")
+        absent = [i for i in new_ids if i not in current_ids]
+        if absent:
+            elb.register_instances(name, absent)
+            done["changes"].append(f"registered {', '.join(absent)} with ELB {name}")
+        stale_ids = [i for i in old_ids if i in current_ids and i not in new_ids]
+        if stale_ids:
+            elb.deregister_instances(name, stale_ids)
+            done["changes"].append(f"deregistered {', '.join(stale_ids)} from ELB {name}")
     if routing.route53:
         r = routing.route53
         value = new["private_dns"] if r.type == "CNAME" else new["private_ip"]
@@ -109,35 +120,46 @@ def repoint(aws: AwsCalls, routing: Routing, before: dict[str, Any], old: dict[s
     return done
 
 
+def _unique(ids: Iterable[str]) -> list[str]:
+    return list(dict.fromkeys(ids))
+
+
 def repoint_back(aws: AwsCalls, routing: Routing, before: dict[str, Any], old: dict[str, Any] | None,
-                 new: dict[str, Any] | None) -> list[str]:
-    """Rollback: restore the registrations and the record as SNAPSHOT saw them."""
+                 new: dict[str, Any] | None, *, old_all: list[dict[str, Any]] | None = None,
+                 new_all: list[dict[str, Any]] | None = None) -> list[str]:
+    """Rollback: restore the registrations and the record as SNAPSHOT saw them (every primary
+    of either cluster when it has three)."""
     out: list[str] = []
     old_id = (old or {}).get("instance_id")
     new_id = (new or {}).get("instance_id")
+    old_ids = [str(o["instance_id"]) for o in old_all or [] if o.get("instance_id")] or ([old_id] if old_id else [])
+    new_ids = [str(n["instance_id"]) for n in new_all or []] or ([new_id] if new_id else [])
     if routing.target_group_arn:
         elbv2 = Elbv2(aws)
         arn = routing.target_group_arn
         current = _tg_targets(elbv2, arn)
-        was = [t for t in (before.get("target_group") or {}).get("targets", []) if old_id and t["Id"] == old_id]
+        was = [t for t in (before.get("target_group") or {}).get("targets", []) if t["Id"] in old_ids]
         missing = [t for t in was if not any(c["Id"] == t["Id"] and c.get("Port") == t.get("Port") for c in current)]
         if missing:
             elbv2.register_targets(arn, [_target(t["Id"], t.get("Port")) for t in missing])
-            out.append(f"re-registered {old_id} with target group")
-        ours = [c for c in current if new_id and c["Id"] == new_id]
+            out.append(f"re-registered {', '.join(_unique(t['Id'] for t in missing))} with target group")
+        ours = [c for c in current if c["Id"] in new_ids]
         if ours:
             elbv2.deregister_targets(arn, [_target(c["Id"], c.get("Port")) for c in ours])
-            out.append(f"deregistered {new_id} from target group")
+            out.append(f"deregistered {', '.join(_unique(c['Id'] for c in ours))} from target group")
     if routing.load_balancer_name:
         elb = Elb(aws)
         name = routing.load_balancer_name
         current_ids = elb.instances(name)
-        if old_id and old_id in (before.get("classic_elb") or {}).get("instances", []) and old_id not in current_ids:
-            elb.register_instances(name, [old_id])
-            out.append(f"re-registered {old_id} with ELB {name}")
-        if new_id and new_id in current_ids:
-            elb.deregister_instances(name, [new_id])
-            out.append(f"deregistered {new_id} from ELB {name}")
+        had = (before.get("classic_elb") or {}).get("instances", [])
+        back = [i for i in old_ids if i in had and i not in current_ids]
+        if back:
+            elb.register_instances(name, back)
+            out.append(f"re-registered {', '.join(back)} with ELB {name}")
+        ours_ids = [i for i in new_ids if i in current_ids]
+        if ours_ids:
+            elb.deregister_instances(name, ours_ids)
+            out.append(f"deregistered {', '.join(ours_ids)} from ELB {name}")
     if routing.route53:
         r = routing.route53
         r53 = Route53(aws)
@@ -152,15 +174,18 @@ def repoint_back(aws: AwsCalls, routing: Routing, before: dict[str, Any], old: d
     return out
 
 
-def path_ready(aws: AwsCalls, routing: Routing, repointed: dict[str, Any], new: dict[str, Any]) -> str | None:
-    """None when the load balancer calls the new target healthy and the DNS change is in
+def path_ready(aws: AwsCalls, routing: Routing, repointed: dict[str, Any], new: dict[str, Any], *,
+               new_all: list[dict[str, Any]] | None = None) -> str | None:
+    """None when the load balancer calls the new target(s) healthy and the DNS change is in
     sync; else what we are still waiting for (VERIFY_PATH waits, then runs the checks)."""
     if routing.target_group_arn:
         port = repointed.get("target_port")
-        found = _tg_targets(Elbv2(aws), routing.target_group_arn, [_target(new["instance_id"], port)])
-        state = found[0]["State"] if found else "missing"
-        if state != "healthy":
-            return f"target {new['instance_id']} is {state} in the target group"
+        ids = [str(n["instance_id"]) for n in new_all or []] or [new["instance_id"]]
+        found = _tg_targets(Elbv2(aws), routing.target_group_arn, [_target(i, port) for i in ids])
+        for i in ids:
+            state = next((t["State"] for t in found if t["Id"] == i), "missing")
+            if state != "healthy":
+                return f"target {i} is {state} in the target group"
     change_id = repointed.get("change_id")
     if routing.route53 and change_id:
         status = Route53(aws).change_status(str(change_id))

@@ -31,6 +31,16 @@ class Next:
     note: str
 
 
+class Resolved(Next):
+    """The failure is gone, re-checked right before a destroying call: the incident ends DONE
+    at once (``incident.outcome`` says why) and nothing more is changed."""
+
+
+class Again(Next):
+    """Back to the rung's first phase (the restart rung of a three-primary cluster: the next
+    failing primary is restarted after the previous one verified)."""
+
+
 @dataclass
 class Wait:
     note: str

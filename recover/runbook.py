@@ -45,9 +45,9 @@ from monitor.runner import check_budget
 from recover import approval, diagnostics, messages, phases, restart, rollback
 from recover.context import RecoveryContext, RecoveryResult
 from recover.incident import ORDER, PRELUDE, RESTART_PHASES, TERMINAL, Incident, Phase, next_phase
-from recover.phases import VERIFY_TIMEOUT, Resolved, release_claim
+from recover.phases import VERIFY_TIMEOUT, release_claim
 from recover.rollback import sweep
-from recover.run import Escalate, Fail, Next, Outcome, Run, Stop, Wait
+from recover.run import Again, Escalate, Fail, Next, Outcome, Resolved, Run, Stop, Wait
 
 MAX_TRANSIENT_ERRORS = 5  # consecutive internal errors (bugs) in one phase → FAILED
 MIN_PHASE_BUDGET_S = 5.0  # do not start a phase with less time than this left in the invocation
@@ -243,6 +243,8 @@ def stall_limit(rctx: RecoveryContext, inc: Incident) -> timedelta:
         return timedelta(minutes=rec.stall_after_min)
     own = {Phase.WAIT_READY: timedelta(minutes=rec.limits.launch_timeout_min),
            Phase.VERIFY_NEW: VERIFY_TIMEOUT, Phase.VERIFY_PATH: VERIFY_TIMEOUT}.get(phase)
+    if phase is Phase.SNAPSHOT and inc.ha:  # waiting for EMR to replace a primary (recover/ha.py)
+        own = timedelta(minutes=rec.ha.replace_wait_min)
     rung = rec.ladder[min(inc.rung, len(rec.ladder) - 1)]
     if phase is Phase.APPROVAL:
         own = timedelta(minutes=float((inc.approval or {}).get("timeout_min") or 30))
@@ -510,9 +512,12 @@ def _drive(run: Run) -> None:
             # back to the old (broken) master would undo the recovery. A person finishes it.
             outcome = Escalate(f"{outcome.error}. Clients stay on the new cluster {run.inc.new_cluster_id} (verified at "
                                f"{run.inc.recovered_at}); nothing was rolled back")
+        if isinstance(outcome, Again):  # the next primary: RESTART picks it afresh
+            run.inc.restart = None
         if isinstance(outcome, Next):
             # Resolved: the failure was gone when re-confirmed before a destroying call (phases.reconfirm)
-            nxt = Phase.DONE if isinstance(outcome, Resolved) else next_phase(run.inc.strategy, phase)
+            nxt = Phase.DONE if isinstance(outcome, Resolved) else \
+                ORDER[run.inc.strategy][0] if isinstance(outcome, Again) else next_phase(run.inc.strategy, phase)
             if phase in PRELUDE and nxt is not Phase.DONE and _ask_after_prelude(run, phase, outcome.note):
                 continue
             if nxt in TERMINAL:
@@ -765,6 +770,8 @@ def _report(run: Run) -> dict[str, Any]:
         "not_copied": [str(g.get("field")) for g in inc.not_copied],
         "ttr_s": inc.ttr_s,
         **({"store_failed": run.store_failed} if run.store_failed else {}),
+        **({"new_primaries": [p.get("private_dns") for p in (inc.new or {}).get("primaries") or []]}
+           if (inc.new or {}).get("primaries") else {}),
     }
 
 

@@ -27,6 +27,7 @@ from botocore.validate import ParamValidator
 
 from monitor.config import Target
 from monitor.core.clock import iso, parse_iso
+from monitor.core.clusters import is_multi_primary
 from recover.calls import AwsCalls
 from recover.clone import ClusterSnapshot, NotCopied, read_cluster
 from recover.emr import ENDED_STATES, cluster_state, master_of, owner_of
@@ -112,10 +113,13 @@ def _old_record(emr: Emr, cluster: dict[str, Any]) -> dict[str, Any]:
     fleet = cluster.get("InstanceCollectionType") == "INSTANCE_FLEET"
     masters = master_of(emr, str(cluster["Id"]), fleet=fleet, live_only=False)
     state = cluster_state(cluster)
-    return {"cluster_id": cluster["Id"], "name": cluster.get("Name"), "state": state,
-            "master": masters[0] if masters else None,
-            "termination_protected": bool(cluster.get("TerminationProtected")), "fleet": fleet,
-            "active": state not in ENDED_STATES, "owner": owner_of(cluster)}
+    record = {"cluster_id": cluster["Id"], "name": cluster.get("Name"), "state": state,
+              "master": masters[0] if masters else None,
+              "termination_protected": bool(cluster.get("TerminationProtected")), "fleet": fleet,
+              "active": state not in ENDED_STATES, "owner": owner_of(cluster)}
+    if is_multi_primary(masters):  # every primary (live first, then the ones EMR replaced): REPOINT
+        record["primaries"] = masters  # deregisters them all; SNAPSHOT waits for EMR's replacements
+    return record
 
 
 def _newest_ended(emr: Emr, name: str | None, now: datetime) -> dict[str, Any] | None:

@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from checks.base import EndpointOverride
 from monitor.config.base import Strict
 
 # Error kinds a relaunch can fix (DESIGN §10). ``dns``, ``auth``, ``tls``... cannot be fixed by
@@ -114,6 +115,18 @@ class Verify(Strict):
         if self.master is not None and self.master.checks is not None:
             return list(self.master.checks)
         return list(self.checks)
+
+    def master_endpoint(self, host: str) -> EndpointOverride:
+        """A master (a new one in VERIFY_NEW, each primary of a three-primary cluster) reached
+        directly: ``host`` (its private name, from EMR), with this port and TLS (the check's own
+        values where ``master`` leaves a key out)."""
+        vm = self.master
+        tls: dict[str, object] | Literal[False] | None = None
+        if vm is not None and vm.tls is False:
+            tls = False
+        elif vm is not None and isinstance(vm.tls, MasterTls):
+            tls = vm.tls.model_dump(exclude_none=True)
+        return EndpointOverride(host=host, port=vm.port if vm is not None else None, tls=tls)
 
 
 class Spec(Strict):
@@ -273,6 +286,15 @@ def _default_ladder() -> list[ReplaceRung | RestartRung]:
     return [ReplaceRung(rung="replace")]  # existing configs keep their meaning
 
 
+class Ha(Strict):
+    """Clusters with three primary nodes (EMR replaces a failed primary by itself): how long a
+    primary EMR is replacing is waited for before a relaunch may start."""
+
+    replace_wait_min: float = Field(default=20, gt=0, le=120,
+        description="Wait this long for EMR to replace a lost primary before a relaunch may start "
+                    "(a relaunch needs fewer than two serving primaries after it, or an ended cluster).")
+
+
 class Recovery(Strict):
     enabled: bool = Field(default=False,
         description="Start recoveries automatically (manual `sentinel recover` works either way on a recoverable target).")
@@ -304,6 +326,8 @@ class Recovery(Strict):
                                description="Remedies tried in order (restart_service rungs, then replace, which must be last).")
     diagnostics: Diagnostics | None = Field(default=None,
         description="A read-only command run on the current master before the first rung acts (DIAGNOSE).")
+    ha: Ha = Field(default_factory=Ha,
+                   description="Three-primary clusters: how long EMR's own replacement of a primary is waited for.")
 
     def rung_budget(self, rung: ReplaceRung | RestartRung) -> int:
         if isinstance(rung, ReplaceRung):

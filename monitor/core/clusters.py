@@ -39,3 +39,46 @@ def find_cluster(emr: Any, ref: Any, *, exclude_ids: tuple[str, ...] = ()) -> di
         raise ClusterLookupError(f"{len(live)} active clusters named {ref.name!r}: "
                                  f"{', '.join(sorted(c['Id'] for c in live))}")
     return live[0] if live else None
+
+
+# ------------------------------------------------------------------ primaries (master nodes)
+
+# Live instance states, the order a caller prefers them in (running first).
+LIVE_ORDER = {"RUNNING": 0, "BOOTSTRAPPING": 1, "PROVISIONING": 2, "AWAITING_FULFILLMENT": 3}
+HA_PRIMARIES = 3  # EMR's multi-primary clusters have exactly three primary nodes
+PRIMARY_PERMISSIONS = (*PERMISSIONS, "elasticmapreduce:ListInstances")
+
+
+def primary_rows(instances: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """ListInstances rows of the MASTER group/fleet as sentinel records a primary: live ones
+    first (running before those EMR is still bringing up), then ended ones."""
+    rows = [{"instance_id": i.get("Ec2InstanceId"), "private_dns": i.get("PrivateDnsName"),
+             "private_ip": i.get("PrivateIpAddress"), "state": (i.get("Status") or {}).get("State")}
+            for i in instances]
+    live = sorted((r for r in rows if r["state"] in LIVE_ORDER), key=lambda r: LIVE_ORDER[str(r["state"])])
+    return live + [r for r in rows if r["state"] not in LIVE_ORDER]
+
+
+def list_primaries(emr: Any, cluster: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every primary instance of ``cluster`` (a DescribeCluster ``Cluster``), live first, with
+    its private name: one for a classic cluster, three (plus the ones EMR replaced, ended) for a
+    cluster with three primary nodes. ``emr`` is a boto3 EMR client."""
+    if cluster.get("InstanceCollectionType") == "INSTANCE_FLEET":
+        kwargs: dict[str, Any] = {"ClusterId": cluster["Id"], "InstanceFleetType": "MASTER"}
+    else:
+        kwargs = {"ClusterId": cluster["Id"], "InstanceGroupTypes": ["MASTER"]}
+    instances: list[dict[str, Any]] = []
+    for page in emr.get_paginator("list_instances").paginate(**kwargs):
+        instances.extend(page.get("Instances", []))
+    return primary_rows(instances)
+
+
+def is_multi_primary(primaries: list[dict[str, Any]]) -> bool:
+    """A cluster with three primary nodes. A classic cluster has one master and never more
+    (a lost master ends it), so more than one primary instance listed, live or ended, means
+    the cluster has three primaries and EMR replaces a lost one by itself."""
+    return len(primaries) > 1
+
+
+def expected_primaries(primaries: list[dict[str, Any]]) -> int:
+    return HA_PRIMARIES if is_multi_primary(primaries) else 1

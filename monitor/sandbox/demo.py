@@ -61,7 +61,7 @@ class SimClock:
 
 
 @contextlib.contextmanager
-def _sandbox_env() -> Iterator[None]:
+def sandbox_env() -> Iterator[None]:
     """Fake credentials so boto3 can never reach AWS; restored afterwards."""
     saved = {k: os.environ.get(k) for k in [*SANDBOX_ENV, "AWS_PROFILE", "AWS_ENDPOINT_URL"]}
     os.environ.update(SANDBOX_ENV)
@@ -135,7 +135,7 @@ def _emr_backend() -> Any:
     return emr_backends["123456789012"]["us-east-1"]  # moto's default account
 
 
-def _progress_new_clusters(old_id: str) -> list[str]:
+def progress_new_clusters(old_id: str) -> list[str]:
     """What EMR does between two ticks: a new cluster finishes its setup steps (moto never
     runs steps, so the sandbox completes them)."""
     moved = []
@@ -149,27 +149,6 @@ def _progress_new_clusters(old_id: str) -> list[str]:
     return moved
 
 
-def _elb_backend(seeded: Any, resolver: Any) -> Any:
-    """The load balancer's routing: target group → registered instance and port → its private
-    DNS name (from EMR) → host_aliases (loopback only)."""
-    clients = seeded.clients
-
-    def backend() -> tuple[str, int] | None:
-        health = clients.client("elbv2").describe_target_health(TargetGroupArn=seeded.target_group_arn)
-        targets = [d["Target"] for d in health["TargetHealthDescriptions"]]
-        if not targets:
-            return None
-        emr = clients.client("emr")
-        for summary in emr.list_clusters()["Clusters"]:
-            for inst in emr.list_instances(ClusterId=summary["Id"], InstanceGroupTypes=["MASTER"])["Instances"]:
-                if inst.get("Ec2InstanceId") == targets[-1]["Id"]:
-                    ep = resolver.resolve(inst["PrivateDnsName"], int(targets[-1].get("Port") or 10000))
-                    return ep.host, ep.port
-        return None
-
-    return backend
-
-
 def _names(resolver: Any) -> list[str]:
     """Where the two names lead now, through Route 53 (after the story: the new master)."""
     from monitor.sandbox.seed import LB_NAME, MASTER_RECORD
@@ -180,6 +159,21 @@ def _names(resolver: Any) -> list[str]:
     return [f"names now: {LB_NAME} -> {follow(LB_NAME)} (the load balancer, unchanged); "
             f"{MASTER_RECORD} -> {follow(MASTER_RECORD)} (re-pointed to the new master)"]
 
+
+_sandbox_env = sandbox_env  # the name tests have used
+
+
+@contextlib.contextmanager
+def simulated_waits(clock: SimClock) -> Iterator[None]:
+    """The runbook's in-invocation waits (a restart's warm-up) are simulated time, not sleeps."""
+    from recover import phases
+
+    sleep = phases.SLEEP
+    phases.SLEEP = lambda seconds: clock.advance(timedelta(seconds=seconds))
+    try:
+        yield
+    finally:
+        phases.SLEEP = sleep
 
 class MissingDemoDependencies(RuntimeError):
     """The sandbox needs moto (and credstash): an optional extra, not a Lambda dependency."""
@@ -199,7 +193,7 @@ def run_sandbox(out: TextIO | None = None, *, as_json: bool = False, on_tick: Ti
             f"`sentinel sandbox` needs the demo dependencies ({exc.name} is not installed): "
             "pip install 'sentinel[sandbox]' (or, in a checkout, `make install`)") from exc
     story = sys.stderr if as_json else (out or sys.stdout)
-    with _sandbox_env():
+    with sandbox_env():
         from moto import mock_aws
 
         with tempfile.TemporaryDirectory(prefix="sentinel-sandbox-") as tmp, mock_aws():
@@ -234,7 +228,7 @@ def build_world(tmp: str, *, ladder: bool = False) -> DemoWorld:
     from monitor.runtime import build_services
     from monitor.sandbox.certs import make_certs
     from monitor.sandbox.dns import ZoneResolver
-    from monitor.sandbox.elb import TlsTerminatingProxy
+    from monitor.sandbox.elb import TlsTerminatingProxy, registered_backend
     from monitor.sandbox.hs2_server import HiveServer2Stub
     from monitor.sandbox.motolock import serialize, serialize_all
     from monitor.sandbox.seed import LB_NAME, ZONE_NAME, seed
@@ -252,7 +246,7 @@ def build_world(tmp: str, *, ladder: bool = False) -> DemoWorld:
     # one config gives (verify.master.port, routing.target_port). The old master was
     # registered on 10000 by the seed, so its alias carries its port.
     aliases = {seeded.master_dns: f"127.0.0.1:{old.port}", "ip-*.ec2.internal": "127.0.0.1"}
-    elb = TlsTerminatingProxy(_elb_backend(seeded, HostResolver(aliases)), certfile=elb_certs.cert_file,
+    elb = TlsTerminatingProxy(registered_backend(seeded, HostResolver(aliases)), certfile=elb_certs.cert_file,
                               keyfile=elb_certs.key_file).start()
     # What would be the load balancer's addresses. The names clients and sentinel dial
     # (hive.internal..., hive-master.internal...) have no alias: they resolve through Route 53.
@@ -281,7 +275,7 @@ def tick_until_recovered(w: DemoWorld, *, dies_at: int = 3, max_ticks: int = 9) 
             w.old.stop()
         if n > 1:
             w.clock.advance(TICK)
-            _progress_new_clusters(w.seeded.cluster_id)
+            progress_new_clusters(w.seeded.cluster_id)
         reports.append(run_tick(new_invocation(w.services, request_id=f"t{n}"), deadline=Deadline.after(60)))
         if (w.services.store.get("prod-hive").incident or {}).get("phase") in ("DONE", "ESCALATED"):
             break
@@ -370,7 +364,7 @@ def _run(out: TextIO, tmp: str, on_tick: TickHook | None = None) -> tuple[int, T
                                      "completes TLS, then closes the connection (no healthy backend)")
             if n > 1:
                 clock.advance(TICK)
-                p.between(clock.now(), _progress_new_clusters(seeded.cluster_id))
+                p.between(clock.now(), progress_new_clusters(seeded.cluster_id))
             inv = new_invocation(services, request_id=f"tick-{n:02d}")
             report = run_tick(inv, deadline=Deadline.after(60))
             p.tick(n, clock.now(), report)

@@ -21,6 +21,7 @@ import ssl
 import struct
 import threading
 from collections.abc import Callable
+from typing import Any
 
 Backend = Callable[[], tuple[str, int] | None]
 
@@ -154,3 +155,32 @@ class TlsTerminatingProxy:
             return None
         finally:
             sock.settimeout(self.IDLE_TIMEOUT_S)
+
+
+def registered_backend(seeded: Any, resolver: Any, healthy: Callable[[str, int], bool] | None = None) -> Backend:
+    """The load balancer's routing: target group → registered instance and port → its private
+    DNS name (from EMR) → host_aliases (loopback only). With ``healthy`` (three primaries
+    registered) the newest registered target that passes it, as the ELB's health check would
+    route; without, the newest registered target."""
+    clients = seeded.clients
+
+    def where(target: dict[str, Any]) -> tuple[str, int] | None:
+        emr = clients.client("emr")
+        for summary in emr.list_clusters()["Clusters"]:
+            for inst in emr.list_instances(ClusterId=summary["Id"], InstanceGroupTypes=["MASTER"])["Instances"]:
+                if inst.get("Ec2InstanceId") == target["Id"]:
+                    ep = resolver.resolve(inst["PrivateDnsName"], int(target.get("Port") or 10000))
+                    return ep.host, ep.port
+        return None
+
+    def backend() -> tuple[str, int] | None:
+        health = clients.client("elbv2").describe_target_health(TargetGroupArn=seeded.target_group_arn)
+        targets = [d["Target"] for d in health["TargetHealthDescriptions"]]
+        if not targets:
+            return None
+        if healthy is None:
+            return where(targets[-1])
+        found = [f for f in (where(t) for t in reversed(targets)) if f is not None]
+        return next((f for f in found if healthy(*f)), found[0] if found else None)
+
+    return backend

@@ -216,6 +216,12 @@ class HiveServer2Stub:
         self.stop()
 
     @property
+    def serving(self) -> bool:
+        """Listening and answering queries: what a load balancer's health check on HiveServer2
+        would see (the sandbox's stand-in routes around a primary that is not)."""
+        return self._sock is not None and self.mode == "ok"
+
+    @property
     def address(self) -> str:
         return f"{self.host}:{self.port}"
 

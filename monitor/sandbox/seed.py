@@ -17,7 +17,7 @@ Call inside ``moto.mock_aws()``.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from monitor.core.aws import ClientFactory
@@ -71,6 +71,8 @@ class Seeded:
     zone_id: str
     pager: Pager
     load_balancer_dns: str = ""  # the load balancer's own DNS name (LB_NAME is an alias to it)
+    # Every primary (instance_id, private_dns): three for a cluster with three primary nodes.
+    primaries: list[dict[str, str]] = field(default_factory=list)
 
     @property
     def page_topic(self) -> str:
@@ -80,7 +82,9 @@ class Seeded:
         return self.pager.messages()
 
 
-def seed(password: str, *, state_table: str = "sentinel-state") -> Seeded:
+def seed(password: str, *, state_table: str = "sentinel-state", primaries: int = 1) -> Seeded:
+    """``primaries=3``: a cluster with three primary nodes (termination protection on, as EMR
+    forces it), each registered with the target group."""
     import credstash
 
     clients = ClientFactory(REGION)
@@ -110,7 +114,7 @@ def seed(password: str, *, state_table: str = "sentinel-state") -> Seeded:
             "hive.server2.enable.doAs": "false"}}],
         Instances={
             "InstanceGroups": [
-                {"Name": "master", "InstanceRole": "MASTER", "InstanceType": "m5.xlarge", "InstanceCount": 1,
+                {"Name": "master", "InstanceRole": "MASTER", "InstanceType": "m5.xlarge", "InstanceCount": primaries,
                  "Market": "ON_DEMAND"},
                 {"Name": "core", "InstanceRole": "CORE", "InstanceType": "r5.2xlarge", "InstanceCount": 3,
                  "Market": "ON_DEMAND"},
@@ -118,7 +122,7 @@ def seed(password: str, *, state_table: str = "sentinel-state") -> Seeded:
             "Ec2SubnetId": subnet,
             "Ec2KeyName": "rc-emr",
             "KeepJobFlowAliveWhenNoSteps": True,
-            "TerminationProtected": False,
+            "TerminationProtected": primaries > 1,
         },
         BootstrapActions=[{"Name": "install auth jar", "ScriptBootstrapAction": {
             "Path": "s3://rc-emr-bootstrap/install-auth.sh", "Args": ["--jar", "rc-hive-auth.jar"]}}],
@@ -134,7 +138,8 @@ def seed(password: str, *, state_table: str = "sentinel-state") -> Seeded:
         Tags=[{"Key": "team", "Value": "rc"}, {"Key": "env", "Value": "sandbox"},
               {"Key": "sentinel:target", "Value": "prod-hive"}],  # how an operator marks the first cluster
     )["JobFlowId"]
-    master = emr.list_instances(ClusterId=cluster_id, InstanceGroupTypes=["MASTER"])["Instances"][0]
+    masters = emr.list_instances(ClusterId=cluster_id, InstanceGroupTypes=["MASTER"])["Instances"]
+    master = masters[0]
 
     # The load balancer: TLS on 443 with its own certificate, re-encrypting to the masters'
     # HiveServer2 on 10000 (the sandbox's stand-in, monitor/sandbox/elb.py, does the same).
@@ -147,7 +152,7 @@ def seed(password: str, *, state_table: str = "sentinel-state") -> Seeded:
     elbv2.create_listener(LoadBalancerArn=lb["LoadBalancerArn"], Protocol="TLS", Port=443,
                           Certificates=[{"CertificateArn": certificate}],
                           DefaultActions=[{"Type": "forward", "TargetGroupArn": tg}])
-    elbv2.register_targets(TargetGroupArn=tg, Targets=[{"Id": master["Ec2InstanceId"], "Port": 10000}])
+    elbv2.register_targets(TargetGroupArn=tg, Targets=[{"Id": m["Ec2InstanceId"], "Port": 10000} for m in masters])
 
     r53 = clients.client("route53")
     zone = r53.create_hosted_zone(Name=ZONE_NAME, CallerReference="sentinel-sandbox",
@@ -163,4 +168,5 @@ def seed(password: str, *, state_table: str = "sentinel-state") -> Seeded:
     ]})
 
     return Seeded(clients, cluster_id, master["Ec2InstanceId"], master["PrivateDnsName"], tg, zone, pager,
-                  load_balancer_dns=lb["DNSName"])
+                  load_balancer_dns=lb["DNSName"],
+                  primaries=[{"instance_id": m["Ec2InstanceId"], "private_dns": m["PrivateDnsName"]} for m in masters])

@@ -175,6 +175,8 @@ def _strip_phase(text: str, phase: str) -> str:
 def _why_warning(status: Status, rec: dict[str, Any]) -> str | None:
     if status is not Status.WARNING:
         return None
+    if rec.get("strategy") == "restart_service" and rec.get("phase") == "DONE":
+        return "the checks above ran before the restart; it is done and verified (the next tick shows it)"
     if rec:
         return (f"clients are served by the new cluster again (verified through the normal path); the recovery "
                 f"is still finishing ({rec.get('phase')}), so the target is not OK yet")
