@@ -33,7 +33,7 @@ import secrets
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, TextIO
 
@@ -83,6 +83,21 @@ DEMO_LADDER: list[dict[str, Any]] = [
     {"rung": "restart_service", "via": "ssm", "warmup_s": 30, "verify_timeout_min": 5, "max_per_window": 2},
     {"rung": "replace"},
 ]
+# With the ladder, the story also collects evidence before each fix (recovery.diagnostics) and
+# asks a person before the relaunch (recovery.approval), answered by `sentinel approve`.
+DEMO_JUDGEMENT: dict[str, Any] = {
+    "diagnostics": {"via": "ssm", "timeout_s": 60},
+    "approval": {"rungs": ["replace"], "timeout_min": 30, "on_timeout": "escalate"},
+}
+# What the diagnostics command prints on the wedged master (moto runs no command).
+DEMO_DIAGNOSTICS = """== systemctl status hive-server2
+Active: active (running) since 09:12; Main PID: 4242 (java)
+== open files of the HiveServer2 JVM: 61234
+== connections to the metastore (9083): 512 ESTABLISHED
+== thread dump (jstack 4242)
+"HiveServer2-Handler-Pool: Thread-171" #171 prio=5 BLOCKED on org.apache.hadoop.hive.metastore.HiveMetaStoreClient
+"HiveServer2-Handler-Pool: Thread-172" #172 prio=5 BLOCKED on org.apache.hadoop.hive.metastore.HiveMetaStoreClient
+"""
 
 
 def sandbox_config(seeded: Any, ca_file: str, aliases: dict[str, str], *, master_port: int = 10000,
@@ -123,7 +138,7 @@ def sandbox_config(seeded: Any, ca_file: str, aliases: dict[str, str], *, master
                 "verify": {"checks": ["hive-via-elb"], "master": {"port": master_port, "tls": master_tls}},
                 "retire_old": "terminate",
                 "limits": {"max_recoveries": 1, "window_hours": 6, "launch_timeout_min": 45},
-                **({"ladder": DEMO_LADDER} if ladder else {}),
+                **({"ladder": DEMO_LADDER, **DEMO_JUDGEMENT} if ladder else {}),
             },
         }],
     }
@@ -213,6 +228,7 @@ class DemoWorld:
     elb: Any  # TlsTerminatingProxy
     services: Any
     clock: SimClock
+    raw: dict[str, Any] = field(default_factory=dict)  # the config file, as YAML would load it
 
     def stop(self) -> None:
         self.elb.stop()
@@ -251,15 +267,16 @@ def build_world(tmp: str, *, ladder: bool = False) -> DemoWorld:
     # What would be the load balancer's addresses. The names clients and sentinel dial
     # (hive.internal..., hive-master.internal...) have no alias: they resolve through Route 53.
     aliases[seeded.load_balancer_dns] = f"127.0.0.1:{elb.port}"
-    config = parse_config(sandbox_config(seeded, elb_certs.ca_file, aliases, master_port=new.port,
-                                         master_ca_file=master_certs.ca_file, ladder=ladder))
+    raw = sandbox_config(seeded, elb_certs.ca_file, aliases, master_port=new.port,
+                         master_ca_file=master_certs.ca_file, ladder=ladder)
+    config = parse_config(raw)
     clock = SimClock()
     serialize_all(seeded.clients)  # the load-balancer thread calls moto while ticks run
     for name in ("route53", "elbv2"):  # REPOINT's changing calls, while checks resolve and the ELB routes
         serialize(seeded.clients.changing_client(name))
     services = build_services(config, clients=seeded.clients, clock=clock)
     services.resolver = ZoneResolver(seeded.clients.client("route53"), seeded.zone_id, ZONE_NAME, config.host_aliases)
-    return DemoWorld(seeded, old, new, elb, services, clock)
+    return DemoWorld(seeded, old, new, elb, services, clock, raw)
 
 
 def tick_until_recovered(w: DemoWorld, *, dies_at: int = 3, max_ticks: int = 9) -> list[TickReport]:
@@ -317,6 +334,58 @@ class RealisticSsm:
             parsed["Status"] = "InProgress"
 
 
+SANDBOX_APPROVER = "on-call (sandbox)"
+APPROVE_ARGV = ["approve", "--target", "prod-hive", "--reason", "the restart did not help; relaunch approved"]
+
+
+def _approve(p: Any, tmp: str, raw: dict[str, Any], services: Any, clock: SimClock) -> None:
+    """On-call answers the approval page with the command the page names (the real CLI, on
+    the sandbox's services), and the relaunch starts in that command."""
+    import yaml
+
+    from monitor.cli import main
+
+    path = os.path.join(tmp, "sentinel.yaml")
+    with open(path, "w", encoding="utf-8") as f:
+        yaml.safe_dump(raw, f)
+    plan = ((services.store.get("prod-hive").incident or {}).get("approval") or {}).get("plan") or []
+    p.event(clock.now(), f"on-call reads the approval page: the relaunch would make {len(plan)} changing calls, "
+                         "one line each, e.g.:")
+    for line in plan[:4]:
+        p.detail("  " + " ".join(str(line).split()))
+    p.event(clock.now(), "on-call answers with the command the page names: sentinel " + " ".join(APPROVE_ARGV[:3])
+            + f' --reason "{APPROVE_ARGV[4]}"')
+    shown = io.StringIO()
+    saved = os.environ.get("SENTINEL_USER")
+    os.environ["SENTINEL_USER"] = SANDBOX_APPROVER
+    try:
+        with contextlib.redirect_stdout(shown), contextlib.redirect_stderr(shown):
+            code = main([APPROVE_ARGV[0], "-c", path, *APPROVE_ARGV[1:]], services_factory=lambda c, a: services)
+    finally:
+        if saved is None:
+            os.environ.pop("SENTINEL_USER", None)
+        else:
+            os.environ["SENTINEL_USER"] = saved
+    # the CLI's progress lines carry the wall clock ("[13:04:05] "): the story runs on simulated time
+    said = [ln.split("] ", 1)[-1] if ln.startswith("[") else ln for ln in shown.getvalue().splitlines() if ln.strip()]
+    for line in said[:6]:
+        p.detail(line)
+    p.detail(f"(sentinel approve exit {code}; the relaunch started in that command: "
+             f"{(services.store.get('prod-hive').incident or {}).get('phase')})")
+
+
+def _evidence(p: Any, pages: list[dict[str, Any]]) -> None:
+    """The diagnostics the first fix's page carried (act 1): what HiveServer2 looked like
+    before the restart destroyed it."""
+    for page in pages:
+        body = str(page.get("Message") or "")
+        if "Diagnostics:" in body:
+            p.detail(f"attached to '{page.get('Subject')}':")
+            for line in body[body.index("Diagnostics:"):].splitlines()[:5]:
+                p.detail("  " + line)
+            return
+
+
 def _run(out: TextIO, tmp: str, on_tick: TickHook | None = None) -> tuple[int, TickReport | None]:
     from checks.base import Deadline
     from monitor.cycle import run_tick
@@ -331,12 +400,24 @@ def _run(out: TextIO, tmp: str, on_tick: TickHook | None = None) -> tuple[int, T
     p.setup(seeded, old.port, new.port, w.elb.port)
     outcome = 1
     report = None
-    act: dict[str, Any] = {"n": 1, "second_from": 0, "first": None}
+    act: dict[str, Any] = {"n": 1, "second_from": 0, "first": None, "diagnose": set(), "approved": False}
 
-    def restart(model: Any, **_: Any) -> None:
-        """What SSM Run Command's restart does to the stub: act 1 (a wedged HiveServer2) it
-        answers again; act 2 (the process is gone for good) it does not come back."""
+    def restart(model: Any, parsed: dict[str, Any] | None = None, **_: Any) -> None:
+        """What SSM Run Command does to the stub: the diagnostics command prints what the wedged
+        master looks like; the restart, in act 1 (a wedged HiveServer2), makes it answer again;
+        in act 2 (the process is gone for good) it does not come back."""
+        parsed = parsed or {}
+        if model.name == "GetCommandInvocation" and parsed.get("CommandId") in act["diagnose"] \
+                and parsed.get("Status") == "Success":
+            parsed["StandardOutputContent"] = DEMO_DIAGNOSTICS
+            return
         if model.name != "SendCommand":
+            return
+        command = parsed.get("Command") or {}
+        if str(command.get("Comment", "")).startswith("sentinel diagnose"):
+            act["diagnose"].add(command.get("CommandId"))
+            p.event(clock.now(), "SSM Run Command collects diagnostics on the master before any fix (unit "
+                                 "status, open files, metastore connections, a thread dump)")
             return
         if act["n"] == 1:
             old.mode = "ok"
@@ -371,6 +452,10 @@ def _run(out: TextIO, tmp: str, on_tick: TickHook | None = None) -> tuple[int, T
             if on_tick is not None:
                 on_tick(clock.now(), report)
             incident = services.store.get("prod-hive").incident or {}
+            if incident.get("phase") == "APPROVAL" and not act["approved"]:
+                act["approved"] = True
+                _approve(p, tmp, w.raw, services, clock)
+                incident = services.store.get("prod-hive").incident or {}
             if incident.get("phase") in ("DONE", "ESCALATED") and incident.get("id") != act.get("first"):
                 outcome = 0 if incident.get("phase") == "DONE" else 1
                 if act["n"] == 2 or outcome:
@@ -378,7 +463,9 @@ def _run(out: TextIO, tmp: str, on_tick: TickHook | None = None) -> tuple[int, T
                 act["first"] = incident.get("id")
                 act["second_from"] = n + 2  # one healthy tick, then act 2
         events = services.store.events("prod-hive", limit=60)
-        p.pages(seeded.pages())
+        pages = seeded.pages()
+        p.pages(pages)
+        _evidence(p, pages)
         p.timeline(events)
         p.summary(services.store.get("prod-hive"), seeded, new.counters.queries, events, _names(services.resolver))
     finally:

@@ -101,10 +101,12 @@ def test_the_phases_show_in_the_tick_where_they_happen(story: Story) -> None:
 
 def test_no_contradiction_between_waiting_steps_and_completed_steps(story: Story) -> None:
     """The steps complete *between* ticks (EMR's work), after the tick that said they had not."""
-    block = next(b for b in _tick_blocks(story.text) if "setup step(s) not completed yet" in b)
-    during, _, between = block.partition("between ticks, EMR:")
-    assert "' COMPLETED" not in during
-    assert between.count("' COMPLETED") == 2
+    blocks = [b for b in _tick_blocks(story.text) if "setup step(s) not completed yet" in b]
+    for block in blocks:  # (the approval's command launched between two ticks: EMR finished before the next)
+        during, _, between = block.partition("between ticks, EMR:")
+        assert "' COMPLETED" not in during
+        assert between.count("' COMPLETED") == 2
+    assert _flat(story.text).count("setup step 'enable ssl' COMPLETED") == 1
 
 
 def test_a_warning_tick_says_why(story: Story) -> None:
@@ -118,11 +120,12 @@ def test_a_warning_tick_says_why(story: Story) -> None:
 def test_time_to_recover_says_from_what(story: Story) -> None:
     flat = _flat(story.text)
     # act 2: failing at tick 6, confirmed at tick 7 (the restart rung tries, waits, gives up at tick 8 and
-    # climbs), the relaunch serves at tick 9 (+30 s of the restart warm-up, +10 s of SSM polls, +5 s of the claim settle)
-    assert re.search(r"30\.7 min from the first failed check at \d\d:\d\d", flat)
-    assert re.search(r"20\.7 min from detection \(failure confirmed\) at \d\d:\d\d", flat)
-    assert re.search(r"20\.7 min from the recovery's start at \d\d:\d\d", flat)
-    assert "recovered in 20.7 min from recovery start" in flat
+    # climbs to the approval, answered at once), the relaunch serves at tick 9 (+30 s of the restart warm-up,
+    # +10 s of SSM polls, +5 s of the claim settle, +5 s of the diagnostics' polls)
+    assert re.search(r"30\.8 min from the first failed check at \d\d:\d\d", flat)
+    assert re.search(r"20\.8 min from detection \(failure confirmed\) at \d\d:\d\d", flat)
+    assert re.search(r"20\.8 min from the recovery's start at \d\d:\d\d", flat)
+    assert "recovered in 20.8 min from recovery start" in flat
 
 
 def test_an_unsent_reason_is_said_once(story: Story) -> None:
@@ -142,25 +145,46 @@ def test_the_tick_report_is_only_printed_with_json(story: Story, capsys: pytest.
 
 
 def test_the_ladder_restarts_first_and_climbs_to_a_relaunch_only_when_that_does_not_help(story: Story) -> None:
-    """Act 1: a wedged HiveServer2 (metastore overload) is fixed by a restart, no cluster change,
-    although SSM answers as it does in production (InvocationDoesNotExist right after the send,
-    then InProgress: 10 s of polls, and the 5-s settle of the claim tag: hence 0.7 min).
-    Act 2: the process is gone; the restart does not help and the incident climbs to replace."""
+    """Act 1: a wedged HiveServer2 (metastore overload): diagnostics first, then a restart fixes
+    it, no cluster change, although SSM answers as it does in production (InvocationDoesNotExist
+    right after the send, then InProgress; and the 5-s settle of the claim tag).
+    Act 2: the process is gone; the restart does not help; the relaunch waits for a person's yes
+    (recovery.approval), which `sentinel approve` gives."""
     subjects = [p["Subject"] for p in story.pages]
     assert subjects == [
         "[sentinel PAGE] prod-hive: recovery started (restart_service)",
-        "[sentinel PAGE] prod-hive: restarted HiveServer2: healthy again in 0.7 min",
+        "[sentinel PAGE] prod-hive: restarted HiveServer2: healthy again in 0.8 min",
         "[sentinel PAGE] prod-hive: recovery started (restart_service)",
         "[sentinel PAGE] prod-hive: recovery climbing to replace",
-        "[sentinel PAGE] prod-hive: recovered in 20.7 min from recovery start",
+        "[sentinel PAGE] prod-hive: APPROVAL needed: replace for prod-hive",
+        "[sentinel PAGE] prod-hive: recovered in 20.8 min from recovery start",
     ], subjects
     flat = _flat(story.text)
     assert flat.count("phase RESTART -> VERIFY") == 2 and "phase VERIFY -> DONE" in flat
-    assert "phase VERIFY -> SNAPSHOT" in flat and flat.count("AWS: emr.run_job_flow") == 1
+    assert "phase VERIFY -> APPROVAL" in flat and flat.count("phase LAUNCH") == 1  # the approval's command launched
+
+
+def test_act_1_collects_diagnostics_before_the_restart_and_the_page_carries_them(story: Story) -> None:
+    flat = _flat(story.text)
+    assert flat.index("SSM Run Command collects diagnostics") < flat.index("SSM Run Command restarts hive-server2")
+    assert "DIAGNOSE -> RESTART" in flat
+    [fixed] = [p for p in story.pages if "healthy again" in p["Subject"]]
+    assert "Diagnostics: Success" in fixed["Message"] and "connections to the metastore (9083)" in fixed["Message"]
+    assert "attached to '[sentinel PAGE] prod-hive: restarted HiveServer2" in flat
+
+
+def test_act_2_waits_for_approval_and_a_command_answers_it(story: Story) -> None:
+    flat = _flat(story.text)
+    [ask] = [p for p in story.pages if "APPROVAL needed" in p["Subject"]]
+    assert "sentinel approve --target prod-hive --reason" in ask["Message"] and "emr.run_job_flow" in ask["Message"]
+    assert "on-call answers with the command the page names: sentinel approve --target prod-hive" in flat
+    assert "replace approved by on-call (sandbox)" in flat
+    assert "the relaunch started in that command: WAIT_READY" in flat
+    assert flat.index("sentinel approve exit") < flat.index("RETIRE_OLD -> DONE")
 
 
 def test_pages_the_sandbox_sent_carry_the_glance_block(story: Story) -> None:
-    assert len(story.pages) == 5
+    assert len(story.pages) == 6
     for page in story.pages:
         body = page["Message"]
         assert "-- at a glance --" in body and "Target:" in body and "sentinel status --target prod-hive" in body
