@@ -1,0 +1,85 @@
+"""Review: approval answered in states where the incident must not move."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import timedelta
+
+import pytest
+
+from checks.base import Status
+from monitor.core.clock import iso
+from recover import runbook
+from tests.fakes import Script
+from tests.functional.test_approval import waiting
+from tests.recover_fixtures import TARGET, World, moto_world, new_clusters
+
+
+@pytest.fixture
+def world(fake_checks: Script) -> Iterator[World]:
+    with moto_world() as w:
+        yield w
+
+
+def test_approve_while_recovery_dry_run_was_switched_on_does_not_launch(world: World) -> None:
+    """recovery.dry_run switched on mid-incident freezes it (advance: "it does not advance");
+    an approval must not launch a real cluster then (rctx.dry_run is True)."""
+    h = waiting(world)
+    h.dry_run = True  # what cycle passes when target.recovery.dry_run is true
+    runbook.answer(h.rctx(), h.store.get(TARGET), approve=True, reason="go")
+    assert new_clusters(world) == []
+
+
+def test_approve_during_a_silence_does_not_start_the_rung(world: World) -> None:
+    """A silence pauses the incident, the approval wait included (approval docstring); an
+    answer recorded during it must not act before the silence ends."""
+    h = waiting(world)
+    state = h.store.get(TARGET)
+    until = h.clock.now() + timedelta(hours=2)
+    lease = h.new_lease()
+    h.store.put(TARGET, replace(state, silences=[{"until": iso(until), "reason": "maintenance",
+                                                   "actions_only": False}]), lease=lease, now=h.clock.now())
+    runbook.answer(h.rctx(), h.store.get(TARGET), approve=True, reason="go")
+    assert new_clusters(world) == []
+    assert h.incident()["phase"] == "APPROVAL"
+
+
+def test_a_repeated_approve_does_not_approve_the_next_rung(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An approve is not tied to the ask it answers: the same request delivered again (an
+    asynchronous Lambda invocation is retried twice when the first one dies, e.g. a timeout
+    while the approved rung ran) or a second person's late "yes" to the restart page, arriving
+    after the restart failed and the incident climbed into a new APPROVAL, approves the
+    relaunch nobody saw the plan of."""
+    from monitor.config import parse_config
+    from monitor.core.state.memory import MemoryStateStore
+    from recover import phases
+    from tests.functional.test_approval import approval_raw
+    from tests.recover_fixtures import Harness, real_now_clock
+
+    raw = approval_raw(world, rungs=["restart_service", "replace"])
+    raw["targets"][0]["recovery"]["ladder"] = [
+        {"rung": "restart_service", "via": "ssm", "timeout_min": 10, "warmup_s": 60, "verify_timeout_min": 5},
+        {"rung": "replace"}]
+    h = Harness(world, parse_config(raw), MemoryStateStore(), real_now_clock())
+    monkeypatch.setattr(phases, "SLEEP", lambda s: h.clock.advance(seconds=s))
+    h.verify.by_host[None] = Status.CRITICAL  # the restart does not help
+    assert h.start()["phase"] == "APPROVAL"
+    assert h.incident()["approval"]["rung"] == "restart_service"
+    ctx = h.rctx()
+    ctx.requested_by = "alice"
+    runbook.answer(ctx, h.store.get(TARGET), approve=True, reason="restart ok")  # the request
+    for _ in range(5):
+        if h.incident()["phase"] == "APPROVAL":
+            break
+        h.clock.advance(minutes=3)
+        h.advance()
+    inc = h.incident()
+    assert inc["phase"] == "APPROVAL" and inc["approval"]["rung"] == "replace", inc["phase"]
+    ctx = h.rctx()
+    ctx.requested_by = "alice"
+    try:  # the same request again (retried delivery / late duplicate)
+        runbook.answer(ctx, h.store.get(TARGET), approve=True, reason="restart ok")
+    except runbook.RecoveryUnavailable:
+        pass
+    assert new_clusters(world) == [], "the relaunch was approved by an answer to the restart's ask"
