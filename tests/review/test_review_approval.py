@@ -40,6 +40,7 @@ def test_approve_during_a_silence_does_not_start_the_rung(world: World) -> None:
     lease = h.new_lease()
     h.store.put(TARGET, replace(state, silences=[{"until": iso(until), "reason": "maintenance",
                                                    "actions_only": False}]), lease=lease, now=h.clock.now())
+    assert h.advance().get("paused")  # the silence holds the incident
     runbook.answer(h.rctx(), h.store.get(TARGET), approve=True, reason="go")
     assert new_clusters(world) == []
     assert h.incident()["phase"] == "APPROVAL"
