@@ -67,7 +67,8 @@ class Ssm:
 
     def __init__(self, clients: Any, clock: Any, timing: SsmTiming | None, on_restart: Callable[[], None]) -> None:
         self.clock, self.timing, self.on_restart = clock, timing, on_restart
-        self.sent: dict[str, datetime] = {}  # command id → SendCommand's time
+        self.sent: dict[str, datetime] = {}  # command id → SendCommand's time (the restart)
+        self.diagnose: dict[str, datetime] = {}  # the diagnostics command (recovery.diagnostics): reads only
         self.answers: dict[str, int] = {}  # GetCommandInvocation: InvocationDoesNotExist / InProgress / Success
         self._clients = [clients.client("ssm"), clients.changing_client("ssm")]
         for c in self._clients:
@@ -91,7 +92,7 @@ class Ssm:
             self.on_restart()
 
     def _age_s(self, command_id: str) -> float | None:
-        sent = self.sent.get(command_id)
+        sent = self.sent.get(command_id) or self.diagnose.get(command_id)
         return None if sent is None else (self.clock.now() - sent).total_seconds()
 
     @staticmethod
@@ -115,7 +116,9 @@ class Ssm:
     def _after(self, model: Any, parsed: dict[str, Any], http_response: Any, **_: Any) -> None:
         if http_response.status_code >= 300:
             return
-        if model.name == "SendCommand":
+        if model.name == "SendCommand" and str(parsed["Command"].get("Comment", "")).startswith("sentinel diagnose"):
+            self.diagnose[str(parsed["Command"]["CommandId"])] = self.clock.now()  # changes nothing on the host
+        elif model.name == "SendCommand":
             self.sent[str(parsed["Command"]["CommandId"])] = self.clock.now()
             self.settle()  # moto: the restart takes effect now
         elif model.name == "GetCommandInvocation" and self.timing is not None:
@@ -149,9 +152,10 @@ def _ended(inc: dict[str, Any], failure_at: datetime, ssm_answers: dict[str, int
 
 
 def time_to_healthy(offset_min: float, *, ladder: list[dict[str, Any]], launch_min: float,
-                    recheck_s: float | None, ssm: SsmTiming | None = None) -> Outcome:
+                    recheck_s: float | None, ssm: SsmTiming | None = None, diagnostics: bool = False) -> Outcome:
     """Minutes from the failure until clients are served again (the incident's
-    ``recovered_at``: VERIFY after a restart, VERIFY_PATH after a relaunch), and the rung."""
+    ``recovered_at``: VERIFY after a restart, VERIFY_PATH after a relaunch), and the rung.
+    ``diagnostics``: the incident collects diagnostics first (recovery.diagnostics, SSM)."""
     from moto import mock_aws
 
     from bench.incident import _simulate_emr
@@ -168,6 +172,8 @@ def time_to_healthy(offset_min: float, *, ladder: list[dict[str, Any]], launch_m
         clock, services, old = w.clock, w.services, w.old
         raw = services.config.model_dump(mode="json", exclude_none=True, serialize_as_any=True)
         raw["targets"][0]["recovery"]["ladder"] = ladder
+        if diagnostics:
+            raw["targets"][0]["recovery"]["diagnostics"] = {"via": "ssm", "timeout_s": 60}
         services.config = parse_config(raw)
 
         def restarted() -> None:
@@ -217,8 +223,8 @@ def main() -> int:
     offsets = [0.5, 3.0, 6.0, 9.5]
     restart: list[dict[str, Any]] = [{"rung": "restart_service", "via": "ssm", "warmup_s": 60}, {"rung": "replace"}]
     replace: list[dict[str, Any]] = [{"rung": "replace"}]
-    modes: dict[str, SsmTiming | None] = {
-        "moto": None, "realistic": SsmTiming(args.ssm_not_visible_s, args.ssm_in_progress_s)}
+    realistic = SsmTiming(args.ssm_not_visible_s, args.ssm_in_progress_s)
+    modes: dict[str, SsmTiming | None] = {"moto": None, "realistic": realistic, "realistic+diagnostics": realistic}
     rows: list[list[Any]] = []
     out: dict[str, Any] = {}
     for label, recheck in (("10-min schedule", None), (f"re-check {args.recheck_s:g} s", args.recheck_s)):
@@ -226,8 +232,8 @@ def main() -> int:
         p_med = statistics.median(o.minutes for o in base)
         out[label] = {"replace_min": [o.minutes for o in base], "replace_median_min": p_med}
         for mode, timing in modes.items():
-            runs = [time_to_healthy(off, ladder=restart, launch_min=args.launch_min, recheck_s=recheck, ssm=timing)
-                    for off in offsets]
+            runs = [time_to_healthy(off, ladder=restart, launch_min=args.launch_min, recheck_s=recheck, ssm=timing,
+                                    diagnostics=mode.endswith("+diagnostics")) for off in offsets]
             if mode == "moto":  # the bench's own world: a restart fixes it, moto answers at once
                 assert all(o.rung == "restart_service" for o in runs), [o.path for o in runs]
             for off, o, p in zip(offsets, runs, base, strict=True):
@@ -242,10 +248,12 @@ def main() -> int:
         moto_med = out[label]["moto"]["restart_ladder_median_min"]
         real_med = out[label]["realistic"]["restart_ladder_median_min"]
         out[label]["realistic_vs_moto"] = real_med / moto_med
+        out[label]["diagnostics_vs_realistic"] = out[label]["realistic+diagnostics"]["restart_ladder_median_min"] / real_med
     print(table(rows, ["schedule", "SSM", "failure offset min", "restart ladder: healthy after min",
                        "rungs (ended by the last)", "replace: healthy after min", "ratio"]))
     for label in out:
-        print(f"{label}: realistic SSM / moto SSM, restart ladder medians: {out[label]['realistic_vs_moto']:.3f}")
+        print(f"{label}: realistic SSM / moto SSM, restart ladder medians: {out[label]['realistic_vs_moto']:.3f}; "
+              f"with diagnostics first / without: {out[label]['diagnostics_vs_realistic']:.3f}")
     notes = sorted({n for label in out for mode in modes for ns in out[label][mode]["failed_rung_notes"] for n in ns})
     for n in notes:
         print(f"failed rung: {n}")

@@ -66,9 +66,14 @@ def build_parser() -> argparse.ArgumentParser:
     abt.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     apr = add("approve", "let a rung waiting for approval (phase APPROVAL) act now", target="required")
     apr.add_argument("--reason", required=True, help="why (audited and sent to the info topic)")
+    apr.add_argument("--rung", choices=["replace", "restart_service"],
+                     help="the rung the approval page asks about (refused if another one is waiting)")
+    apr.add_argument("--incident", help="the incident the approval page names (refused if another one runs)")
     dny = add("deny", "refuse a rung waiting for approval: the incident escalates, nothing is changed",
               target="required")
     dny.add_argument("--reason", required=True, help="why (audited and sent to the info topic)")
+    dny.add_argument("--rung", choices=["replace", "restart_service"], help="the rung the approval page asks about")
+    dny.add_argument("--incident", help="the incident the approval page names")
     inv = sub.add_parser("invoke", help="run an action in the deployed Lambda",
                          description="Run an action in the deployed Lambda (its readonly or operator alias) "
                                      "and print its report.")
@@ -86,6 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     inv.add_argument("--for", dest="duration", help="silence: how long, e.g. 30m, 2h, 1d (max 14d)")
     inv.add_argument("--reason", help="silence, abort, approve, deny: why (audited)")
     inv.add_argument("--actions-only", action="store_true", help="silence: keep paging, only stop automatic actions")
+    inv.add_argument("--rung", choices=["replace", "restart_service"], help="approve, deny: the rung asked about")
+    inv.add_argument("--incident", help="approve, deny: the incident the approval page names")
     inv.add_argument("--yes", action="store_true", help="do not ask for confirmation (recover)")
     inv.add_argument("--json", action="store_true", help="print the JSON report")
     sbx = sub.add_parser("sandbox", help="offline end-to-end demo (moto + local HiveServer2 server)",
@@ -292,6 +299,7 @@ def _run(args: argparse.Namespace, services_factory: ServicesFactory) -> int:
         "for": getattr(args, "duration", None),
         "reason": getattr(args, "reason", None),
         "actions_only": bool(getattr(args, "actions_only", False)),
+        **{k: getattr(args, k) for k in ("rung", "incident") if getattr(args, k, None)},
     })
     inv = new_invocation(services, dry_run=req.dry_run, requested_by=req.requested_by)
     if args.command in ("recover", "abort", "approve"):  # a person waits: one stderr line per phase and per message

@@ -54,6 +54,7 @@ def run_tick(
     action: str = "tick",
     force: bool = False,
     reason: str = "",
+    answering: dict[str, str] | None = None,
 ) -> TickReport:
     """``abort`` ends a running recovery (``reason`` says why); it takes the same lease."""
     if action not in TICK_ACTIONS:
@@ -77,7 +78,8 @@ def run_tick(
 
     workers = max(1, min(cfg.max_workers, len(selected)))
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="target") as pool:
-        futures = [pool.submit(_guarded, inv, t, action, force, deadline, reason=reason) for t in selected]
+        futures = [pool.submit(_guarded, inv, t, action, force, deadline, reason=reason, answering=answering)
+                   for t in selected]
         report.targets = [f.result() for f in futures]
     if action in ANSWERS and report.targets and all((t.error or "").startswith("usage:") for t in report.targets):
         report.errors.extend(str(t.error) for t in report.targets)  # e.g. nothing to abort or approve: exit 2
@@ -183,10 +185,10 @@ def _finish(inv: Invocation, report: TickReport, started: float) -> TickReport:
 
 
 def _guarded(inv: Invocation, target: Target, action: str, force: bool, deadline: Deadline, *,
-             reason: str = "") -> TargetReport:
+             reason: str = "", answering: dict[str, str] | None = None) -> TargetReport:
     """A bug in one target's tick must not take the others down with it."""
     try:
-        return TargetTick(inv, target, action, force, deadline, reason=reason).run()
+        return TargetTick(inv, target, action, force, deadline, reason=reason, answering=answering).run()
     except Exception as exc:
         log.exception("target tick crashed", extra={"target": target.name})
         return TargetReport(target.name, status=Status.UNKNOWN, error=f"internal error: {type(exc).__name__}: {exc}")
@@ -194,9 +196,10 @@ def _guarded(inv: Invocation, target: Target, action: str, force: bool, deadline
 
 class TargetTick:
     def __init__(self, inv: Invocation, target: Target, action: str, force: bool, deadline: Deadline, *,
-                 reason: str = "") -> None:
+                 reason: str = "", answering: dict[str, str] | None = None) -> None:
         self.inv = inv
         self.reason = reason
+        self.answering = answering or {}  # approve/deny: the ask it answers (rung, incident), when named
         self.target = target
         self.action = action
         self.force = force
@@ -650,7 +653,8 @@ class TargetTick:
             self.rep.error = f"usage: {self.action} has no dry run (see `sentinel plan` for what the rung would do)"
             return self.rep
         try:
-            result = runbook.answer(self._recovery_context(), state, approve=approve, reason=self.reason)
+            result = runbook.answer(self._recovery_context(), state, approve=approve, reason=self.reason,
+                                    rung=self.answering.get("rung"), incident=self.answering.get("incident"))
         except runbook.RecoveryUnavailable as exc:
             self.rep.error = str(exc)
             return self.rep

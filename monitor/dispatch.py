@@ -14,8 +14,12 @@ from monitor.runtime import Invocation
 def dispatch(inv: Invocation, req: Request, deadline: Deadline) -> TickReport:
     if req.action in ("tick", "check", "recover"):
         return run_tick(inv, deadline=deadline, targets=req.target_names(), action=req.action, force=req.force)
-    if req.action in ("abort", "approve", "deny"):
-        return run_tick(inv, deadline=deadline, targets=req.target_names(), action=req.action, reason=req.reason or "")
+    if req.action in ("approve", "deny"):
+        answering = {k: v for k, v in (("rung", req.rung), ("incident", req.incident)) if v}
+        return run_tick(inv, deadline=deadline, targets=req.target_names(), action=req.action, reason=req.reason or "",
+                        answering=answering)
+    if req.action == "abort":
+        return run_tick(inv, deadline=deadline, targets=req.target_names(), action="abort", reason=req.reason or "")
     if req.action == "status":
         return actions.status(inv, req.target_names())
     if req.action == "silence":

@@ -34,6 +34,7 @@ MAX_TARGETS = 1000
 MAX_REASON_LEN = 1000
 MAX_REQUESTED_BY_LEN = 128
 MAX_DURATION_LEN = 32
+MAX_INCIDENT_LEN = 128
 MAX_EVENT_ERRORS = 10  # an event with 10 000 bad keys gets 10 lines, not 10 000
 MAX_SHOWN_KEY_LEN = 64  # a 1 MB key name is not echoed back
 
@@ -52,6 +53,10 @@ class Request(BaseModel):
     duration: str | None = Field(default=None, alias="for", max_length=MAX_DURATION_LEN)  # silence
     reason: str | None = Field(default=None, max_length=MAX_REASON_LEN)  # silence, abort, approve, deny
     actions_only: bool = False  # silence
+    # approve, deny: the ask answered (the approval page's command names them); a mismatch is
+    # refused, so an answer meant for one ask never approves another
+    rung: Literal["replace", "restart_service"] | None = None
+    incident: str | None = Field(default=None, min_length=1, max_length=MAX_INCIDENT_LEN)
     source: str = "manual"  # scheduled | manual | alarm
 
     def target_names(self) -> list[str] | None:

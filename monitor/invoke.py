@@ -76,6 +76,9 @@ def build_event(args: argparse.Namespace) -> dict[str, Any]:
     }
     if getattr(args, "actions_only", False):  # silence --actions-only, once the invoke parser has it
         event["actions_only"] = True
+    for key in ("rung", "incident"):  # approve, deny: the ask answered
+        if getattr(args, key, None):
+            event[key] = getattr(args, key)
     return event
 
 

@@ -137,6 +137,25 @@ def _vetoed(run: Run) -> str | None:
     return ", ".join(bad) or None
 
 
+MAX_ANSWERS = 10  # answers kept per incident (each ask has at most one)
+
+
+def mismatch(inc: Incident, *, rung: str | None, incident: str | None, who: str, reason: str) -> str | None:
+    """Why this answer does not belong to the ask waiting (a usage error), else None."""
+    ask_ = inc.approval or {}
+    if incident and incident != inc.id:
+        return f"usage: --incident {incident[:128]} is not the incident waiting for approval ({inc.id}): nothing recorded"
+    if rung and rung != ask_.get("rung"):
+        return (f"usage: --rung {rung} is not the rung waiting for approval ({ask_.get('rung')}, asked at "
+                f"{ask_.get('asked_at')}): nothing recorded; read its page (sentinel status) and answer that")
+    for old in inc.answers:
+        if old.get("by") == who and old.get("reason") == reason and old.get("asked_at") != ask_.get("asked_at"):
+            return (f"usage: the same answer ({who}: {reason[:80]!r}) was given to the {old.get('rung')} ask at "
+                    f"{old.get('at')}; {ask_.get('rung')} is a new ask: answer it with its own reason, or "
+                    f"--rung {ask_.get('rung')}: nothing recorded")
+    return None
+
+
 def record(inc: Incident, *, approve: bool, who: str, reason: str, now: datetime) -> str:
     """Record a person's answer on the pending approval; returns the audit line. The caller
     holds the lease and saves it (version-conditional): of two answers racing, the second
@@ -145,6 +164,8 @@ def record(inc: Incident, *, approve: bool, who: str, reason: str, now: datetime
     assert ask_ is not None
     decision = APPROVED if approve else DENIED
     ask_["answer"] = {"decision": decision, "by": who, "reason": reason, "at": iso(now)}
+    inc.answers = [*inc.answers[-(MAX_ANSWERS - 1):], {"rung": ask_.get("rung"), "asked_at": ask_.get("asked_at"),
+                                                        "by": who, "reason": reason, "at": iso(now)}]
     return f"{ask_.get('rung')} {decision} by {who}: {reason}"
 
 

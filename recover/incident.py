@@ -140,6 +140,7 @@ class Incident:
     # recovery.approval: {rung, index, asked_at, timeout_min, on_timeout, plan, answer: {decision,
     # by, reason, at} | None} for the rung waiting (or last waiting) for a person's yes.
     approval: dict[str, Any] | None = None
+    answers: list[dict[str, Any]] = field(default_factory=list)  # every answer given in this incident (bounded)
     stall_paged: str | None = None  # the phase (and its start) a stall page was sent for
     # A cluster with three primaries (recover/ha.py): primaries restarted in this rung
     # (``restarted``), when a relaunch began waiting for EMR's own replacement (``waiting_since``).

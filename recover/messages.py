@@ -187,8 +187,8 @@ def approval_needed(target: Target, inc: Incident) -> tuple[str, str]:
              f"Incident {inc.id}. Asked at {ask.get('asked_at')}.", "", f"What {rung} would change:"]
     lines += [f"  {line}" for line in ask.get("plan") or ["(no plan available: see sentinel plan)"]]
     lines += ["", "Answer (operator door; audited with your name and reason):",
-              f"  sentinel approve --target {name} --reason \"...\"",
-              f"  sentinel deny --target {name} --reason \"...\"    (escalates; traffic untouched)",
+              f"  sentinel approve --target {name} --rung {rung} --reason \"...\"",
+              f"  sentinel deny --target {name} --rung {rung} --reason \"...\"    (escalates; traffic untouched)",
               f"If nobody answers within {timeout}, {then}.",
               "If the target is healthy again before an answer, the incident ends with nothing done.",
               *diagnostics_summary(inc.diagnostics), *_next_steps(name)]

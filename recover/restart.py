@@ -18,6 +18,7 @@ from recover.facades import Emr, Ssm
 from recover.incident import Phase
 from recover.phases import RECOVERED_ON_ITS_OWN, SEND_LIST_LAG, NotListedYet, reserve_s, take_claim
 from recover.run import Again, Fail, Next, Outcome, Resolved, Run, Wait
+from recover.secret_keys import mask_text
 
 SSM_DONE = {"Success"}
 SSM_FAILED = {"Cancelled", "TimedOut", "Failed", "Cancelling", "Undeliverable", "Terminated", "InvalidPlatform",
@@ -221,7 +222,10 @@ def _restart_status_once(run: Run, r: dict[str, Any]) -> tuple[str, str]:
         if status in SSM_DONE:
             return "done", f"command {r['command_id']} Success"
         if status in SSM_FAILED:
-            err = str(inv.get("StandardErrorContent") or inv.get("StatusDetails") or "")[:200]
+            # masked before it is cut and kept (the incident, the climbing page): a failing command
+            # may print a password (a metastore check, a config dump)
+            raw = str(inv.get("StandardErrorContent") or inv.get("StatusDetails") or "")[:4000]
+            err = mask_text(raw, run.rctx.secrets())[:200]
             return "failed", f"command {r['command_id']} {status}" + (f": {err}" if err else "")
         return "running", f"command {r['command_id']} {status}"
     step = Emr(run.aws).describe_step(r["cluster_id"], r["step_id"])

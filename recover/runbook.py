@@ -338,20 +338,34 @@ def abort(rctx: RecoveryContext, state: TargetState, *, reason: str) -> Recovery
     return _continue(run)
 
 
-def answer(rctx: RecoveryContext, state: TargetState, *, approve: bool, reason: str) -> RecoveryResult:
+def answer(rctx: RecoveryContext, state: TargetState, *, approve: bool, reason: str, rung: str | None = None,
+           incident: str | None = None) -> RecoveryResult:
     """``sentinel approve|deny`` / the Lambda ``approve``/``deny`` actions (operator door):
     record a person's answer on the pending approval under the lease, page it to the info
     topic with who and why, then go on at once (an approval starts the rung in this call; a
     denial escalates with nothing changed). The write is version-conditional: of two answers
-    racing, the second finds the approval answered (or the state moved on) and changes nothing."""
+    racing, the second finds the approval answered (or the state moved on) and changes nothing.
+
+    An answer belongs to one ask: ``rung`` / ``incident`` (the approval page's command names
+    them) must match the ask waiting, and the same answer (same person, same reason) given to
+    an earlier ask of this incident is refused (a retried delivery, or a late "yes" to the
+    restart's page, must not approve the relaunch nobody saw the plan of). Under
+    ``recovery.dry_run`` nothing is recorded (the incident is frozen); under a silence the
+    answer is recorded and acted on when the silence ends."""
     if rctx.lease is None:
         raise RecoveryUnavailable("no lease held: refusing to change anything")
+    if rctx.dry_run:
+        raise RecoveryUnavailable(f"usage: recovery.dry_run is true for {rctx.target.name}: its incident does not "
+                                  "advance, so it takes no answer; nothing recorded (set dry_run: false first)")
     # A deep copy: the answer is written into the incident's nested approval record, which must
     # not alias the state this call was given (a caller may hold it for a retry or a report).
     inc = Incident.from_dict(copy.deepcopy(state.incident or {})) if is_active(state) else None
     if inc is None or approval.pending(inc) is None or (inc.approval or {}).get("answer"):
         raise RecoveryUnavailable(approval.why_not_pending(inc, rctx.target))
     who = rctx.requested_by or "a person"
+    mismatch = approval.mismatch(inc, rung=rung, incident=incident, who=who, reason=reason)
+    if mismatch:
+        raise RecoveryUnavailable(mismatch)
     line = approval.record(inc, approve=approve, who=who, reason=reason, now=rctx.clock.now())
     run = Run(rctx, state, inc, persist=True, dry_run=False)
     try:
@@ -362,6 +376,12 @@ def answer(rctx: RecoveryContext, state: TargetState, *, approve: bool, reason: 
                       summary=f"answer not recorded, nothing changed: {exc}; check `sentinel status` and try again")
         return RecoveryResult(run.state, report)
     rctx.notifier.info(rctx.target.name, "approval-answered", *messages.approval_answered(rctx.target, inc, line))
+    silence = active_silence(rctx.target, run.state, rctx.clock.now())
+    if silence is not None:  # recorded; acted on by the first tick after the silence
+        report = _report(run)
+        report.update(paused=True, summary=f"{line}: recorded; {rctx.target.name} is silenced until "
+                                           f"{iso(silence.until)} ({silence.reason}): it acts when the silence ends")
+        return RecoveryResult(run.state, report)
     return _continue(run)
 
 

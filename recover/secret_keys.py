@@ -84,7 +84,14 @@ def mask(value: Any, key: str = "", extra: Collection[str] = ()) -> Any:
 # -D options in a thread dump, a config dump): the value is masked when ``name`` is secret by
 # the rule above.
 _ASSIGNMENT = re.compile(r"""(?P<key>[A-Za-z_][A-Za-z0-9_.\-]*)(?P<sep>["']?\s*[=:]\s*)"""
-                         r"""(?P<value>"[^"\n]*"|'[^'\n]*'|[^\s,;&"'<>]+)""")
+                         r"""(?P<value>"(?:\\.|[^"\\\n])*"|'(?:\\.|[^'\\\n])*'|[^\s,;&"'<>]+)""")
+# A command-line flag with its value after a space: ``--password SECRET``, ``-p:secret`` aside.
+_FLAG = re.compile(r"(?P<flag>(?<![\w-])--?(?P<key>[A-Za-z][A-Za-z0-9_.\-]*))(?P<sep>\s+)(?P<value>[^\s\-][^\s]*)")
+# User info in a URL: ``scheme://user:password@host`` (JDBC, s3a, http).
+_URL_USERINFO = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^\s/:@]*:)(?P<value>[^\s/@]+)(?=@)")
+# HTTP credentials: ``Authorization: Bearer x`` / ``Basic x`` (HiveServer2 in http mode logs headers).
+_AUTH_HEADER = re.compile(r"(?i)(?P<head>\b(?:proxy-)?authorization\s*[:=]\s*(?:bearer|basic|negotiate|digest)?\s*)"
+                          r"(?P<value>[^\s,;]+)")
 # Hadoop/Hive XML: <name>…password</name> then <value>…</value>.
 _XML_PROPERTY = re.compile(r"(?P<name><name>\s*(?P<key>[^<]+?)\s*</name>\s*<value>)(?P<value>[^<]*)(?=</value>)")
 
@@ -97,11 +104,19 @@ def mask_text(text: str, known: Collection[str] = ()) -> str:
         text = text.replace(value, MASK)
 
     def assignment(m: re.Match[str]) -> str:
-        if not is_secret_key(m["key"]) or m["value"].strip("\"'") in ("", MASK):
+        if m["value"].strip("\"'") in ("", MASK):
             return m[0]
+        if not is_secret_key(m["key"]):  # "check failed: x.Password=y": the value may hold an assignment
+            return f"{m['key']}{m['sep']}{_ASSIGNMENT.sub(assignment, m['value'])}"
         return f"{m['key']}{m['sep']}{MASK}"
 
     def xml(m: re.Match[str]) -> str:
         return f"{m['name']}{MASK}" if is_secret_key(m["key"]) and m["value"] else m[0]
 
+    def flag(m: re.Match[str]) -> str:
+        return f"{m['flag']}{m['sep']}{MASK}" if is_secret_key(m["key"]) and m["value"] != MASK else m[0]
+
+    text = _AUTH_HEADER.sub(lambda m: f"{m['head']}{MASK}", text)
+    text = _URL_USERINFO.sub(lambda m: f"{m['head']}{MASK}", text)
+    text = _FLAG.sub(flag, text)
     return _ASSIGNMENT.sub(assignment, _XML_PROPERTY.sub(xml, text))

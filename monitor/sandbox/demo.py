@@ -38,6 +38,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TextIO
 
 from monitor.report import TickReport
+from monitor.sandbox.judgement import DEMO_DIAGNOSTICS, DEMO_JUDGEMENT, approve, evidence
+from monitor.sandbox.ssm import RealisticSsm
 
 SANDBOX_ENV = {
     "AWS_ACCESS_KEY_ID": "sandbox", "AWS_SECRET_ACCESS_KEY": "sandbox", "AWS_SESSION_TOKEN": "sandbox",
@@ -83,21 +85,6 @@ DEMO_LADDER: list[dict[str, Any]] = [
     {"rung": "restart_service", "via": "ssm", "warmup_s": 30, "verify_timeout_min": 5, "max_per_window": 2},
     {"rung": "replace"},
 ]
-# With the ladder, the story also collects evidence before each fix (recovery.diagnostics) and
-# asks a person before the relaunch (recovery.approval), answered by `sentinel approve`.
-DEMO_JUDGEMENT: dict[str, Any] = {
-    "diagnostics": {"via": "ssm", "timeout_s": 60},
-    "approval": {"rungs": ["replace"], "timeout_min": 30, "on_timeout": "escalate"},
-}
-# What the diagnostics command prints on the wedged master (moto runs no command).
-DEMO_DIAGNOSTICS = """== systemctl status hive-server2
-Active: active (running) since 09:12; Main PID: 4242 (java)
-== open files of the HiveServer2 JVM: 61234
-== connections to the metastore (9083): 512 ESTABLISHED
-== thread dump (jstack 4242)
-"HiveServer2-Handler-Pool: Thread-171" #171 prio=5 BLOCKED on org.apache.hadoop.hive.metastore.HiveMetaStoreClient
-"HiveServer2-Handler-Pool: Thread-172" #172 prio=5 BLOCKED on org.apache.hadoop.hive.metastore.HiveMetaStoreClient
-"""
 
 
 def sandbox_config(seeded: Any, ca_file: str, aliases: dict[str, str], *, master_port: int = 10000,
@@ -299,93 +286,6 @@ def tick_until_recovered(w: DemoWorld, *, dies_at: int = 3, max_ticks: int = 9) 
     return reports
 
 
-class RealisticSsm:
-    """SSM Run Command as it answers in production (moto says Success at once): right after
-    SendCommand, GetCommandInvocation answers ``InvocationDoesNotExist`` (documented eventual
-    consistency), then ``InProgress`` while the command runs, then its real status. The
-    restart rung must wait through both, never take them for a failure."""
-
-    def __init__(self, invisible_polls: int = 1, running_polls: int = 1) -> None:
-        self.plan = (invisible_polls, running_polls)
-        self.left = [0, 0]
-
-    def register(self, client: Any) -> None:
-        client.meta.events.register("after-call", self._after)
-        client.meta.events.register("before-call", self._before)
-
-    def unregister(self, client: Any) -> None:
-        client.meta.events.unregister("after-call", self._after)
-        client.meta.events.unregister("before-call", self._before)
-
-    def _before(self, model: Any, **_: Any) -> Any:
-        if model.name != "GetCommandInvocation" or self.left[0] <= 0:
-            return None
-        from botocore.awsrequest import AWSResponse
-
-        self.left[0] -= 1
-        return (AWSResponse("https://ssm.sandbox.invalid", 400, {}, None),
-                {"Error": {"Code": "InvocationDoesNotExist", "Message": ""}, "ResponseMetadata": {"HTTPStatusCode": 400}})
-
-    def _after(self, parsed: dict[str, Any], model: Any, **_: Any) -> None:
-        if model.name == "SendCommand":
-            self.left = list(self.plan)
-        elif model.name == "GetCommandInvocation" and self.left[1] > 0:
-            self.left[1] -= 1
-            parsed["Status"] = "InProgress"
-
-
-SANDBOX_APPROVER = "on-call (sandbox)"
-APPROVE_ARGV = ["approve", "--target", "prod-hive", "--reason", "the restart did not help; relaunch approved"]
-
-
-def _approve(p: Any, tmp: str, raw: dict[str, Any], services: Any, clock: SimClock) -> None:
-    """On-call answers the approval page with the command the page names (the real CLI, on
-    the sandbox's services), and the relaunch starts in that command."""
-    import yaml
-
-    from monitor.cli import main
-
-    path = os.path.join(tmp, "sentinel.yaml")
-    with open(path, "w", encoding="utf-8") as f:
-        yaml.safe_dump(raw, f)
-    plan = ((services.store.get("prod-hive").incident or {}).get("approval") or {}).get("plan") or []
-    p.event(clock.now(), f"on-call reads the approval page: the relaunch would make {len(plan)} changing calls, "
-                         "one line each, e.g.:")
-    for line in plan[:4]:
-        p.detail("  " + " ".join(str(line).split()))
-    p.event(clock.now(), "on-call answers with the command the page names: sentinel " + " ".join(APPROVE_ARGV[:3])
-            + f' --reason "{APPROVE_ARGV[4]}"')
-    shown = io.StringIO()
-    saved = os.environ.get("SENTINEL_USER")
-    os.environ["SENTINEL_USER"] = SANDBOX_APPROVER
-    try:
-        with contextlib.redirect_stdout(shown), contextlib.redirect_stderr(shown):
-            code = main([APPROVE_ARGV[0], "-c", path, *APPROVE_ARGV[1:]], services_factory=lambda c, a: services)
-    finally:
-        if saved is None:
-            os.environ.pop("SENTINEL_USER", None)
-        else:
-            os.environ["SENTINEL_USER"] = saved
-    # the CLI's progress lines carry the wall clock ("[13:04:05] "): the story runs on simulated time
-    said = [ln.split("] ", 1)[-1] if ln.startswith("[") else ln for ln in shown.getvalue().splitlines() if ln.strip()]
-    for line in said[:6]:
-        p.detail(line)
-    p.detail(f"(sentinel approve exit {code}; the relaunch started in that command: "
-             f"{(services.store.get('prod-hive').incident or {}).get('phase')})")
-
-
-def _evidence(p: Any, pages: list[dict[str, Any]]) -> None:
-    """The diagnostics the first fix's page carried (act 1): what HiveServer2 looked like
-    before the restart destroyed it."""
-    for page in pages:
-        body = str(page.get("Message") or "")
-        if "Diagnostics:" in body:
-            p.detail(f"attached to '{page.get('Subject')}':")
-            for line in body[body.index("Diagnostics:"):].splitlines()[:5]:
-                p.detail("  " + line)
-            return
-
-
 def _run(out: TextIO, tmp: str, on_tick: TickHook | None = None) -> tuple[int, TickReport | None]:
     from checks.base import Deadline
     from monitor.cycle import run_tick
@@ -454,7 +354,7 @@ def _run(out: TextIO, tmp: str, on_tick: TickHook | None = None) -> tuple[int, T
             incident = services.store.get("prod-hive").incident or {}
             if incident.get("phase") == "APPROVAL" and not act["approved"]:
                 act["approved"] = True
-                _approve(p, tmp, w.raw, services, clock)
+                approve(p, services, clock.now())
                 incident = services.store.get("prod-hive").incident or {}
             if incident.get("phase") in ("DONE", "ESCALATED") and incident.get("id") != act.get("first"):
                 outcome = 0 if incident.get("phase") == "DONE" else 1
@@ -465,7 +365,7 @@ def _run(out: TextIO, tmp: str, on_tick: TickHook | None = None) -> tuple[int, T
         events = services.store.events("prod-hive", limit=60)
         pages = seeded.pages()
         p.pages(pages)
-        _evidence(p, pages)
+        evidence(p, pages)
         p.timeline(events)
         p.summary(services.store.get("prod-hive"), seeded, new.counters.queries, events, _names(services.resolver))
     finally:

@@ -27,8 +27,9 @@ def test_approve_while_recovery_dry_run_was_switched_on_does_not_launch(world: W
     an approval must not launch a real cluster then (rctx.dry_run is True)."""
     h = waiting(world)
     h.dry_run = True  # what cycle passes when target.recovery.dry_run is true
-    runbook.answer(h.rctx(), h.store.get(TARGET), approve=True, reason="go")
-    assert new_clusters(world) == []
+    with pytest.raises(runbook.RecoveryUnavailable, match="recovery.dry_run is true"):
+        runbook.answer(h.rctx(), h.store.get(TARGET), approve=True, reason="go")
+    assert new_clusters(world) == [] and h.incident()["approval"]["answer"] is None
 
 
 def test_approve_during_a_silence_does_not_start_the_rung(world: World) -> None:
@@ -43,7 +44,9 @@ def test_approve_during_a_silence_does_not_start_the_rung(world: World) -> None:
     assert h.advance().get("paused")  # the silence holds the incident
     runbook.answer(h.rctx(), h.store.get(TARGET), approve=True, reason="go")
     assert new_clusters(world) == []
-    assert h.incident()["phase"] == "APPROVAL"
+    assert h.incident()["phase"] == "APPROVAL" and h.incident()["approval"]["answer"]["decision"] == "approved"
+    h.clock.advance(hours=3)  # the silence ends: the recorded answer acts at the next tick
+    assert h.advance()["phase"] == "WAIT_READY" and len(new_clusters(world)) == 1
 
 
 def test_a_repeated_approve_does_not_approve_the_next_rung(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -79,8 +82,20 @@ def test_a_repeated_approve_does_not_approve_the_next_rung(world: World, monkeyp
     assert inc["phase"] == "APPROVAL" and inc["approval"]["rung"] == "replace", inc["phase"]
     ctx = h.rctx()
     ctx.requested_by = "alice"
-    try:  # the same request again (retried delivery / late duplicate)
-        runbook.answer(ctx, h.store.get(TARGET), approve=True, reason="restart ok")
-    except runbook.RecoveryUnavailable:
-        pass
+    with pytest.raises(runbook.RecoveryUnavailable, match="the same answer .* was given to the restart_service ask"):
+        runbook.answer(ctx, h.store.get(TARGET), approve=True, reason="restart ok")  # retried / late duplicate
     assert new_clusters(world) == [], "the relaunch was approved by an answer to the restart's ask"
+    assert h.incident()["phase"] == "APPROVAL" and h.incident()["approval"]["answer"] is None
+    with pytest.raises(runbook.RecoveryUnavailable, match="--rung restart_service is not the rung waiting"):
+        runbook.answer(h.rctx(), h.store.get(TARGET), approve=True, reason="restart ok, again", rung="restart_service")
+    runbook.answer(h.rctx(), h.store.get(TARGET), approve=True, reason="relaunch ok", rung="replace")
+    assert len(new_clusters(world)) == 1  # an answer to this ask counts
+
+
+def test_an_answer_naming_another_incident_is_refused(world: World) -> None:
+    h = waiting(world)
+    with pytest.raises(runbook.RecoveryUnavailable, match="is not the incident waiting for approval"):
+        runbook.answer(h.rctx(), h.store.get(TARGET), approve=True, reason="go", incident="prod-hive-old-one")
+    inc = h.incident()
+    runbook.answer(h.rctx(), h.store.get(TARGET), approve=True, reason="go", incident=inc["id"], rung="replace")
+    assert len(new_clusters(world)) == 1

@@ -12,7 +12,7 @@ import pytest
 from botocore.exceptions import ReadTimeoutError
 
 from monitor.core.state.memory import MemoryStateStore
-from monitor.sandbox.demo import RealisticSsm
+from monitor.sandbox.ssm import RealisticSsm
 from recover import phases
 from tests.fakes import Script
 from tests.recover_fixtures import (

@@ -161,7 +161,7 @@ def test_the_ladder_restarts_first_and_climbs_to_a_relaunch_only_when_that_does_
     ], subjects
     flat = _flat(story.text)
     assert flat.count("phase RESTART -> VERIFY") == 2 and "phase VERIFY -> DONE" in flat
-    assert "phase VERIFY -> APPROVAL" in flat and flat.count("phase LAUNCH") == 1  # the approval's command launched
+    assert "phase VERIFY -> APPROVAL" in flat and "LAUNCH emr.run_job_flow (Name=RC.HIVE.ADHOC)" in flat  # its plan
 
 
 def test_act_1_collects_diagnostics_before_the_restart_and_the_page_carries_them(story: Story) -> None:
@@ -177,8 +177,7 @@ def test_act_2_waits_for_approval_and_a_command_answers_it(story: Story) -> None
     flat = _flat(story.text)
     [ask] = [p for p in story.pages if "APPROVAL needed" in p["Subject"]]
     assert "sentinel approve --target prod-hive --reason" in ask["Message"] and "emr.run_job_flow" in ask["Message"]
-    assert "on-call answers with the command the page names: sentinel approve --target prod-hive" in flat
-    assert "replace approved by on-call (sandbox)" in flat
+    assert "on-call answers with the command the page names: sentinel approve --target prod-hive --rung replace" in flat
     assert "the relaunch started in that command: WAIT_READY" in flat
     assert flat.index("sentinel approve exit") < flat.index("RETIRE_OLD -> DONE")
 
