@@ -78,6 +78,20 @@ def cli(world: World, h: Harness, tmp_path: Path, *argv: str) -> int:
                 services_factory=cli_services(world, h.store, h.clock))
 
 
+def restart_then_replace(world: World, monkeypatch: pytest.MonkeyPatch, **ask: Any) -> Harness:
+    """Ladder [restart_service, replace] with an approval; the restart will not help."""
+    from recover import phases
+
+    raw = approval_raw(world, **ask)
+    raw["targets"][0]["recovery"]["ladder"] = [
+        {"rung": "restart_service", "via": "ssm", "timeout_min": 10, "warmup_s": 60, "verify_timeout_min": 5},
+        {"rung": "replace"}]
+    h = Harness(world, parse_config(raw), MemoryStateStore(), real_now_clock())
+    monkeypatch.setattr(phases, "SLEEP", lambda s: h.clock.advance(seconds=s))
+    h.verify.by_host[None] = Status.CRITICAL  # the restart does not help
+    return h
+
+
 def waiting(world: World, **ask: Any) -> Harness:
     """An incident started and waiting for approval of the replace rung."""
     h = harness(world, **ask)
@@ -272,15 +286,7 @@ def test_a_config_without_approval_is_unchanged(world: World) -> None:
 
 def test_a_restart_that_does_not_help_climbs_into_approval_not_into_a_relaunch(
         world: World, monkeypatch: pytest.MonkeyPatch) -> None:
-    from recover import phases
-
-    raw = approval_raw(world)
-    raw["targets"][0]["recovery"]["ladder"] = [
-        {"rung": "restart_service", "via": "ssm", "timeout_min": 10, "warmup_s": 60, "verify_timeout_min": 5},
-        {"rung": "replace"}]
-    h = Harness(world, parse_config(raw), MemoryStateStore(), real_now_clock())
-    monkeypatch.setattr(phases, "SLEEP", lambda s: h.clock.advance(seconds=s))
-    h.verify.by_host[None] = Status.CRITICAL  # the restart does not help
+    h = restart_then_replace(world, monkeypatch)
     assert h.start()["phase"] == "VERIFY"  # the restart rung needs nobody's yes
     h.clock.advance(minutes=6)
     report = h.advance()

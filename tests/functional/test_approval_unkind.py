@@ -8,11 +8,10 @@ from datetime import timedelta
 
 import pytest
 
-from checks.base import Status
 from monitor.core.clock import iso
 from recover import runbook
 from tests.fakes import Script
-from tests.functional.test_approval import waiting
+from tests.functional.test_approval import restart_then_replace, waiting
 from tests.recover_fixtures import TARGET, World, moto_world, new_clusters
 
 
@@ -55,19 +54,7 @@ def test_a_repeated_approve_does_not_approve_the_next_rung(world: World, monkeyp
     while the approved rung ran) or a second person's late "yes" to the restart page, arriving
     after the restart failed and the incident climbed into a new APPROVAL, approves the
     relaunch nobody saw the plan of."""
-    from monitor.config import parse_config
-    from monitor.core.state.memory import MemoryStateStore
-    from recover import phases
-    from tests.functional.test_approval import approval_raw
-    from tests.recover_fixtures import Harness, real_now_clock
-
-    raw = approval_raw(world, rungs=["restart_service", "replace"])
-    raw["targets"][0]["recovery"]["ladder"] = [
-        {"rung": "restart_service", "via": "ssm", "timeout_min": 10, "warmup_s": 60, "verify_timeout_min": 5},
-        {"rung": "replace"}]
-    h = Harness(world, parse_config(raw), MemoryStateStore(), real_now_clock())
-    monkeypatch.setattr(phases, "SLEEP", lambda s: h.clock.advance(seconds=s))
-    h.verify.by_host[None] = Status.CRITICAL  # the restart does not help
+    h = restart_then_replace(world, monkeypatch, rungs=["restart_service", "replace"])
     assert h.start()["phase"] == "APPROVAL"
     assert h.incident()["approval"]["rung"] == "restart_service"
     ctx = h.rctx()
