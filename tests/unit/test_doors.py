@@ -266,3 +266,14 @@ def test_unsilence_and_ack_say_why_when_given(svc: Services, action: str) -> Non
     rep = getattr(actions, action)(inv, T, reason="maintenance over")
     assert rep.notifications[0]["delivered"] is True
     assert "Reason: maintenance over" in published(svc)[0]["Message"]
+
+
+@pytest.mark.parametrize("action", ["approve", "deny"])
+def test_approve_and_deny_have_no_dry_run_and_refuse_hostile_fields(svc: Services, action: str) -> None:
+    dry = handler.lambda_handler({**EVENTS[action], "dry_run": True}, Ctx("operator"))
+    assert dry["exit_code"] == 2 and "has no dry run" in dry["errors"][0]
+    huge = handler.lambda_handler({**EVENTS[action], "reason": "x" * 5000}, Ctx("operator"))
+    assert huge["exit_code"] == 2 and huge["errors"][0].startswith("usage:")
+    bad_rung = handler.lambda_handler({**EVENTS[action], "rung": "terminate_everything"}, Ctx("operator"))
+    assert bad_rung["exit_code"] == 2 and "rung" in bad_rung["errors"][0]
+    assert svc.store.get(T).version == 0 and published(svc) == []
