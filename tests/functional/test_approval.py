@@ -23,6 +23,7 @@ from monitor.cli import main
 from monitor.config import parse_config
 from monitor.core.state.memory import MemoryStateStore
 from recover import approval, runbook
+from recover.plan import render as render_plan
 from tests.fakes import Script
 from tests.recover_fixtures import (
     TARGET,
@@ -276,6 +277,7 @@ def test_plan_shows_the_approval_step(world: World) -> None:
                                "not asked 22:00-07:00 (UTC)"
     [rung] = plan["rungs"]
     assert rung["approval"] == plan["approval"]
+    assert f"Approval: {plan['approval']}" in render_plan(plan)
 
 
 def test_a_config_without_approval_is_unchanged(world: World) -> None:
