@@ -43,6 +43,9 @@ LADDER: list[dict[str, Any]] = [
 ]
 # DIAGNOSE runs first (recovery.diagnostics, its output written to S3): its calls are sites too.
 DIAGNOSTICS: dict[str, Any] = {"timeout_s": 60, "s3_uri": "s3://sentinel-diagnostics/matrix"}
+# The relaunch waits in APPROVAL (its plan's dry-run reads are sites too); nobody answers, and
+# on_timeout: proceed lets it go on after a tick: a fault while waiting must change nothing.
+APPROVAL: dict[str, Any] = {"rungs": ["replace"], "timeout_min": 2, "on_timeout": "proceed"}
 SERVICES = ("emr", "elbv2", "elb", "route53", "ssm", "sns", "dynamodb", "kms", "sts", "secretsmanager", "cloudwatch", "sqs",
             "s3")
 TERMINAL = ("DONE", "ESCALATED")
@@ -321,7 +324,7 @@ def run_incident(script: Script, monkeypatch: Any, fault: Fault | None = None) -
         create_table(ddb, "sentinel-state")
         clock = real_now_clock()
         monkeypatch.setattr(phases, "SLEEP", lambda s: clock.advance(seconds=s))  # waiting is time passing
-        config = recovery_config(world, ladder=LADDER, diagnostics=DIAGNOSTICS)
+        config = recovery_config(world, ladder=LADDER, diagnostics=DIAGNOSTICS, approval=APPROVAL)
         world.clients.client("s3").create_bucket(Bucket="sentinel-diagnostics")
         svc = services(config, store=DynamoStateStore(ddb, "sentinel-state"), clients=world.clients, clock=clock)
         script.calls.clear()

@@ -57,10 +57,12 @@ def test_every_call_site_survives_every_fault_like_the_fault_free_run(
 
 
 def _assert_is_the_story(base: Outcome) -> None:
-    """The harness itself: the fault-free run restarts once, climbs once, relaunches once."""
+    """The harness itself: the fault-free run restarts once, climbs once, waits in APPROVAL
+    (nobody answers; on_timeout: proceed), relaunches once."""
     assert (base.final_phase, base.final_rung) == ("DONE", "replace"), base
     assert base.ladder == ["restart_service failed in VERIFY", "replace recovered"], base.ladder
     assert (base.run_job_flows, base.send_commands, base.diagnose_commands) == (1, 1, 1)
     assert base.phases_seen[0] == "DIAGNOSE" and any(s.op == "PutObject" for s in base.sites())
-    assert base.pages == ["recovery-started", "recovery-climbing", "recovery-succeeded"], base.pages
+    assert "APPROVAL" in base.phases_seen  # the relaunch waited for approval, then proceeded (on_timeout)
+    assert base.pages == ["recovery-started", "recovery-climbing", "approval-needed", "recovery-succeeded"], base.pages
     assert not base.stalls and not base.errors, (base.stalls, base.errors)
