@@ -23,10 +23,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from typing import Any, Literal
-from zoneinfo import ZoneInfo
 
 from monitor.core.aws import error_code
-from monitor.core.clock import iso
+from monitor.core.clock import iso, zone
 from monitor.core.errors import StateError
 from monitor.core.state.base import TargetState
 
@@ -183,7 +182,7 @@ class Notifier:
         self._redact = redact
         self.dry_run = dry_run
         self._log = log
-        self.tz: tzinfo = UTC if timezone == "UTC" else ZoneInfo(timezone)  # UTC needs no tz database
+        self.tz: tzinfo = zone(timezone)
         self._facts = facts
         self._now = now or (lambda: datetime.now(UTC))
         self._noted: dict[str, PageFacts] = {}

@@ -22,23 +22,18 @@ included: it applies when the silence ends. Why waiting is safe at 3 a.m.: the d
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, time, timedelta, tzinfo
+from datetime import datetime, time, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from checks.base import Status
 from monitor.config import Approval, Recovery, Target
-from monitor.core.clock import iso, parse_iso
+from monitor.core.clock import iso, parse_iso, zone
 from recover.incident import Incident, Phase
 from recover.phases import reconfirm
 from recover.run import Escalate, Next, Outcome, Resolved, Run, Wait
 
 MAX_PLAN_LINES = 20  # changing calls listed in the page (a plan has ~10)
 APPROVED, DENIED = "approved", "denied"
-
-
-def zone(name: str) -> tzinfo:
-    return UTC if name == "UTC" else ZoneInfo(name)
 
 
 def in_auto_hours(approval: Approval, timezone: str, now: datetime) -> bool:

@@ -134,7 +134,7 @@ def _poll(run: Run, command_id: str, instance: str) -> dict[str, Any]:
 def _earlier_send(run: Run, instance: str) -> str | None:
     """The command id of an earlier send of this incident's diagnostics; "" when one may have
     been sent but cannot be found; None when none was."""
-    mine = [i for i in run.inc.intents_for("ssm.send_command") if i.get("phase") == Phase.DIAGNOSE.value]
+    mine = run.inc.intents_for("ssm.send_command", Phase.DIAGNOSE)
     done = [i for i in mine if (i.get("outcome") or {}).get("id")]
     if done:
         return str(done[-1]["outcome"]["id"])

@@ -195,8 +195,12 @@ class Incident:
     def new_cluster_id(self) -> str | None:
         return None if not self.new else self.new.get("cluster_id")
 
-    def intents_for(self, call: str) -> list[dict[str, Any]]:
-        return [i for i in self.intents if i.get("call") == call]
+    def intents_for(self, call: str, phase: Phase | None = None) -> list[dict[str, Any]]:
+        """The intents of ``call``; with ``phase``, only that phase's (one instance may get a
+        DIAGNOSE command and a RESTART command: neither adopts the other's). An intent
+        recorded before intents carried a phase counts for every phase."""
+        return [i for i in self.intents if i.get("call") == call
+                and (phase is None or i.get("phase") in (None, phase.value))]
 
     def add_calls(self, by_phase: dict[str, int]) -> None:
         for phase, n in by_phase.items():

@@ -173,8 +173,7 @@ def _restart_already_sent(run: Run, r: dict[str, Any]) -> dict[str, Any] | None:
     call = "ssm.send_command" if r["via"] == "ssm" else "emr.add_job_flow_steps"
     # Only RESTART's own sends (DIAGNOSE sends a command to the same instance before it), and
     # with three primaries only this primary's restart (each is sent after it was picked).
-    sent = [i for i in inc.intents_for(call) if i.get("phase") in (None, Phase.RESTART.value)
-            and str(i.get("at")) >= str(r.get("since") or "")]
+    sent = [i for i in inc.intents_for(call, Phase.RESTART) if str(i.get("at")) >= str(r.get("since") or "")]
     done = [i for i in sent if (i.get("outcome") or {}).get("id")]
     if done:
         key = "command_id" if r["via"] == "ssm" else "step_id"

@@ -385,17 +385,28 @@ def answer(rctx: RecoveryContext, state: TargetState, *, approve: bool, reason: 
     return _continue(run)
 
 
+def _dry_run_rung(rctx: RecoveryContext, state: TargetState, index: int, *, reason: str, incident_id: str,
+                  with_prelude: bool = False) -> tuple[Incident, Run]:
+    """Ladder rung ``index`` driven in dry run (real reads, changing calls recorded, nothing
+    persisted): what ``plan`` and an approval page show."""
+    rec = rctx.target.recovery
+    inc = Incident.create(rctx.target.name, order_of(rec, index), rctx.clock.now(), reason=reason,
+                          requested_by=rctx.requested_by, force=False, incident_id=incident_id, rung=index,
+                          prelude=prelude(rec) if with_prelude else None)
+    run = Run(rctx, state, inc, persist=False, dry_run=True)
+    try:
+        _drive(run)
+    except Stop as exc:  # cannot happen without persistence; kept for symmetry
+        run.stopped = str(exc)
+    return inc, run
+
+
 def rung_plan_lines(rctx: RecoveryContext, state: TargetState, index: int, *, reason: str) -> list[str]:
     """The changing calls ladder rung ``index`` would make, one line each (a dry run of the
     rung: real reads, nothing sent), for the approval page. Never raises: a plan that cannot
     be made says so (the person is still asked)."""
-    rec = rctx.target.recovery
-    inc = Incident.create(rctx.target.name, order_of(rec, index), rctx.clock.now(), reason=reason,
-                          requested_by=rctx.requested_by, force=False, incident_id=f"{rctx.target.name}-APPROVAL",
-                          rung=index)
-    run = Run(rctx, state, inc, persist=False, dry_run=True)
     try:
-        _drive(run)
+        inc, run = _dry_run_rung(rctx, state, index, reason=reason, incident_id=f"{rctx.target.name}-APPROVAL")
     except Exception as exc:  # the ask must go out whatever the plan does
         return [f"(plan unavailable: {type(exc).__name__}: {str(exc)[:200]}; see sentinel plan)"]
     lines = [f"{r.phase:<12} {r.service}.{r.op}{_subject(r.params)}" for r in run.aws.records if r.mutating]
@@ -423,14 +434,8 @@ def build_plan(rctx: RecoveryContext, state: TargetState, *, reason: str = "plan
     calls: list[dict[str, Any]] = []
     main: tuple[Incident, Run] | None = None
     for index, rung in enumerate(rec.ladder):
-        inc = Incident.create(rctx.target.name, order_of(rec, index), rctx.clock.now(), reason=reason,
-                              requested_by=rctx.requested_by, force=False, incident_id=f"{rctx.target.name}-DRYRUN",
-                              rung=index, prelude=prelude(rec) if index == 0 else None)
-        run = Run(rctx, state, inc, persist=False, dry_run=True)
-        try:
-            _drive(run)
-        except Stop as exc:  # cannot happen without persistence; kept for symmetry
-            run.stopped = str(exc)
+        inc, run = _dry_run_rung(rctx, state, index, reason=reason, incident_id=f"{rctx.target.name}-DRYRUN",
+                                 with_prelude=index == 0)
         rung_calls = [{**r.to_dict(), "rung": rung.rung} for r in run.aws.records]
         calls.extend(rung_calls)
         entry: dict[str, Any] = {"rung": rung.rung, "ok": inc.current is Phase.DONE, "phases": list(inc.timeline),

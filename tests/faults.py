@@ -35,12 +35,18 @@ from monitor.runtime import Services, new_invocation
 from recover import phases, runbook
 from recover.incident import Incident
 from tests.fakes import FakeClock, Script, services
-from tests.recover_fixtures import MUTATING_API, World, both_clients, emr_backend, moto_world, real_now_clock, recovery_config
+from tests.recover_fixtures import (
+    MUTATING_API,
+    RESTART_THEN_REPLACE,
+    World,
+    both_clients,
+    emr_backend,
+    moto_world,
+    real_now_clock,
+    recovery_config,
+)
 
-LADDER: list[dict[str, Any]] = [
-    {"rung": "restart_service", "via": "ssm", "timeout_min": 10, "warmup_s": 60, "verify_timeout_min": 5},
-    {"rung": "replace"},
-]
+LADDER = RESTART_THEN_REPLACE
 # DIAGNOSE runs first (recovery.diagnostics, its output written to S3): its calls are sites too.
 DIAGNOSTICS: dict[str, Any] = {"timeout_s": 60, "s3_uri": "s3://sentinel-diagnostics/matrix"}
 # The relaunch waits in APPROVAL (its plan's dry-run reads are sites too); nobody answers, and

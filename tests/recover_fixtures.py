@@ -347,6 +347,23 @@ class Harness:
         return [p.name for m in self.metrics for p in m.points]
 
 
+# The restart rung most ladder tests use: SSM Run Command, 10 min to finish, 60 s warm-up.
+SSM_RUNG: dict[str, Any] = {"rung": "restart_service", "via": "ssm", "timeout_min": 10, "warmup_s": 60,
+                            "verify_timeout_min": 5}
+RESTART_THEN_REPLACE: list[dict[str, Any]] = [SSM_RUNG, {"rung": "replace"}]
+
+
+def timed_harness(world: World, config: Config, monkeypatch: Any) -> Harness:
+    """A harness on a fresh in-memory state whose in-invocation waits (``recover.phases.SLEEP``:
+    a restart's warm-up, polls) are simulated time passing on its clock."""
+    from monitor.core.state.memory import MemoryStateStore
+    from recover import phases
+
+    h = Harness(world, config, MemoryStateStore(), real_now_clock())
+    monkeypatch.setattr(phases, "SLEEP", lambda s: h.clock.advance(seconds=s))
+    return h
+
+
 def old_master_broken(h: Harness) -> None:
     """The normal path as it is during a real recovery: it leads to the old, failing master
     (CRITICAL) until REPOINT has moved the routing, then answers as the new master does. The

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from typing import Protocol
+from zoneinfo import ZoneInfo
 
 
 class Clock(Protocol):
@@ -18,6 +19,11 @@ class SystemClock:
 def iso(ts: datetime) -> str:
     """Sortable UTC timestamp with microseconds (used in DynamoDB sort keys)."""
     return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def zone(name: str) -> tzinfo:
+    """An IANA zone (``notify.timezone``, validated by the config); UTC needs no tz database."""
+    return UTC if name == "UTC" else ZoneInfo(name)
 
 
 def parse_iso(text: str) -> datetime:

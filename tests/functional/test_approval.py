@@ -26,6 +26,7 @@ from recover import approval, runbook
 from recover.plan import render as render_plan
 from tests.fakes import Script
 from tests.recover_fixtures import (
+    SSM_RUNG,
     TARGET,
     Harness,
     World,
@@ -37,6 +38,7 @@ from tests.recover_fixtures import (
     real_now_clock,
     recovery_config,
     recovery_raw,
+    timed_harness,
 )
 
 
@@ -81,14 +83,11 @@ def cli(world: World, h: Harness, tmp_path: Path, *argv: str) -> int:
 
 def restart_then_replace(world: World, monkeypatch: pytest.MonkeyPatch, **ask: Any) -> Harness:
     """Ladder [restart_service, replace] with an approval; the restart will not help."""
-    from recover import phases
 
     raw = approval_raw(world, **ask)
     raw["targets"][0]["recovery"]["ladder"] = [
-        {"rung": "restart_service", "via": "ssm", "timeout_min": 10, "warmup_s": 60, "verify_timeout_min": 5},
-        {"rung": "replace"}]
-    h = Harness(world, parse_config(raw), MemoryStateStore(), real_now_clock())
-    monkeypatch.setattr(phases, "SLEEP", lambda s: h.clock.advance(seconds=s))
+        SSM_RUNG, {"rung": "replace"}]
+    h = timed_harness(world, parse_config(raw), monkeypatch)
     h.verify.by_host[None] = Status.CRITICAL  # the restart does not help
     return h
 
@@ -311,13 +310,11 @@ def test_status_shows_the_pending_approval_and_how_to_answer(world: World, tmp_p
 
 def test_with_diagnostics_the_ask_follows_them_with_the_evidence_in_the_page(
         world: World, monkeypatch: pytest.MonkeyPatch) -> None:
-    from recover import phases
     from tests.functional.test_diagnostics import Host
 
     raw = approval_raw(world)
     raw["targets"][0]["recovery"]["diagnostics"] = {"timeout_s": 60}
-    h = Harness(world, parse_config(raw), MemoryStateStore(), real_now_clock())
-    monkeypatch.setattr(phases, "SLEEP", lambda s: h.clock.advance(seconds=s))
+    h = timed_harness(world, parse_config(raw), monkeypatch)
     old_master_broken(h)
     with Host(world, output="== thread dump\n\"HiveServer2-Handler-Pool\" #42 WAITING\n"):
         report = h.start()

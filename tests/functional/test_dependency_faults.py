@@ -11,11 +11,10 @@ from typing import Any
 import pytest
 from botocore.exceptions import ReadTimeoutError
 
-from monitor.core.state.memory import MemoryStateStore
 from monitor.sandbox.ssm import RealisticSsm
-from recover import phases
 from tests.fakes import Script
 from tests.recover_fixtures import (
+    RESTART_THEN_REPLACE,
     TARGET,
     CallLog,
     FailCalls,
@@ -27,12 +26,10 @@ from tests.recover_fixtures import (
     moto_world,
     new_clusters,
     old_master_broken,
-    real_now_clock,
     recovery_config,
     set_cluster_state,
+    timed_harness,
 )
-
-SSM_RUNG = {"rung": "restart_service", "via": "ssm", "timeout_min": 10, "warmup_s": 60, "verify_timeout_min": 5}
 
 
 @pytest.fixture
@@ -42,9 +39,7 @@ def world() -> Iterator[World]:
 
 
 def make(world: World, monkeypatch: pytest.MonkeyPatch, **recovery: Any) -> Harness:
-    h = Harness(world, recovery_config(world, **recovery), MemoryStateStore(), real_now_clock())
-    monkeypatch.setattr(phases, "SLEEP", lambda s: h.clock.advance(seconds=s))  # waiting is time passing
-    return h
+    return timed_harness(world, recovery_config(world, **recovery), monkeypatch)
 
 
 @contextlib.contextmanager
@@ -106,7 +101,7 @@ def _finish(h: Harness, world: World, ticks: int = 15) -> dict[str, Any]:
 
 def test_a_restart_ssm_does_not_show_yet_is_waited_for_not_climbed_to_a_relaunch(
         world: World, fake_checks: Script, monkeypatch: pytest.MonkeyPatch) -> None:
-    h = make(world, monkeypatch, ladder=[SSM_RUNG, {"rung": "replace"}])
+    h = make(world, monkeypatch, ladder=RESTART_THEN_REPLACE)
     with realistic_ssm(world, invisible_polls=2, running_polls=2), CallLog(world.clients) as log:
         report = h.start()
     assert report["phase"] == "DONE", report
@@ -117,7 +112,7 @@ def test_a_restart_ssm_does_not_show_yet_is_waited_for_not_climbed_to_a_relaunch
 def test_a_restart_not_visible_for_its_whole_timeout_still_climbs(
         world: World, fake_checks: Script, monkeypatch: pytest.MonkeyPatch) -> None:
     """Not visible is bounded by the rung's timeout_min: a command SSM never shows is a failure."""
-    h = make(world, monkeypatch, ladder=[SSM_RUNG, {"rung": "replace"}])
+    h = make(world, monkeypatch, ladder=RESTART_THEN_REPLACE)
     with realistic_ssm(world, invisible_polls=10_000, running_polls=0):
         report = h.start()
         assert report["phase"] == "RESTART" and "not visible yet" in report["waiting"], report
@@ -129,7 +124,7 @@ def test_a_restart_not_visible_for_its_whole_timeout_still_climbs(
 
 def test_a_send_command_whose_answer_was_lost_is_not_resent_before_listcommands_settles(
         world: World, fake_checks: Script, monkeypatch: pytest.MonkeyPatch) -> None:
-    h = make(world, monkeypatch, ladder=[SSM_RUNG, {"rung": "replace"}])
+    h = make(world, monkeypatch, ladder=RESTART_THEN_REPLACE)
     lost, lag = TimeoutAfterEffect(world, "ssm", "SendCommand"), Unlisted(world)
     try:
         with CallLog(world.clients, event="before-call") as log:  # the lost answer raises in after-call

@@ -13,11 +13,11 @@ import pytest
 
 from monitor import actions, render
 from monitor.core.clock import parse_iso
-from monitor.core.state.memory import MemoryStateStore
 from monitor.runtime import new_invocation
-from recover import phases, runbook
+from recover import runbook
 from tests.fakes import Script, services
 from tests.recover_fixtures import (
+    RESTART_THEN_REPLACE,
     TARGET,
     CallLog,
     Crash,
@@ -28,11 +28,10 @@ from tests.recover_fixtures import (
     both_clients,
     moto_world,
     new_clusters,
-    real_now_clock,
     recovery_config,
+    timed_harness,
 )
 
-SSM_RUNG = {"rung": "restart_service", "via": "ssm", "timeout_min": 10, "warmup_s": 60, "verify_timeout_min": 5}
 BUCKET = "diag-bucket"
 CREDSTASH_PASSWORD = "Cr3dst4shPassw0rd"  # what the secrets cache holds for the hive check
 OUTPUT = ("== systemctl status hive-server2\nActive: active (running)\n"
@@ -79,10 +78,7 @@ class Host:
 
 def make(world: World, monkeypatch: pytest.MonkeyPatch, **diagnostics: Any) -> Harness:
     diag = {"timeout_s": 60, **diagnostics}
-    h = Harness(world, recovery_config(world, ladder=[SSM_RUNG, {"rung": "replace"}], diagnostics=diag),
-                MemoryStateStore(), real_now_clock())
-    monkeypatch.setattr(phases, "SLEEP", lambda s: h.clock.advance(seconds=s))  # waiting is time passing
-    return h
+    return timed_harness(world, recovery_config(world, ladder=RESTART_THEN_REPLACE, diagnostics=diag), monkeypatch)
 
 
 def start(h: Harness) -> dict[str, Any]:

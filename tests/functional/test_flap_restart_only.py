@@ -9,11 +9,20 @@ import pytest
 
 from checks.base import Status
 from monitor.core.state.memory import MemoryStateStore
-from recover import phases, runbook
+from recover import runbook
 from tests.fakes import Script
-from tests.recover_fixtures import TARGET, CallLog, Harness, World, moto_world, new_clusters, real_now_clock, recovery_config
-
-SSM_RUNG = {"rung": "restart_service", "via": "ssm", "timeout_min": 10, "warmup_s": 60, "verify_timeout_min": 5}
+from tests.recover_fixtures import (
+    RESTART_THEN_REPLACE,
+    TARGET,
+    CallLog,
+    Harness,
+    World,
+    moto_world,
+    new_clusters,
+    real_now_clock,
+    recovery_config,
+    timed_harness,
+)
 
 
 @pytest.fixture
@@ -24,9 +33,7 @@ def world() -> Iterator[World]:
 
 def test_a_restart_only_incident_escalates_instead_of_relaunching(
         world: World, fake_checks: Script, monkeypatch: pytest.MonkeyPatch) -> None:
-    h = Harness(world, recovery_config(world, ladder=[SSM_RUNG, {"rung": "replace"}]), MemoryStateStore(),
-                real_now_clock())
-    monkeypatch.setattr(phases, "SLEEP", lambda s: h.clock.advance(seconds=s))
+    h = timed_harness(world, recovery_config(world, ladder=RESTART_THEN_REPLACE), monkeypatch)
     h.verify.by_host[None] = Status.CRITICAL  # the restart does not help
     with CallLog(world.clients) as log:
         report = runbook.start(h.rctx(), h.store.get(TARGET), reason="hive flapping", restart_only=True).report

@@ -8,12 +8,18 @@ from typing import Any
 
 import pytest
 
-from monitor.core.state.memory import MemoryStateStore
-from recover import phases, runbook
+from recover import runbook
 from recover.secret_keys import mask_text
 from tests.fakes import Script
-from tests.functional.test_diagnostics import SSM_RUNG
-from tests.recover_fixtures import TARGET, Harness, World, both_clients, moto_world, real_now_clock, recovery_config
+from tests.recover_fixtures import (
+    RESTART_THEN_REPLACE,
+    TARGET,
+    World,
+    both_clients,
+    moto_world,
+    recovery_config,
+    timed_harness,
+)
 
 SECRET = "hunter2pw"
 
@@ -59,9 +65,7 @@ class FailingRestart:
 def test_restart_stderr_is_masked_before_it_is_kept(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
     """A failed restart keeps 200 chars of the command's stderr in the incident (and the
     climbing page): it must be masked like the diagnostics output."""
-    h = Harness(world, recovery_config(world, ladder=[SSM_RUNG, {"rung": "replace"}]), MemoryStateStore(),
-                real_now_clock())
-    monkeypatch.setattr(phases, "SLEEP", lambda s: h.clock.advance(seconds=s))
+    h = timed_harness(world, recovery_config(world, ladder=RESTART_THEN_REPLACE), monkeypatch)
     failing = FailingRestart(world, f"Error: metastore check failed: javax.jdo.option.ConnectionPassword={SECRET}\n")
     try:
         runbook.start(h.rctx(), h.store.get(TARGET), reason="hive CRITICAL")

@@ -12,10 +12,10 @@ import pytest
 from checks.base import Status
 from monitor.core.clock import iso
 from monitor.core.state.base import TargetState
-from monitor.core.state.memory import MemoryStateStore
-from recover import phases, runbook
+from recover import runbook
 from tests.fakes import Script
 from tests.recover_fixtures import (
+    SSM_RUNG,
     TARGET,
     CallLog,
     Crash,
@@ -26,11 +26,10 @@ from tests.recover_fixtures import (
     emr_backend,
     moto_world,
     new_clusters,
-    real_now_clock,
     recovery_config,
+    timed_harness,
 )
 
-SSM_RUNG = {"rung": "restart_service", "via": "ssm", "timeout_min": 10, "warmup_s": 60, "verify_timeout_min": 5}
 STEP_RUNG = {**SSM_RUNG, "via": "step"}
 
 
@@ -42,9 +41,7 @@ def world() -> Iterator[World]:
 
 def make(world: World, monkeypatch: pytest.MonkeyPatch, *ladder: dict[str, Any], **recovery: Any) -> Harness:
     rungs = list(ladder) or [SSM_RUNG, {"rung": "replace"}]
-    h = Harness(world, recovery_config(world, ladder=rungs, **recovery), MemoryStateStore(), real_now_clock())
-    monkeypatch.setattr(phases, "SLEEP", lambda s: h.clock.advance(seconds=s))  # waiting is time passing
-    return h
+    return timed_harness(world, recovery_config(world, ladder=rungs, **recovery), monkeypatch)
 
 
 

@@ -11,21 +11,19 @@ from typing import Any
 import pytest
 
 from monitor import actions, render
-from monitor.core.state.memory import MemoryStateStore
 from monitor.runtime import new_invocation
-from recover import phases
 from tests.fakes import Script, services
 from tests.recover_fixtures import (
+    RESTART_THEN_REPLACE,
     TARGET,
     CallLog,
     Harness,
     World,
     moto_world,
-    real_now_clock,
     recovery_config,
+    timed_harness,
 )
 
-SSM_RUNG = {"rung": "restart_service", "via": "ssm", "timeout_min": 10, "warmup_s": 60, "verify_timeout_min": 5}
 LIMITS = {"max_recoveries": 1, "window_hours": 6, "launch_timeout_min": 45}
 
 
@@ -36,10 +34,8 @@ def world() -> Iterator[World]:
 
 
 def make(world: World, monkeypatch: pytest.MonkeyPatch, then: str = "page") -> Harness:
-    h = Harness(world, recovery_config(world, ladder=[SSM_RUNG, {"rung": "replace"}], limits={
-        **LIMITS, "recurring": {"count": 3, "days": 7, "then": then}}), MemoryStateStore(), real_now_clock())
-    monkeypatch.setattr(phases, "SLEEP", lambda s: h.clock.advance(seconds=s))
-    return h
+    return timed_harness(world, recovery_config(world, ladder=RESTART_THEN_REPLACE, limits={
+        **LIMITS, "recurring": {"count": 3, "days": 7, "then": then}}), monkeypatch)
 
 
 def fix(h: Harness, world: World, *, days_later: float = 1) -> list[dict[str, Any]]:

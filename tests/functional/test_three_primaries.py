@@ -17,7 +17,6 @@ from typing import Any
 import pytest
 
 from checks.base import Status
-from monitor.core.state.memory import MemoryStateStore
 from monitor.sandbox.ha import EmrReplacesPrimaries, HaWorld
 from recover import ha, phases, runbook
 from tests.fakes import Script
@@ -32,8 +31,8 @@ from tests.recover_fixtures import (
     moto_world,
     new_clusters,
     old_master_broken,
-    real_now_clock,
     recovery_config,
+    timed_harness,
 )
 
 # ------------------------------------------------------------------ the sandbox's world, real checks
@@ -150,8 +149,7 @@ def _primaries(world: World, cluster_id: str) -> list[dict[str, Any]]:
 
 
 def _harness(world: World, monkeypatch: pytest.MonkeyPatch, **recovery: Any) -> tuple[Harness, EmrReplacesPrimaries]:
-    h = Harness(world, recovery_config(world, **recovery), MemoryStateStore(), real_now_clock())
-    monkeypatch.setattr(phases, "SLEEP", lambda s: h.clock.advance(seconds=s))
+    h = timed_harness(world, recovery_config(world, **recovery), monkeypatch)
     shim = EmrReplacesPrimaries(h.clock)
     for client in both_clients(world.clients, "emr"):
         shim.register(client)

@@ -14,6 +14,7 @@ from monitor.core.state.memory import MemoryStateStore
 from recover import claim, phases
 from tests.fakes import Script
 from tests.recover_fixtures import (
+    RESTART_THEN_REPLACE,
     TARGET,
     CallLog,
     Harness,
@@ -24,8 +25,6 @@ from tests.recover_fixtures import (
     recovery_config,
     set_steps,
 )
-
-SSM_RUNG = {"rung": "restart_service", "via": "ssm", "timeout_min": 10, "warmup_s": 60, "verify_timeout_min": 5}
 
 
 @pytest.fixture
@@ -115,7 +114,7 @@ def test_a_deployment_that_paused_between_its_read_and_its_write_stands_down(
 
 def test_a_restart_claims_the_cluster_and_releases_it_when_done(
         world: World, fake_checks: Script, monkeypatch: pytest.MonkeyPatch) -> None:
-    d = Deployments(world, monkeypatch, ladder=[SSM_RUNG, {"rung": "replace"}])
+    d = Deployments(world, monkeypatch, ladder=RESTART_THEN_REPLACE)
     report = d.start("a")
     assert report["phase"] == "DONE", report
     tags = {t["Key"]: t["Value"] for t in world.emr().describe_cluster(ClusterId=world.cluster_id)["Cluster"]["Tags"]}
